@@ -1,0 +1,117 @@
+"""Configuration: a TOML file, `FLOWDECK_*` environment variables, then command-line flags.
+
+Lookup order for the file: `--config`, `$FLOWDECK_CONFIG`, `config.toml` in the user config
+dir (platformdirs), else defaults. `FLOWDECK_ENGINE__MAX_CONCURRENT_EXECUTIONS=8` overrides a
+nested key. A bad file is reported with its path, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from flowdeck.core.errors import FlowdeckError
+
+APP = "flowdeck"
+
+
+class ConfigError(FlowdeckError):
+    """A configuration file or variable that cannot be used."""
+
+
+class EngineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_concurrent_executions: int = Field(default=5, ge=1, le=10_000)
+    reader_connections: int = Field(default=2, ge=1, le=32)
+    scheduler: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWDECK_", env_nested_delimiter="__",
+                                      extra="forbid")
+
+    data_dir: Path | None = None
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags (init) win over the environment, which wins over the file (passed as init too,
+        # merged underneath by load_settings).
+        return (init_settings, env_settings)
+
+    def resolved_data_dir(self) -> Path:
+        return (self.data_dir or Path(platformdirs.user_data_dir(APP))).expanduser()
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def find_config_file(explicit: str | None) -> Path | None:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    env = os.environ.get("FLOWDECK_CONFIG")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} (from $FLOWDECK_CONFIG) does not exist")
+        return path
+    path = default_config_path()
+    return path if path.is_file() else None
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(config: str | None = None, **flags: Any) -> Settings:
+    """Build the settings; flags that are None (not typed on the command line) do not count."""
+    path = find_config_file(config)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+    typed = {k: v for k, v in flags.items() if v is not None}
+    # Environment beats the file: let pydantic-settings read it, then lay flags over both.
+    try:
+        from_env = Settings().model_dump(exclude_unset=True)
+    except PydanticValidationError as exc:
+        raise ConfigError(_explain("environment (FLOWDECK_*)", exc)) from None
+    merged = _deep_merge(_deep_merge(data, from_env), typed)
+    try:
+        return Settings.model_validate(merged)
+    except PydanticValidationError as exc:
+        raise ConfigError(_explain(str(path) if path else "settings", exc)) from None
+
+
+def _explain(source: str, exc: PydanticValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        problems.append(f"{key}: {message}")
+    return f"{source}: " + "; ".join(problems)

@@ -1,0 +1,184 @@
+"""Approvals: the human gate. The store decides who came first, so exactly one decision wins.
+
+A decision is a conditional update (`... WHERE status = 'pending'`) inside the single writer, so
+two reviewers racing, or a reviewer racing the expiry timer, always resolve the same way: the
+first committed decision stands and the other gets a conflict naming who decided and when.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from flowdeck.core.errors import ConflictError, NotFoundError, ValidationError
+from flowdeck.core.models import Approval
+from flowdeck.core.timefmt import format_instant, parse_instant
+from flowdeck.engine.bus import APPROVAL, ApprovalEvent
+from flowdeck.engine.store import dumps
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+    from flowdeck.engine.engine import Engine
+    from flowdeck.engine.runner import ExecutionRunner, RunContext
+    from flowdeck.engine.tasks.approval import ApprovalRequest
+
+COLUMNS = ("id, execution_id, task_run_id, namespace, flow_id, task_id, title, description, rows,"
+           " display_fields, metadata, allow_bulk, require_comment, status, created_at,"
+           " expires_at, decided_by, comment, decided_at")
+
+
+def _from_row(r: Any) -> Approval:
+    return Approval(
+        id=r[0], execution_id=r[1], task_run_id=r[2], namespace=r[3], flow_id=r[4],
+        task_id=r[5], title=r[6], description=r[7], rows=json.loads(r[8]),
+        display_fields=json.loads(r[9]), metadata=json.loads(r[10]),
+        allow_bulk_approval=bool(r[11]), require_comment=bool(r[12]), status=r[13],
+        created_at=parse_instant(r[14]), expires_at=parse_instant(r[15]) if r[15] else None,
+        decided_by=r[16], comment=r[17], decided_at=parse_instant(r[18]) if r[18] else None)
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValidationError([("rows", "must be a list of objects or a JSON array")]) from None
+    if not isinstance(value, list):
+        raise ValidationError([("rows", "must be a list of objects")])
+    return [r if isinstance(r, dict) else {"value": r} for r in value]
+
+
+class ApprovalService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.store = engine.store
+
+    def _publish(self, kind: str, approval: Approval) -> None:
+        event = ApprovalEvent(kind, approval.to_dict())
+        self.store.after_commit(lambda: self.engine.bus.publish(APPROVAL, event))
+
+    async def ensure(self, runner: ExecutionRunner, ctx: RunContext,
+                     task: ApprovalRequest) -> Approval:
+        """The approval of this task run, created on first call (idempotent across recovery)."""
+        row = await self.store.fetchone(f"SELECT {COLUMNS} FROM approvals WHERE task_run_id = ?",
+                                        (ctx.task_run.id,))
+        if row is not None:
+            return _from_row(row)
+        now = self.engine.clock.now()
+        ex = runner.execution
+        approval = Approval(
+            id=self.engine.new_id(), execution_id=ex.id, task_run_id=ctx.task_run.id,
+            namespace=ex.namespace, flow_id=ex.flow_id, task_id=task.id,
+            title=str(ctx.render(task.title)),
+            description=str(ctx.render(task.description)) if task.description else None,
+            rows=_rows(ctx.render(task.rows)), display_fields=list(task.displayFields),
+            metadata=ctx.render(task.metadata), allow_bulk_approval=task.allowBulkApproval,
+            require_comment=task.requireComment, status="pending", created_at=now,
+            expires_at=now + task.expiresIn if task.expiresIn else None)
+        runner.save()  # the execution row must exist in the same commit as its approval
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                f"INSERT INTO approvals({COLUMNS}) VALUES ({','.join('?' * 19)})",
+                (approval.id, approval.execution_id, approval.task_run_id, approval.namespace,
+                 approval.flow_id, approval.task_id, approval.title, approval.description,
+                 dumps(approval.rows), dumps(approval.display_fields), dumps(approval.metadata),
+                 int(approval.allow_bulk_approval), int(approval.require_comment), "pending",
+                 format_instant(now),
+                 format_instant(approval.expires_at) if approval.expires_at else None,
+                 None, None, None))
+
+        self._publish("created", approval)
+        await self.store.run(op)
+        ctx.log("INFO", f"waiting for approval {approval.id}: {approval.title}")
+        return approval
+
+    async def get(self, approval_id: str) -> Approval:
+        row = await self.store.fetchone(f"SELECT {COLUMNS} FROM approvals WHERE id = ?",
+                                        (approval_id,))
+        if row is None:
+            raise NotFoundError(f"no approval '{approval_id}'")
+        return _from_row(row)
+
+    async def list(self, status: str | None = "pending", execution_id: str | None = None,
+                   limit: int = 1000) -> list[Approval]:
+        sql = f"SELECT {COLUMNS} FROM approvals WHERE 1=1"
+        params: list[Any] = []
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        if execution_id is not None:
+            sql += " AND execution_id = ?"
+            params.append(execution_id)
+        sql += " ORDER BY created_at LIMIT ?"
+        params.append(limit)
+        return [_from_row(r) for r in await self.store.fetchall(sql, params)]
+
+    async def decide(self, approval_id: str, *, approve: bool, by: str,
+                     comment: str | None = None) -> Approval:
+        """Record a decision; raises ConflictError if someone (or the timer) already decided."""
+        current = await self.get(approval_id)
+        comment = comment.strip() if comment else None
+        if current.require_comment and not comment and current.status == "pending":
+            raise ValidationError([("comment", "this approval requires a comment")])
+        if not by.strip():
+            raise ValidationError([("decidedBy", "must name who decides")])
+        status = "approved" if approve else "rejected"
+        return await self._settle(current, status, by, comment)
+
+    async def _settle(self, current: Approval, status: str, by: str | None,
+                      comment: str | None) -> Approval:
+        now = self.engine.clock.now()
+
+        async def op(conn: aiosqlite.Connection) -> int:
+            cursor = await conn.execute(
+                "UPDATE approvals SET status = ?, decided_by = ?, comment = ?, decided_at = ?"
+                " WHERE id = ? AND status = 'pending'",
+                (status, by, comment, format_instant(now), current.id))
+            return cursor.rowcount
+
+        changed = await self.store.run(op)
+        decided = await self.get(current.id)
+        if not changed:
+            who = decided.decided_by or "the expiry timer"
+            when = format_instant(decided.decided_at) if decided.decided_at else "earlier"
+            raise ConflictError(
+                f"approval {current.id} was already {decided.status} by {who} at {when}",
+                {"status": decided.status, "decidedBy": decided.decided_by,
+                 "decidedAt": when})
+        self.engine.bus.publish(APPROVAL, ApprovalEvent("decided" if by else "expired",
+                                                        decided.to_dict()))
+        from flowdeck.engine.runner import Decision
+
+        runner = self.engine.runners.get(decided.execution_id)
+        if runner is not None:
+            runner.decide(decided.task_run_id, Decision(status, by=by, comment=comment))
+        return decided
+
+    async def decide_many(self, approval_ids: list[str], *, by: str,
+                          comment: str | None = None) -> list[Approval]:
+        """Bulk approve: every approval must allow it; each is settled on its own."""
+        items = [await self.get(i) for i in approval_ids]
+        refused = [a.id for a in items if not a.allow_bulk_approval]
+        if refused:
+            raise ValidationError([("ids", f"bulk approval is not allowed for {', '.join(refused)}")])
+        return [await self.decide(a.id, approve=True, by=by, comment=comment) for a in items]
+
+    async def expire_for_task_run(self, task_run_id: str) -> None:
+        row = await self.store.fetchone(f"SELECT {COLUMNS} FROM approvals WHERE task_run_id = ?",
+                                        (task_run_id,))
+        if row is None:
+            return
+        current = _from_row(row)
+        if current.status != "pending":
+            return
+        try:
+            await self._settle(current, "expired", None, None)
+        except ConflictError:
+            pass  # a person decided first: their decision stands
+
+    @staticmethod
+    def waiting_seconds(approval: Approval, now: datetime) -> float:
+        return (now - approval.created_at).total_seconds()

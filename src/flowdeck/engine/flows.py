@@ -1,0 +1,430 @@
+"""Parse and validate Kestra flow YAML into a `FlowDefinition`.
+
+Everything that can be checked before a run is checked here, with the path of the offending
+property (`tasks[1].type: unknown task type 'io.kestra.nope'`), so a bad flow is refused when it
+is submitted instead of failing hours later.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from flowdeck.core.errors import InvalidFlowError
+from flowdeck.engine.inputs import InputDef
+from flowdeck.engine.tasks.base import Duration, RetryPolicy, TaskDef
+from flowdeck.engine.tasks.registry import TASK_TYPES, canonical_type
+
+FLOW_ID = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$")
+NAMESPACE = re.compile(r"^[a-z0-9][a-z0-9._-]*$", re.IGNORECASE)
+SCHEDULE_TYPES = {
+    "io.kestra.plugin.core.trigger.Schedule",
+    "io.kestra.core.models.triggers.types.Schedule",
+}
+WEBHOOK_TYPES = {
+    "io.kestra.plugin.core.trigger.Webhook",
+    "io.kestra.core.models.triggers.types.Webhook",
+}
+CRON_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+class ConcurrencyDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(ge=1)
+    behavior: Literal["QUEUE", "CANCEL", "FAIL"] = "QUEUE"
+
+
+class ScheduleTrigger(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: str
+    cron: str
+    timezone: str = "UTC"
+    withSeconds: bool = False
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    disabled: bool = False
+
+    def crontab(self) -> str:
+        return CRON_ALIASES.get(self.cron.strip(), self.cron.strip())
+
+
+class WebhookTrigger(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: str
+    key: str
+    wait: bool = False
+    returnOutputs: bool = False
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    disabled: bool = False
+
+
+class OutputDef(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: str = "STRING"
+    value: Any = None
+
+
+class FlowRetry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    interval: Duration | None = None
+    maxAttempts: int | None = None
+
+
+@dataclass(slots=True)
+class FlowDefinition:
+    """A validated flow revision; `raw` keeps the parsed YAML for the JSON view."""
+
+    id: str
+    namespace: str
+    revision: int
+    source: str
+    raw: dict[str, Any]
+    description: str | None
+    labels: list[tuple[str, str]]
+    inputs: list[InputDef]
+    outputs: list[OutputDef]
+    variables: dict[str, Any]
+    tasks: list[TaskDef]
+    errors: list[TaskDef]
+    finally_: list[TaskDef]
+    schedules: list[ScheduleTrigger]
+    webhooks: list[WebhookTrigger]
+    concurrency: ConcurrencyDef | None
+    retry: RetryPolicy | None
+    disabled: bool
+    tasks_by_id: dict[str, TaskDef] = field(default_factory=dict)
+    updated: str | None = None
+
+    def to_dict(self, *, with_source: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "namespace": self.namespace,
+            "revision": self.revision,
+            "tenantId": "main",
+        }
+        if self.description is not None:
+            out["description"] = self.description
+        out["labels"] = [{"key": k, "value": v} for k, v in self.labels]
+        for key in ("inputs", "outputs", "variables", "tasks", "errors", "finally",
+                    "afterExecution", "triggers", "concurrency", "retry", "pluginDefaults"):
+            if key in self.raw:
+                out[key] = self.raw[key]
+        out["disabled"] = self.disabled
+        out["deleted"] = False
+        if self.updated:
+            out["updated"] = self.updated
+        if with_source:
+            out["source"] = self.source
+        return out
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _join(path: str, sub: str) -> str:
+    if not sub:
+        return path
+    if not path:
+        return sub
+    return path + (sub if sub.startswith("[") else "." + sub)
+
+
+def _pydantic_problems(path: str, exc: PydanticValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors():
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown property"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        problems.append((_join(path, _loc(tuple(err["loc"]))), msg))
+    return problems
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+        self.ids: dict[str, str] = {}
+
+    def tasks(self, raw: Any, path: str, *, required: bool = False) -> list[TaskDef]:
+        if raw is None:
+            if required:
+                self.problems.append((path, "must not be empty"))
+            return []
+        if not isinstance(raw, list):
+            self.problems.append((path, "must be a list of tasks"))
+            return []
+        if required and not raw:
+            self.problems.append((path, "must not be empty"))
+        parsed = [t for i, item in enumerate(raw) if (t := self.task(item, f"{path}[{i}]"))]
+        self._check_depends_on(parsed, path)
+        return parsed
+
+    def task(self, raw: Any, path: str) -> TaskDef | None:
+        if not isinstance(raw, dict):
+            self.problems.append((path, "must be a mapping with 'id' and 'type'"))
+            return None
+        type_name = raw.get("type")
+        if not isinstance(type_name, str) or not type_name:
+            self.problems.append((f"{path}.type", "is required"))
+            return None
+        cls = TASK_TYPES.get(canonical_type(type_name))
+        if cls is None:
+            self.problems.append((f"{path}.type", f"unknown task type '{type_name}'"))
+            return None
+        data = dict(raw)
+        child_raw = {name: data.pop(cls.model_fields[name].alias or name, None)
+                     for name in cls.child_fields}
+        try:
+            task = cls.model_validate(data)
+        except PydanticValidationError as exc:
+            self.problems.extend(_pydantic_problems(path, exc))
+            return None
+        task_id = task.id
+        if task_id in self.ids:
+            self.problems.append((f"{path}.id", f"duplicate task id '{task_id}' "
+                                                 f"(also at {self.ids[task_id]})"))
+        else:
+            self.ids[task_id] = path
+        for name in cls.child_fields:
+            required = name in cls.required_children
+            key = cls.model_fields[name].alias or name
+            setattr(task, name, self.tasks(child_raw[name], f"{path}.{key}", required=required))
+        return task
+
+    def _check_depends_on(self, tasks: list[TaskDef], path: str) -> None:
+        ids = {t.id for t in tasks}
+        graph: dict[str, list[str]] = {}
+        for i, t in enumerate(tasks):
+            for dep in t.dependsOn:
+                if dep not in ids:
+                    self.problems.append((f"{path}[{i}].dependsOn",
+                                          f"'{dep}' is not a task of the same list"))
+            graph[t.id] = [d for d in t.dependsOn if d in ids]
+        state: dict[str, int] = {}
+
+        def visit(node: str, trail: list[str]) -> bool:
+            if state.get(node) == 1:
+                self.problems.append((path, "dependsOn forms a cycle: "
+                                            + " -> ".join([*trail, node])))
+                return False
+            if state.get(node) == 2:
+                return True
+            state[node] = 1
+            ok = all(visit(dep, [*trail, node]) for dep in graph[node])
+            state[node] = 2
+            return ok
+
+        for node in graph:
+            if not visit(node, []):
+                break
+
+
+def _labels(raw: Any, problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        return [(str(k), "" if v is None else str(v)) for k, v in raw.items()]
+    if isinstance(raw, list):
+        out = []
+        for i, item in enumerate(raw):
+            if isinstance(item, dict) and "key" in item:
+                out.append((str(item["key"]), str(item.get("value", ""))))
+            else:
+                problems.append((f"labels[{i}]", "must be a mapping with 'key' and 'value'"))
+        return out
+    problems.append(("labels", "must be a mapping or a list of {key, value}"))
+    return []
+
+
+def _triggers(raw: Any, problems: list[tuple[str, str]]
+              ) -> tuple[list[ScheduleTrigger], list[WebhookTrigger]]:
+    schedules: list[ScheduleTrigger] = []
+    webhooks: list[WebhookTrigger] = []
+    if raw is None:
+        return schedules, webhooks
+    if not isinstance(raw, list):
+        problems.append(("triggers", "must be a list"))
+        return schedules, webhooks
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        path = f"triggers[{i}]"
+        if not isinstance(item, dict):
+            problems.append((path, "must be a mapping with 'id' and 'type'"))
+            continue
+        type_name = item.get("type")
+        try:
+            if type_name in SCHEDULE_TYPES:
+                trigger = ScheduleTrigger.model_validate(item)
+                problem = cron_problem(trigger)
+                if problem:
+                    problems.append((f"{path}.cron", problem))
+                schedules.append(trigger)
+            elif type_name in WEBHOOK_TYPES:
+                webhooks.append(WebhookTrigger.model_validate(item))
+            else:
+                problems.append((f"{path}.type", f"unknown trigger type '{type_name}'"))
+                continue
+        except PydanticValidationError as exc:
+            problems.extend(_pydantic_problems(path, exc))
+            continue
+        tid = item.get("id")
+        if tid in seen:
+            problems.append((f"{path}.id", f"duplicate trigger id '{tid}'"))
+        seen.add(str(tid))
+    return schedules, webhooks
+
+
+def cron_problem(trigger: ScheduleTrigger) -> str | None:
+    """Why this schedule's cron or timezone cannot be used, or None."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = trigger.crontab().split()
+    expected = 6 if trigger.withSeconds else 5
+    if len(fields) != expected:
+        return f"expected {expected} fields, got {len(fields)} in '{trigger.cron}'"
+    try:
+        if trigger.withSeconds:
+            second, minute, hour, day, month, dow = fields
+            CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
+                        day_of_week=dow, timezone=trigger.timezone)
+        else:
+            CronTrigger.from_crontab(" ".join(fields), timezone=trigger.timezone)
+    except (ValueError, KeyError, LookupError) as exc:
+        return f"invalid cron '{trigger.cron}' or timezone '{trigger.timezone}': {exc}"
+    return None
+
+
+def parse_flow(source: str, revision: int = 1) -> FlowDefinition:
+    """Validate a flow's YAML source; raises `InvalidFlowError` naming every problem found."""
+    try:
+        raw = yaml.safe_load(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        reason = getattr(exc, "problem", None) or "cannot be parsed"
+        raise InvalidFlowError([("", f"invalid YAML{where}: {reason}")]) from None
+    if not isinstance(raw, dict):
+        raise InvalidFlowError([("", "a flow must be a YAML mapping with id, namespace and tasks")])
+    problems: list[tuple[str, str]] = []
+    flow_id = raw.get("id")
+    namespace = raw.get("namespace")
+    if not isinstance(flow_id, str) or not flow_id:
+        problems.append(("id", "is required"))
+    elif not FLOW_ID.match(flow_id):
+        problems.append(("id", f"'{flow_id}' must match {FLOW_ID.pattern}"))
+    if not isinstance(namespace, str) or not namespace:
+        problems.append(("namespace", "is required"))
+    elif not NAMESPACE.match(namespace):
+        problems.append(("namespace", f"'{namespace}' must match {NAMESPACE.pattern}"))
+    known = {"id", "namespace", "revision", "description", "labels", "inputs", "outputs",
+             "variables", "tasks", "errors", "finally", "afterExecution", "triggers",
+             "concurrency", "retry", "disabled", "deleted", "tenantId", "pluginDefaults",
+             "taskDefaults", "listeners", "sla", "checks", "workerGroup"}
+    for key in raw:
+        if key not in known:
+            problems.append((str(key), "unknown property"))
+
+    parser = _Parser()
+    tasks = parser.tasks(raw.get("tasks"), "tasks", required=True)
+    errors = parser.tasks(raw.get("errors"), "errors")
+    finally_ = parser.tasks(raw.get("finally"), "finally")
+    problems.extend(parser.problems)
+
+    inputs: list[InputDef] = []
+    raw_inputs = raw.get("inputs") or []
+    if not isinstance(raw_inputs, list):
+        problems.append(("inputs", "must be a list"))
+        raw_inputs = []
+    seen_inputs: set[str] = set()
+    for i, item in enumerate(raw_inputs):
+        try:
+            inp = InputDef.model_validate(item)
+        except PydanticValidationError as exc:
+            problems.extend(_pydantic_problems(f"inputs[{i}]", exc))
+            continue
+        if inp.id in seen_inputs:
+            problems.append((f"inputs[{i}].id", f"duplicate input id '{inp.id}'"))
+        seen_inputs.add(inp.id)
+        inputs.append(inp)
+
+    outputs: list[OutputDef] = []
+    for i, item in enumerate(raw.get("outputs") or []):
+        try:
+            outputs.append(OutputDef.model_validate(item))
+        except PydanticValidationError as exc:
+            problems.extend(_pydantic_problems(f"outputs[{i}]", exc))
+
+    variables = raw.get("variables") or {}
+    if not isinstance(variables, dict):
+        problems.append(("variables", "must be a mapping"))
+        variables = {}
+    labels = _labels(raw.get("labels"), problems)
+    schedules, webhooks = _triggers(raw.get("triggers"), problems)
+
+    concurrency = None
+    if raw.get("concurrency") is not None:
+        try:
+            concurrency = ConcurrencyDef.model_validate(raw["concurrency"])
+        except PydanticValidationError as exc:
+            problems.extend(_pydantic_problems("concurrency", exc))
+    retry = None
+    if raw.get("retry") is not None:
+        try:
+            retry = RetryPolicy.model_validate(
+                {k: v for k, v in raw["retry"].items() if k != "behavior"}
+                if isinstance(raw["retry"], dict) else raw["retry"])
+        except PydanticValidationError as exc:
+            problems.extend(_pydantic_problems("retry", exc))
+    disabled = raw.get("disabled", False)
+    if not isinstance(disabled, bool):
+        problems.append(("disabled", "must be true or false"))
+        disabled = False
+    description = raw.get("description")
+    if description is not None and not isinstance(description, str):
+        description = str(description)
+
+    if problems:
+        raise InvalidFlowError(problems)
+    assert isinstance(flow_id, str) and isinstance(namespace, str)
+    flow = FlowDefinition(
+        id=flow_id, namespace=namespace, revision=revision, source=source, raw=raw,
+        description=description, labels=labels, inputs=inputs, outputs=outputs,
+        variables=variables, tasks=tasks, errors=errors, finally_=finally_,
+        schedules=schedules, webhooks=webhooks, concurrency=concurrency, retry=retry,
+        disabled=disabled,
+    )
+    index_tasks(flow)
+    return flow
+
+
+def index_tasks(flow: FlowDefinition) -> None:
+    def walk(tasks: list[TaskDef]) -> None:
+        for t in tasks:
+            flow.tasks_by_id[t.id] = t
+            for _, children in t.children():
+                walk(children)
+
+    walk(flow.tasks)
+    walk(flow.errors)
+    walk(flow.finally_)

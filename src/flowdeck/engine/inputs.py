@@ -1,0 +1,214 @@
+"""Kestra flow inputs: declarations and the coercion of submitted values to their types.
+
+Values arrive as text (CLI `-i k=v`, multipart parts, webhook bodies) or as JSON values; both
+are accepted and turned into the JSON-friendly value the execution stores. Every problem names
+the input (`inputs.count: expected an integer, got 'abc'`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date, datetime, time
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from flowdeck.core.errors import InvalidInputsError
+from flowdeck.core.timefmt import format_duration, format_instant, parse_duration, parse_instant
+
+INPUT_TYPES = {
+    "STRING", "INT", "FLOAT", "BOOLEAN", "BOOL", "DATETIME", "DATE", "TIME", "DURATION", "FILE",
+    "JSON", "URI", "SECRET", "ARRAY", "SELECT", "MULTISELECT", "YAML", "EMAIL", "ENUM",
+}
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s]*$")
+TRUE = {"true", "1", "yes", "y", "on"}
+FALSE = {"false", "0", "no", "n", "off"}
+
+
+class InputDef(BaseModel):
+    """One declared input of a flow (or of a Pause task's `onResume`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+    type: str = "STRING"
+    required: bool = True
+    defaults: Any = None
+    description: str | None = None
+    displayName: str | None = None
+    values: list[Any] | None = None
+    itemType: str | None = None
+    validator: str | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> InputDef:
+        self.type = self.type.upper()
+        if self.type not in INPUT_TYPES:
+            raise ValueError(f"unknown input type '{self.type}'")
+        if self.type in ("SELECT", "MULTISELECT", "ENUM") and not self.values:
+            raise ValueError(f"a {self.type} input needs 'values'")
+        if self.validator is not None:
+            try:
+                re.compile(self.validator)
+            except re.error as exc:
+                raise ValueError(f"invalid validator regex: {exc}") from None
+        return self
+
+    @property
+    def is_optional(self) -> bool:
+        return not self.required or self.defaults is not None
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def coerce(inp: InputDef, value: Any) -> Any:
+    """Convert one value to the input's type; raises ValueError with a short reason."""
+    kind = inp.type
+    if kind in ("STRING", "SECRET", "FILE"):
+        text = value if isinstance(value, str) else _as_text(value)
+        if inp.validator and not re.fullmatch(inp.validator, text):
+            raise ValueError(f"'{text}' does not match the validator '{inp.validator}'")
+        return text
+    if kind == "INT":
+        if isinstance(value, bool):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if isinstance(value, int):
+            result: Any = value
+        elif isinstance(value, float) and value.is_integer():
+            result = int(value)
+        else:
+            try:
+                result = int(str(value).strip())
+            except ValueError:
+                raise ValueError(f"expected an integer, got '{value}'") from None
+        _bounds(inp, result)
+        return result
+    if kind == "FLOAT":
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a number, got '{value}'") from None
+        _bounds(inp, result)
+        return result
+    if kind in ("BOOLEAN", "BOOL"):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in TRUE:
+            return True
+        if text in FALSE:
+            return False
+        raise ValueError(f"expected true or false, got '{value}'")
+    if kind == "DATETIME":
+        try:
+            return format_instant(value if isinstance(value, datetime)
+                                  else parse_instant(str(value)))
+        except ValueError:
+            raise ValueError(f"expected an ISO-8601 date-time, got '{value}'") from None
+    if kind == "DATE":
+        try:
+            return (value if isinstance(value, date) else date.fromisoformat(str(value))).isoformat()
+        except ValueError:
+            raise ValueError(f"expected a date like 2025-06-01, got '{value}'") from None
+    if kind == "TIME":
+        try:
+            return (value if isinstance(value, time) else time.fromisoformat(str(value))).isoformat()
+        except ValueError:
+            raise ValueError(f"expected a time like 10:15:30, got '{value}'") from None
+    if kind == "DURATION":
+        return format_duration(parse_duration(str(value)))
+    if kind == "JSON":
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"invalid JSON: {exc.msg}") from None
+        return value
+    if kind == "YAML":
+        if isinstance(value, str):
+            try:
+                return yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise ValueError("invalid YAML") from None
+        return value
+    if kind == "URI":
+        text = str(value)
+        if not URI.match(text):
+            raise ValueError(f"expected a URI, got '{text}'")
+        return text
+    if kind == "EMAIL":
+        text = str(value)
+        if not EMAIL.match(text):
+            raise ValueError(f"expected an e-mail address, got '{text}'")
+        return text
+    if kind in ("SELECT", "ENUM"):
+        text = str(value)
+        allowed = [str(v) for v in inp.values or []]
+        if text not in allowed:
+            raise ValueError(f"'{text}' is not one of {allowed}")
+        return text
+    if kind in ("MULTISELECT", "ARRAY"):
+        items = value
+        if isinstance(value, str):
+            try:
+                items = json.loads(value)
+            except json.JSONDecodeError:
+                items = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(items, list):
+            raise ValueError(f"expected a list, got '{value}'")
+        if kind == "MULTISELECT":
+            allowed = [str(v) for v in inp.values or []]
+            bad = [str(v) for v in items if str(v) not in allowed]
+            if bad:
+                raise ValueError(f"{bad} not in {allowed}")
+            return [str(v) for v in items]
+        if inp.itemType:
+            item_def = InputDef(id=inp.id, type=inp.itemType)
+            return [coerce(item_def, v) for v in items]
+        return items
+    raise ValueError(f"unsupported input type {kind}")  # pragma: no cover - guarded by InputDef
+
+
+def _bounds(inp: InputDef, number: float) -> None:
+    if inp.min is not None and number < inp.min:
+        raise ValueError(f"{number} is below the minimum {inp.min:g}")
+    if inp.max is not None and number > inp.max:
+        raise ValueError(f"{number} is above the maximum {inp.max:g}")
+
+
+def resolve_inputs(declared: list[InputDef], given: dict[str, Any], *,
+                   prefix: str = "inputs", strict_unknown: bool = False) -> dict[str, Any]:
+    """Apply defaults and types to submitted inputs; every problem is reported at once."""
+    problems: list[tuple[str, str]] = []
+    out: dict[str, Any] = {}
+    names = {d.id for d in declared}
+    if strict_unknown:
+        for key in given:
+            if key not in names:
+                problems.append((f"{prefix}.{key}", "is not a declared input"))
+    for inp in declared:
+        if inp.id in given and given[inp.id] is not None and given[inp.id] != "":
+            raw = given[inp.id]
+        elif inp.defaults is not None:
+            raw = inp.defaults
+        elif inp.required:
+            problems.append((f"{prefix}.{inp.id}", "is required"))
+            continue
+        else:
+            continue
+        try:
+            out[inp.id] = coerce(inp, raw)
+        except ValueError as exc:
+            problems.append((f"{prefix}.{inp.id}", str(exc)))
+    if problems:
+        raise InvalidInputsError(problems)
+    return out

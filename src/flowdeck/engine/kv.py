@@ -1,0 +1,197 @@
+"""The namespace key-value store with Kestra's value typing and optional TTL."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from flowdeck.core.errors import ExpiredError, NotFoundError, ValidationError
+from flowdeck.core.timefmt import format_duration, format_instant, parse_duration, parse_instant
+from flowdeck.engine.store import dumps
+
+if TYPE_CHECKING:
+    import aiosqlite
+
+    from flowdeck.core.clock import Clock
+    from flowdeck.engine.store import Store
+
+KEY = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/-]*$")
+KV_TYPES = ("STRING", "NUMBER", "BOOLEAN", "DATETIME", "DATE", "DURATION", "JSON")
+
+
+@dataclass(slots=True)
+class KVEntry:
+    namespace: str
+    key: str
+    type: str
+    value: Any
+    description: str | None
+    created: str
+    updated: str
+    expires: str | None
+    revision: int
+
+    def detail(self) -> dict[str, Any]:
+        return {"type": self.type, "value": self.value, "revision": self.revision,
+                "updated": self.updated}
+
+    def summary(self) -> dict[str, Any]:
+        return {"namespace": self.namespace, "key": self.key, "description": self.description,
+                "creationDate": self.created, "updateDate": self.updated,
+                "expirationDate": self.expires, "revision": self.revision}
+
+
+def infer_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "BOOLEAN"
+    if isinstance(value, int | float):
+        return "NUMBER"
+    if isinstance(value, dict | list):
+        return "JSON"
+    if isinstance(value, datetime):
+        return "DATETIME"
+    if isinstance(value, date):
+        return "DATE"
+    if isinstance(value, timedelta):
+        return "DURATION"
+    return "STRING"
+
+
+def parse_literal(text: str) -> tuple[str, Any]:
+    """Type a PUT body the way Kestra does: a JSON literal, or a bare date, time or duration."""
+    stripped = text.strip()
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        pass
+    else:
+        if value is None:
+            raise ValidationError([("value", "null is not a storable value")])
+        return infer_type(value), value
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", stripped):
+        try:
+            return "DATE", date.fromisoformat(stripped).isoformat()
+        except ValueError:
+            pass
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:?\d{2})?", stripped):
+        try:
+            return "DATETIME", format_instant(parse_instant(stripped))
+        except ValueError:
+            pass
+    if re.fullmatch(r"-?P[0-9A-Za-z.]+", stripped):
+        try:
+            return "DURATION", format_duration(parse_duration(stripped))
+        except ValueError:
+            pass
+    raise ValidationError([("value", f"invalid JSON value for: {stripped[:80]!r} "
+                                     "(send strings JSON-quoted, e.g. \"hello\")")])
+
+
+def _normalise(value: Any, kv_type: str) -> Any:
+    if isinstance(value, str) and kv_type in ("NUMBER", "BOOLEAN", "JSON"):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValidationError([("value", f"{value!r} is not a valid {kv_type}")]) from None
+        if kv_type == "NUMBER" and (isinstance(parsed, bool)
+                                    or not isinstance(parsed, int | float)):
+            raise ValidationError([("value", f"{value!r} is not a number")])
+        if kv_type == "BOOLEAN" and not isinstance(parsed, bool):
+            raise ValidationError([("value", f"{value!r} is not true or false")])
+        return parsed
+    if kv_type == "DATETIME" and isinstance(value, datetime):
+        return format_instant(value)
+    if kv_type == "DATE" and isinstance(value, date):
+        return value.isoformat()
+    if kv_type == "DURATION" and isinstance(value, timedelta):
+        return format_duration(value)
+    return value
+
+
+class KVStore:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    @staticmethod
+    def check_key(key: str) -> None:
+        if not KEY.match(key):
+            raise ValidationError([("key", f"'{key}' must match {KEY.pattern}")])
+
+    async def put(self, namespace: str, key: str, value: Any, *, ttl: timedelta | None = None,
+                  kv_type: str | None = None, description: str | None = None) -> KVEntry:
+        self.check_key(key)
+        kind = (kv_type or infer_type(value)).upper()
+        if kind not in KV_TYPES:
+            raise ValidationError([("type", f"unknown KV type '{kind}'")])
+        value = _normalise(value, kind)
+        now = format_instant(self.clock.now())
+        expires = format_instant(self.clock.now() + ttl) if ttl is not None else None
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO kv(namespace, key, type, value, description, created, updated,"
+                " expires, revision) VALUES (?,?,?,?,?,?,?,?,1) "
+                "ON CONFLICT(namespace, key) DO UPDATE SET type=excluded.type,"
+                " value=excluded.value, description=excluded.description,"
+                " updated=excluded.updated, expires=excluded.expires,"
+                " revision=kv.revision + 1",
+                (namespace, key, kind, dumps(value), description, now, now, expires))
+
+        await self.store.run(op)
+        entry = await self.find(namespace, key)
+        assert entry is not None
+        return entry
+
+    async def _row(self, namespace: str, key: str) -> KVEntry | None:
+        row = await self.store.fetchone(
+            "SELECT namespace, key, type, value, description, created, updated, expires, revision"
+            " FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
+        if row is None:
+            return None
+        return KVEntry(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6],
+                       row[7], row[8])
+
+    def _expired(self, entry: KVEntry) -> bool:
+        return entry.expires is not None and entry.expires <= format_instant(self.clock.now())
+
+    async def find(self, namespace: str, key: str) -> KVEntry | None:
+        """The live entry, or None when missing or expired."""
+        entry = await self._row(namespace, key)
+        if entry is None or self._expired(entry):
+            return None
+        return entry
+
+    async def get(self, namespace: str, key: str) -> KVEntry:
+        entry = await self._row(namespace, key)
+        if entry is None:
+            raise NotFoundError(f"no key '{key}' in namespace '{namespace}'")
+        if self._expired(entry):
+            raise ExpiredError(f"key '{key}' in namespace '{namespace}' has expired")
+        return entry
+
+    async def exists(self, namespace: str, key: str) -> bool:
+        return await self.find(namespace, key) is not None
+
+    async def delete(self, namespace: str, key: str) -> bool:
+        async def op(conn: aiosqlite.Connection) -> bool:
+            cursor = await conn.execute("DELETE FROM kv WHERE namespace = ? AND key = ?",
+                                        (namespace, key))
+            return cursor.rowcount > 0
+
+        return await self.store.run(op)
+
+    async def list(self, namespace: str | None = None) -> list[KVEntry]:
+        now = format_instant(self.clock.now())
+        sql = ("SELECT namespace, key, type, value, description, created, updated, expires,"
+               " revision FROM kv WHERE (expires IS NULL OR expires > ?)")
+        params: list[Any] = [now]
+        if namespace is not None:
+            sql += " AND namespace = ?"
+            params.append(namespace)
+        rows = await self.store.fetchall(sql + " ORDER BY namespace, key", params)
+        return [KVEntry(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], r[8])
+                for r in rows]

@@ -1,0 +1,293 @@
+"""SQLite storage: one writer that group-commits, a small pool of readers, versioned schema.
+
+Durability rule: nothing is published or acknowledged before the transaction holding it has
+committed. Writers do not talk to SQLite directly; they *stage* execution snapshots and log lines
+(coalesced: only the newest snapshot of an execution is written) or queue an operation, and one
+writer task commits everything pending in a single transaction (group commit), then runs the
+post-commit callbacks that publish events. WAL mode with `synchronous=FULL` makes a commit
+survive power loss, and batching keeps that cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from flowdeck.core.clock import Clock
+from flowdeck.core.errors import EngineLockedError
+from flowdeck.core.models import Execution, LogEntry
+from flowdeck.core.timefmt import format_instant
+from flowdeck.engine.schema import migrate
+
+T = TypeVar("T")
+Op = Callable[[aiosqlite.Connection], Awaitable[Any]]
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(slots=True)
+class _Pending:
+    op: Op
+    future: asyncio.Future[Any]
+
+
+class DataDirLock:
+    """An exclusive advisory lock: one engine per data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "engine.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise EngineLockedError(
+                f"another flowdeck engine (pid {holder}) is already using {self.path.parent}; "
+                "stop it or pick another --data-dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class Store:
+    """The engine's only door to SQLite."""
+
+    def __init__(self, db_path: Path, clock: Clock, readers: int = 2) -> None:
+        self.db_path = db_path
+        self.clock = clock
+        self._reader_count = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all_readers: list[aiosqlite.Connection] = []
+        self._staged_executions: dict[str, Execution] = {}
+        self._staged_logs: list[LogEntry] = []
+        self._ops: list[_Pending] = []
+        self._callbacks: list[Callable[[], None]] = []
+        self._flush_waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._failure: BaseException | None = None
+        self.commits = 0
+        #: Called after each commit with (execution id, state, Kestra JSON) of every snapshot.
+        self.on_execution_committed: Callable[[str, str, dict[str, Any]], None] | None = None
+
+    async def open(self) -> None:
+        self._writer = await aiosqlite.connect(self.db_path, isolation_level=None)
+        for pragma in PRAGMAS:
+            await self._writer.execute(pragma)
+        await migrate(self._writer)
+        for _ in range(self._reader_count):
+            conn = await aiosqlite.connect(self.db_path, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute("PRAGMA query_only=1")
+            self._all_readers.append(conn)
+            self._readers.put_nowait(conn)
+        self._task = asyncio.create_task(self._write_loop(), name="flowdeck-store-writer")
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        for conn in self._all_readers:
+            await conn.close()
+        if self._writer is not None:
+            await self._writer.close()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def stage_execution(self, execution: Execution) -> None:
+        """Write this execution's current snapshot with the next commit (coalesced)."""
+        self._staged_executions[execution.id] = execution
+        self._wake.set()
+
+    def stage_logs(self, entries: Sequence[LogEntry]) -> None:
+        self._staged_logs.extend(entries)
+        self._wake.set()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once everything staged so far has committed."""
+        self._callbacks.append(callback)
+        self._wake.set()
+
+    async def run(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `op` inside the next group commit; returns once that commit is durable."""
+        self._check_alive()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._ops.append(_Pending(op, future))
+        self._wake.set()
+        return await future
+
+    async def flush(self) -> None:
+        """Wait until everything staged before this call is committed."""
+        self._check_alive()
+        if not (self._staged_executions or self._staged_logs or self._ops or self._callbacks):
+            if self._busy_batch is None:
+                return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append(future)
+        self._wake.set()
+        await future
+
+    _busy_batch: object | None = None
+
+    def _check_alive(self) -> None:
+        if self._failure is not None:
+            raise RuntimeError(f"storage failed: {self._failure}") from self._failure
+
+    async def _write_loop(self) -> None:
+        assert self._writer is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not (self._staged_executions or self._staged_logs or self._ops
+                    or self._callbacks or self._flush_waiters):
+                if self._closing:
+                    return
+                continue
+            executions, self._staged_executions = self._staged_executions, {}
+            logs, self._staged_logs = self._staged_logs, []
+            ops, self._ops = self._ops, []
+            callbacks, self._callbacks = self._callbacks, []
+            waiters, self._flush_waiters = self._flush_waiters, []
+            self._busy_batch = object()
+            try:
+                results, rows = await self._commit(executions.values(), logs, ops)
+            except Exception as exc:  # the disk is full, the file vanished...
+                self._busy_batch = None
+                for pending in ops:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                # Snapshots are retried with the next commit; nothing is silently dropped.
+                for ex in executions.values():
+                    self._staged_executions.setdefault(ex.id, ex)
+                self._staged_logs[:0] = logs
+                self._callbacks[:0] = callbacks
+                await asyncio.sleep(0.05)
+                self._wake.set()
+                continue
+            self._busy_batch = None
+            self.commits += 1
+            for pending, (ok, value) in zip(ops, results, strict=True):
+                if pending.future.done():
+                    continue
+                if ok:
+                    pending.future.set_result(value)
+                else:
+                    pending.future.set_exception(value)
+            hook = self.on_execution_committed
+            if hook is not None:
+                for row in rows:
+                    hook(row[0], row[4], row[10])
+            for callback in callbacks:
+                callback()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def _commit(self, executions: Iterable[Execution], logs: list[LogEntry],
+                      ops: list[_Pending]
+                      ) -> tuple[list[tuple[bool, Any]], list[tuple[Any, ...]]]:
+        conn = self._writer
+        assert conn is not None
+        results: list[tuple[bool, Any]] = []
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            for i, pending in enumerate(ops):
+                await conn.execute(f"SAVEPOINT op{i}")
+                try:
+                    value = await pending.op(conn)
+                except Exception as exc:
+                    await conn.execute(f"ROLLBACK TO op{i}")
+                    await conn.execute(f"RELEASE op{i}")
+                    results.append((False, exc))
+                else:
+                    await conn.execute(f"RELEASE op{i}")
+                    results.append((True, value))
+            now = self.clock.now()
+            rows = [execution_row(ex, now) for ex in executions]
+            if rows:
+                await conn.executemany(
+                    "UPDATE executions SET state=?, start_date=?, end_date=?, labels=?, doc=? "
+                    "WHERE id=?", [(*r[4:8], r[9], r[0]) for r in rows])
+            if logs:
+                await conn.executemany(
+                    "INSERT OR IGNORE INTO logs(execution_id, seq, task_run_id, task_id, attempt,"
+                    " ts, level, message) VALUES (?,?,?,?,?,?,?,?)",
+                    [(e.execution_id, e.seq, e.task_run_id, e.task_id, e.attempt_number,
+                      e.timestamp, e.level, e.message) for e in logs])
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
+            raise
+        return results, rows
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def reader(self) -> Any:
+        conn = await self._readers.get()
+        try:
+            yield conn
+        finally:
+            self._readers.put_nowait(conn)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self.reader() as conn:
+            cursor = await conn.execute(sql, params)
+            rows = await cursor.fetchall()
+            await cursor.close()
+            return list(rows)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self.reader() as conn:
+            cursor = await conn.execute(sql, params)
+            row = await cursor.fetchone()
+            await cursor.close()
+            return row  # type: ignore[no-any-return]
+
+
+def execution_row(ex: Execution, now: Any) -> tuple[Any, ...]:
+    """(id, namespace, flow_id, revision, state, start, end, labels, parent, doc, doc dict)."""
+    end = ex.state.end_date
+    doc = ex.to_dict(now)
+    return (
+        ex.id, ex.namespace, ex.flow_id, ex.flow_revision, ex.state.current,
+        format_instant(ex.state.start_date), format_instant(end) if end else None,
+        dumps({k: v for k, v in ex.labels}), ex.parent_id, dumps(doc), doc,
+    )
