@@ -153,7 +153,7 @@ def test_is_uuid_accepts_canonical_text(text: str) -> None:
         "123e4567-e89b-12d3-a456-42661417400g",
         "123e4567-e89b-12d3-a456-426614174000\n",
         " 123e4567-e89b-12d3-a456-426614174000",
-        "１２３e4567-e89b-12d3-a456-426614174000",
+        "\uff11\uff12\uff13e4567-e89b-12d3-a456-426614174000",  # fullwidth digits
     ],
 )
 def test_is_uuid_rejects_other_text(text: str) -> None:

@@ -154,9 +154,7 @@ def test_coalesce_inside_statements(renderer: TemplateRenderer) -> None:
     assert render(renderer, "{% if inputs.missing ?? false %}yes{% else %}no{% endif %}") == "no"
     assert render(renderer, "{% if inputs.missing ?? true %}yes{% else %}no{% endif %}") == "yes"
     assert render(renderer, "{% if inputs.nothing ?? 'a' == 'a' %}eq{% endif %}") == "eq"
-    assert (
-        render(renderer, "{% if false %}a{% elif outputs.x.y ?? 1 %}b{% endif %}") == "b"
-    )
+    assert render(renderer, "{% if false %}a{% elif outputs.x.y ?? 1 %}b{% endif %}") == "b"
     assert render(renderer, "{% for r in outputs.none.rows ?? [7, 8] %}{{ r }};{% endfor %}") == (
         "7;8;"
     )
@@ -227,9 +225,7 @@ def test_coalesce_needs_two_operands(renderer: TemplateRenderer) -> None:
         ("{{ inputs.missing | toJson }}", "'inputs.missing' is undefined"),
     ],
 )
-def test_undefined_raises_naming_it(
-    renderer: TemplateRenderer, template: str, reason: str
-) -> None:
+def test_undefined_raises_naming_it(renderer: TemplateRenderer, template: str, reason: str) -> None:
     assert reason_of(renderer, template) == reason
 
 
@@ -443,7 +439,7 @@ def test_date_errors(renderer: TemplateRenderer) -> None:
     assert "unsupported date pattern letter 'Q'" in reason_of(
         renderer, "{{ trigger.date | date('Q') }}"
     )
-    assert "unterminated quote" in reason_of(renderer, "{{ trigger.date | date(\"'oops\") }}")
+    assert "unterminated quote" in reason_of(renderer, '{{ trigger.date | date("\'oops") }}')
     assert "unknown time zone 'Mars/Base'" in reason_of(
         renderer, "{{ trigger.date | date('yyyy', timeZone='Mars/Base') }}"
     )
@@ -496,11 +492,13 @@ def test_date_add_keeps_wall_clock_across_dst(renderer: TemplateRenderer) -> Non
 @pytest.mark.parametrize(
     ("template", "expected"),
     [
-        ("{{ outputs.config | toJson }}", '{"retries":3,"enabled":true,"tags":["x","y"],'
-                                          '"owner":null}'),
+        (
+            "{{ outputs.config | toJson }}",
+            '{"retries":3,"enabled":true,"tags":["x","y"],"owner":null}',
+        ),
         ("{{ outputs.config.tags | json }}", '["x","y"]'),
         ("{{ 'a\"b' | toJson }}", '"a\\"b"'),
-        ("{{ ('{\"a\": {\"b\": [1, 2]}}' | fromJson).a.b[1] }}", "2"),
+        ('{{ (\'{"a": {"b": [1, 2]}}\' | fromJson).a.b[1] }}', "2"),
         ("{{ fromJson('[1, 2, 3]') | length }}", "3"),
         ("{{ json('{\"k\": true}').k }}", "true"),
         ("{{ '  hello world ' | trim | capitalize }}", "Hello world"),

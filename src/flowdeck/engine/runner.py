@@ -219,8 +219,9 @@ class ExecutionRunner:
                     final = "FAILED"
             self.set_state(final)
         except asyncio.CancelledError:
-            self._finish_killed()
-            await self.engine.store.flush()
+            if not self.engine.shutting_down:  # a kill; a shutdown leaves it recoverable
+                self._finish_killed()
+                await self.engine.store.flush()
             raise
         await self.engine.store.flush()
 

@@ -103,9 +103,14 @@ class Store:
 
     async def open(self) -> None:
         self._writer = await aiosqlite.connect(self.db_path, isolation_level=None)
-        for pragma in PRAGMAS:
-            await self._writer.execute(pragma)
-        await migrate(self._writer)
+        try:
+            for pragma in PRAGMAS:
+                await self._writer.execute(pragma)
+            await migrate(self._writer)
+        except BaseException:
+            await self._writer.close()
+            self._writer = None
+            raise
         for _ in range(self._reader_count):
             conn = await aiosqlite.connect(self.db_path, isolation_level=None)
             conn.row_factory = sqlite3.Row

@@ -132,9 +132,7 @@ _TOKEN_RE = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _BLOCK_START_RE = re.compile(r"\{\{|\{%|\{#")
-_RAW_BLOCK_RE = re.compile(
-    r"\{%[-+]?\s*raw\s*[-+]?%\}.*?\{%[-+]?\s*endraw\s*[-+]?%\}", re.DOTALL
-)
+_RAW_BLOCK_RE = re.compile(r"\{%[-+]?\s*raw\s*[-+]?%\}.*?\{%[-+]?\s*endraw\s*[-+]?%\}", re.DOTALL)
 _VAR_END_RE = re.compile(r"-?\}\}")
 _STMT_END_RE = re.compile(r"[-+]?%\}")
 # Words that are operators, never the start of an operand.
@@ -283,9 +281,8 @@ def _elements(tokens: list[_Tok], statement: bool) -> list[tuple[str, str]]:
                 j = k + 1
             take(i, j, "filter")
             i = j
-        elif (
-            tok.kind in ("string", "number", "group")
-            or (tok.kind == "name" and not first and tok.text not in _OPERATOR_WORDS)
+        elif tok.kind in ("string", "number", "group") or (
+            tok.kind == "name" and not first and tok.text not in _OPERATOR_WORDS
         ):
             j = i + 1
             while True:  # postfix: .attr, [item], (call)
@@ -783,8 +780,10 @@ def _date_add(
     dt = _to_datetime(value, zone, existingFormat).astimezone(zone)
     key = str(unit).upper()
     if key in _EXACT_UNITS or key == "NANOS":  # time-based: along the instant time-line
-        step = timedelta(microseconds=amount / 1000) if key == "NANOS" else (
-            _EXACT_UNITS[key] * amount
+        step = (
+            timedelta(microseconds=amount / 1000)
+            if key == "NANOS"
+            else (_EXACT_UNITS[key] * amount)
         )
         dt = (dt.astimezone(UTC) + step).astimezone(zone)
     elif key in _CALENDAR_DAYS:  # date-based units keep the wall-clock time
