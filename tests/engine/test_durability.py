@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import open_engine
 
 from flowdeck.core.errors import EngineLockedError
 from flowdeck.core.states import TERMINAL_STATES
+from helpers import open_engine
 
 CHILD = Path(__file__).with_name("crash_child.py")
 
