@@ -9,7 +9,7 @@ from flowdeck.config import Settings, load_settings
 EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 
 
-def test_example_config_loads_and_matches_defaults(monkeypatch: object) -> None:
+def test_example_config_loads_and_matches_defaults() -> None:
     settings = load_settings(str(EXAMPLE))
     defaults = Settings()
     assert settings.engine == defaults.engine
