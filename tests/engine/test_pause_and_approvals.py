@@ -190,3 +190,31 @@ async def test_expiry_fails_the_task_but_never_overrides_a_person(engine: Engine
     with pytest.raises(ConflictError) as late:
         await engine.approvals.decide(approval.id, approve=True, by="late")
     assert "expired" in str(late.value)
+
+
+async def test_kill_a_paused_execution_even_when_every_slot_is_busy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from helpers import open_engine
+
+    eng = await open_engine(tmp_path / "d", max_concurrent_executions=1)
+    try:
+        await apply(eng, PAUSE_FLOW)
+        await apply(eng, """
+            id: busy
+            namespace: t.pause
+            tasks:
+              - id: nap
+                type: io.kestra.plugin.core.flow.Sleep
+                duration: PT30S
+            """)
+        paused = await eng.create_execution("t.pause", "gate")
+        await wait_for_state(eng, paused.id, "PAUSED")
+        busy = await eng.create_execution("t.pause", "busy")  # takes the only slot
+        await wait_for_state(eng, busy.id, "RUNNING")
+        await eng.kill(paused.id)
+        final = await eng.wait_until_terminal(paused.id, 5)
+        assert final.state.current == "KILLED"
+        assert final.task_runs[0].state.current == "KILLED"
+        await eng.kill(busy.id)
+        assert (await eng.wait_until_terminal(busy.id, 5)).state.current == "KILLED"
+    finally:
+        await eng.close()

@@ -366,8 +366,8 @@ class ExecutionRunner:
 
     async def _run_attempts(self, task: RunnableTask, tr: TaskRun, ctx: RunContext) -> str:
         policy = task.retry
-        first_start = tr.state.start_date
-        now = self.now
+        first_start = now = self.now
+        base = len(tr.attempts)  # attempts from before a restart do not count
         if tr.state.current != "RUNNING":
             tr.state.to("RUNNING", now)
         while True:
@@ -408,7 +408,7 @@ class ExecutionRunner:
                 return final
             self.emit_logs(tr, "ERROR", [f"task '{task.id}' failed: {failure}"])
             attempt.state.to("FAILED", now)
-            delay = self._next_retry(policy, len(tr.attempts), now - first_start)
+            delay = self._next_retry(policy, len(tr.attempts) - base, now - first_start)
             if delay is None:
                 final = "WARNING" if task.allowFailure else "FAILED"
                 tr.state.to(final, now)
@@ -451,16 +451,18 @@ class ExecutionRunner:
             self._pause_requested = asyncio.Event()
 
     async def _without_slot(self, awaitable: Any) -> Any:
-        """Wait without holding a global execution slot, so waiting runs never block others."""
+        """Wait without holding a global execution slot, so waiting runs never block others.
+
+        A kill (cancellation) while waiting does not take the slot back: the execution ends.
+        """
         slots = self.engine.global_slots
         if self._holds_global_slot:
             slots.release()
             self._holds_global_slot = False
-        try:
-            return await awaitable
-        finally:
-            await slots.acquire()
-            self._holds_global_slot = True
+        result = await awaitable
+        await slots.acquire()
+        self._holds_global_slot = True
+        return result
 
     async def wait_for_decision(self, ctx: RunContext, timeout: timedelta | None) -> Decision:
         tr = ctx.task_run
