@@ -1,0 +1,7 @@
+"""Kestra kv routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()

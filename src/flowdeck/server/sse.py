@@ -1,0 +1,69 @@
+"""Server-sent events the way Kestra sends them: an `id:` line and one compact JSON `data:` line.
+
+Responses are streamed without a length, so uvicorn sends them chunked (clients that read in
+blocks, like kestrapy's sseclient, see each event at once), with a `: ping` comment as
+keepalive. Streams are capped per client and in total so a reconnect storm cannot exhaust us.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+
+from flowdeck.core.errors import FlowdeckError
+
+KEEPALIVE = b": ping\n\n"
+
+
+class TooManyStreams(FlowdeckError):
+    """Raised when a client or the server has too many open event streams (HTTP 429)."""
+
+
+def encode(event_id: str, data: Any) -> bytes:
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"id: {event_id}\ndata: {payload}\n\n".encode()
+
+
+class StreamLimiter:
+    def __init__(self, total: int = 100, per_client: int = 5) -> None:
+        self.total = total
+        self.per_client = per_client
+        self.open: dict[str, int] = {}
+
+    def acquire(self, client: str) -> None:
+        if sum(self.open.values()) >= self.total:
+            raise TooManyStreams(f"the server has {self.total} open event streams; retry later")
+        if self.open.get(client, 0) >= self.per_client:
+            raise TooManyStreams(f"this client already has {self.per_client} open event streams")
+        self.open[client] = self.open.get(client, 0) + 1
+
+    def release(self, client: str) -> None:
+        left = self.open.get(client, 0) - 1
+        if left > 0:
+            self.open[client] = left
+        else:
+            self.open.pop(client, None)
+
+
+def sse_response(events: AsyncIterator[bytes], limiter: StreamLimiter | None = None,
+                 client: str = "") -> StreamingResponse:
+    """Stream already-encoded events (see `encode` / `KEEPALIVE`)."""
+    if limiter is not None:
+        limiter.acquire(client)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in events:
+                yield chunk
+        finally:
+            if limiter is not None:
+                limiter.release(client)
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={
+        "Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"})
