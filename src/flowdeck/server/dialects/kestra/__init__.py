@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from flowdeck.server.dialects.kestra import executions, files, flows, follow, kv, logs, webhooks
+from flowdeck.server.dialects.kestra import (
+    executions,
+    files,
+    flows,
+    follow,
+    kv,
+    logs,
+    outputs,
+    webhooks,
+)
 
 
 def build_router() -> APIRouter:
     router = APIRouter()
     # Webhooks first: their open, key-in-path routes must not be shadowed by execution routes.
-    for module in (webhooks, flows, follow, executions, logs, kv, files):
+    for module in (webhooks, flows, follow, outputs, executions, logs, kv, files):
         router.include_router(module.router)
     return router

@@ -1,0 +1,7 @@
+"""Kestra outputs routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
