@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import re
+import signal
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -19,13 +24,15 @@ from typing import Any, TextIO
 
 from flowdeck.config import ConfigError, Settings, load_settings
 from flowdeck.core.errors import FlowdeckError
-from flowdeck.core.models import Execution, LogEntry
+from flowdeck.core.models import LEVEL_RANK, Execution, LogEntry
 from flowdeck.core.sanitize import sanitize, sanitize_line
-from flowdeck.core.states import is_terminal
+from flowdeck.core.states import RESTARTABLE_STATES, is_known, is_terminal
 from flowdeck.engine.engine import Engine, EngineSettings
+from flowdeck.engine.inputs import resolve_inputs
 from flowdeck.engine.query import ExecutionQuery
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 128 + signal.SIGTERM
 
 
 class UsageError(FlowdeckError):
@@ -121,11 +128,27 @@ def engine_settings(settings: Settings, *, scheduler: bool) -> EngineSettings:
 
 @asynccontextmanager
 async def open_engine(settings: Settings, *, start: bool, scheduler: bool = False) -> Any:
-    engine = await Engine.open(engine_settings(settings, scheduler=scheduler), start=start)
+    """Open the engine; with start=False nothing runs until `engine.start()` (recovery).
+
+    Commands validate what they were given before they start the engine, so a typo does not
+    resume (and then cut short again) executions an earlier process left unfinished.
+    """
+    config = engine_settings(settings, scheduler=scheduler)
+    try:
+        engine = await Engine.open(config, start=start)
+    except OSError as exc:
+        raise UsageError(f"data dir {config.data_dir} cannot be used: "
+                         f"{exc.strerror or exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{config.data_dir / 'flowdeck.db'}: {exc}") from None
     try:
         yield engine
     finally:
         await engine.close()
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                          "\u2028\u2029]")
 
 
 class Printer:
@@ -138,7 +161,11 @@ class Printer:
         print(sanitize(text), file=self.out, flush=True)
 
     def json(self, value: Any) -> None:
-        print(json.dumps(value, indent=2, ensure_ascii=False), file=self.out, flush=True)
+        # json.dumps escapes C0 controls but writes DEL, C1 (8-bit CSI/OSC...) and bidi
+        # controls raw with ensure_ascii=False; escape those too (lossless, still valid JSON).
+        text = _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                                json.dumps(value, indent=2, ensure_ascii=False))
+        print(text, file=self.out, flush=True)
 
     def table(self, headers: list[str], rows: list[list[str]]) -> None:
         cells = [[sanitize_line(c, 80) for c in row] for row in rows]
@@ -158,7 +185,10 @@ class Printer:
 
 
 def short_duration(ex: Execution) -> str:
-    seconds = ex.state.duration_seconds(datetime.now(UTC))
+    # Not StateInfo.duration_seconds: that stops at the last state change, so a RUNNING
+    # execution would show the time it took to start.
+    end = ex.state.end_date or datetime.now(UTC)
+    seconds = max(0.0, (end - ex.state.start_date).total_seconds())
     return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
 
 
@@ -219,9 +249,11 @@ async def cmd_flow(args: argparse.Namespace, settings: Settings, p: Printer) -> 
             for name in args.files:
                 path = Path(name)
                 try:
-                    source = path.read_text()
+                    source = path.read_text(encoding="utf-8")
                 except OSError as exc:
-                    raise UsageError(f"{name}: cannot be read: {exc.strerror}") from None
+                    raise UsageError(f"{name}: cannot be read: {exc.strerror or exc}") from None
+                except UnicodeDecodeError as exc:
+                    raise UsageError(f"{name}: not UTF-8 text (byte {exc.start})") from None
                 try:
                     flow, what = await engine.apply_flow(source)
                 except FlowdeckError as exc:
@@ -255,7 +287,10 @@ async def cmd_flow(args: argparse.Namespace, settings: Settings, p: Printer) -> 
 async def cmd_run(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
     inputs = parse_pairs(args.input, "input")
     labels = list(parse_pairs(args.label, "label").items())
-    async with open_engine(settings, start=True) as engine:
+    async with open_engine(settings, start=False) as engine:
+        flow = engine.get_flow(args.namespace, args.flow_id)
+        resolve_inputs(flow.inputs, inputs)  # refuse bad inputs before anything runs
+        await engine.start()
         execution = await engine.create_execution(args.namespace, args.flow_id, inputs=inputs,
                                                   labels=labels)
         if not args.json:
@@ -277,14 +312,16 @@ def report_final(final: Execution, as_json: bool, p: Printer) -> int:
 
 
 async def cmd_executions(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
-    acting = args.action in ("kill", "restart")
-    async with open_engine(settings, start=acting) as engine:
+    states = [s.upper() for s in args.state] if getattr(args, "state", None) else None
+    for state in states or []:
+        if not is_known(state):
+            raise UsageError(f"--state {state}: not an execution state")
+    if args.action == "list" and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    async with open_engine(settings, start=False) as engine:
         if args.action == "list":
-            if args.limit < 1:
-                raise UsageError("--limit must be at least 1")
             query = ExecutionQuery(namespace=args.namespace, flow_id=args.flow,
-                                   states=[s.upper() for s in args.state] if args.state else None,
-                                   size=args.limit)
+                                   states=states, size=args.limit)
             results, total = await engine.search_executions(query)
             if args.json:
                 now = datetime.now(UTC)
@@ -305,11 +342,21 @@ async def cmd_executions(args: argparse.Namespace, settings: Settings, p: Printe
                     [t.task_id, t.state.current, str(len(t.attempts)), t.value or ""]
                     for t in execution.task_runs])
             return EXIT_OK
+        current = await engine.get_execution(args.execution_id)
         if args.action == "kill":
-            await engine.kill(args.execution_id)
+            if not is_terminal(current.state.current):
+                await engine.start()  # its runner lives in this process from now on
+            await engine.kill(args.execution_id)  # a finished one: a conflict, nothing started
             final = await engine.wait_until_terminal(args.execution_id, timeout=60)
-            return report_final(final, args.json, p) if final.state.current != "KILLED" \
-                else (p.line(f"execution {final.id} KILLED") or EXIT_OK)
+            if final.state.current != "KILLED":
+                return report_final(final, args.json, p)  # it ended on its own first
+            if args.json:
+                p.json(final.to_dict(datetime.now(UTC)))
+            else:
+                p.line(f"execution {final.id} KILLED")
+            return EXIT_OK
+        if current.state.current in RESTARTABLE_STATES:
+            await engine.start()  # before the restart, or recovery would launch it twice
         restarted = await engine.restart(args.execution_id)
         if not args.json:
             p.line(f"execution {restarted.id} restarted")
@@ -318,20 +365,23 @@ async def cmd_executions(args: argparse.Namespace, settings: Settings, p: Printe
 
 
 async def cmd_logs(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
-    async with open_engine(settings, start=args.follow) as engine:
+    level = args.level.upper() if args.level else None
+    if level is not None and level not in LEVEL_RANK:
+        raise UsageError(f"--level {args.level}: not one of {', '.join(LEVEL_RANK)}")
+    async with open_engine(settings, start=False) as engine:
         await engine.get_execution(args.execution_id)
         if args.follow:
+            await engine.start()
             final = await follow_until_settled(engine, args.execution_id, p,
-                                               through_pause=False, level=args.level)
+                                               through_pause=False, level=level)
             return EXIT_OK if final.state.current == "SUCCESS" else EXIT_FAILED
-        for entry in await engine.logs.fetch(args.execution_id, min_level=args.level):
+        for entry in await engine.logs.fetch(args.execution_id, min_level=level):
             p.log(entry)
         return EXIT_OK
 
 
 async def cmd_approvals(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
-    acting = args.action in ("approve", "reject")
-    async with open_engine(settings, start=acting) as engine:
+    async with open_engine(settings, start=False) as engine:
         if args.action == "list":
             items = await engine.approvals.list(None if args.all else "pending")
             if args.json:
@@ -344,15 +394,53 @@ async def cmd_approvals(args: argparse.Namespace, settings: Settings, p: Printer
             return EXIT_OK
         import getpass
 
-        who = args.by or getpass.getuser()
-        approval = await engine.approvals.decide(args.approval_id,
-                                                 approve=args.action == "approve", by=who,
+        if args.by is not None:
+            who = args.by
+        else:
+            try:
+                who = getpass.getuser()
+            except (KeyError, OSError):
+                raise UsageError("cannot tell who you are; pass --by NAME") from None
+        approve = args.action == "approve"
+        current = await engine.approvals.get(args.approval_id)
+        if current.status != "pending":
+            # Refused before anything starts; the store's answer names who decided and when.
+            await engine.approvals.decide(current.id, approve=approve, by=who,
+                                          comment=args.comment)
+        if current.require_comment and not (args.comment or "").strip():
+            raise UsageError(f"approval {current.id} requires a comment: "
+                             "pass --comment TEXT")
+        # The waiting execution must have its runner in this process when the decision lands.
+        await engine.start()
+        approval = await engine.approvals.decide(current.id, approve=approve, by=who,
                                                  comment=args.comment)
         p.line(f"approval {approval.id} {approval.status} by {approval.decided_by}")
-        final = await follow_until_settled(engine, approval.execution_id, None,
-                                           through_pause=False)
+        final = await settle_after_decision(engine, approval.execution_id,
+                                            approval.task_run_id)
         p.line(f"execution {final.id} is {final.state.current}")
         return EXIT_OK
+
+
+async def settle_after_decision(engine: Engine, execution_id: str,
+                                task_run_id: str) -> Execution:
+    """Wait until the execution has acted on a decision: it ended, or it went on past the
+    decided task and is waiting again (a later pause or approval)."""
+    sub = engine.bus.subscribe("execution", execution_id=execution_id)
+    try:
+        while True:
+            execution = await engine.get_execution(execution_id)
+            if execution_id not in engine.runners:
+                return execution  # finished (or nothing in this process will move it on)
+            if is_terminal(execution.state.current):
+                return await engine.wait_until_terminal(execution_id)
+            decided = execution.find_task_run(task_run_id)
+            if execution.state.current == "PAUSED" and (
+                    decided is None or decided.state.current != "PAUSED"):
+                return execution
+            with contextlib.suppress(TimeoutError):
+                await sub.get(0.5)
+    finally:
+        sub.close()
 
 
 async def cmd_demo(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
@@ -387,6 +475,33 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Printer], Awaitable[
 }
 
 
+async def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run one command; SIGTERM (CI cancelling a job, `timeout`, `kill`) stops it like Ctrl-C:
+    the engine closes cleanly, task subprocesses are stopped, unfinished runs stay recoverable."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    terminated = False
+
+    def on_sigterm() -> None:
+        nonlocal terminated
+        if not terminated:  # a second one must not interrupt the clean close
+            terminated = True
+            task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    try:
+        return await COMMANDS[args.command](args, settings, Printer())
+    except asyncio.CancelledError:
+        if terminated:
+            return EXIT_TERMINATED
+        raise
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -394,12 +509,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command = "demo"
     try:
         settings = load_settings(args.config, data_dir=args.data_dir)
-        return asyncio.run(COMMANDS[args.command](args, settings, Printer()))
+        return asyncio.run(run_command(args, settings))
     except (FlowdeckError, ConfigError) as exc:
         print(f"flowdeck: {sanitize_line(str(exc), 2000)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`flowdeck ... | head`): stop quietly, and keep Python from
+        # complaining again when it flushes stdout at exit.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

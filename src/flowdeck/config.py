@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,17 +91,19 @@ def load_settings(config: str | None = None, **flags: Any) -> Settings:
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot be read: {exc.strerror}") from None
+            raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     typed = {k: v for k, v in flags.items() if v is not None}
     # Environment beats the file: let pydantic-settings read it, then lay flags over both.
     try:
         from_env = Settings().model_dump(exclude_unset=True)
     except PydanticValidationError as exc:
-        raise ConfigError(_explain("environment (FLOWDECK_*)", exc)) from None
+        raise ConfigError(_explain("environment", exc, name_key=_env_variable)) from None
     merged = _deep_merge(_deep_merge(data, from_env), typed)
     try:
         return Settings.model_validate(merged)
@@ -108,10 +111,25 @@ def load_settings(config: str | None = None, **flags: Any) -> Settings:
         raise ConfigError(_explain(str(path) if path else "settings", exc)) from None
 
 
-def _explain(source: str, exc: PydanticValidationError) -> str:
+def _env_variable(loc: tuple[str | int, ...]) -> str:
+    """The variable that set `loc` (`FLOWDECK_ENGINE__MAX_CONCURRENT_EXECUTIONS`), as the
+    user spelled it; a nested JSON value is named by its variable (`FLOWDECK_ENGINE`)."""
+    key = ".".join(str(p) for p in loc)
+    spelled = {name.upper(): name for name in os.environ}
+    for depth in range(len(loc), 0, -1):
+        name = "FLOWDECK_" + "__".join(str(p) for p in loc[:depth]).upper()
+        if name in spelled:
+            found = spelled[name]
+            return found if depth == len(loc) else f"{found} ({key})"
+    return key
+
+
+def _explain(source: str, exc: PydanticValidationError, *,
+             name_key: Callable[[tuple[str | int, ...]], str] | None = None) -> str:
     problems = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = tuple(err["loc"])
+        key = (name_key(loc) if name_key else ".".join(str(p) for p in loc)) or "(top level)"
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         problems.append(f"{key}: {message}")
     return f"{source}: " + "; ".join(problems)
