@@ -9,6 +9,9 @@ from typing import Any
 
 from flowdeck.core.errors import NotFoundError, ValidationError
 
+#: Files being written are first put under this prefix; they never show in listings.
+TMP_PREFIX = ".flowdeck-tmp-"
+
 
 @dataclass(slots=True)
 class FileAttributes:
@@ -29,25 +32,43 @@ class NamespaceFiles:
         self.root = root
 
     def resolve(self, namespace: str, path: str | None) -> Path:
-        base = (self.root / namespace).resolve()
+        if (not isinstance(namespace, str) or namespace in ("", ".", "..")
+                or any(c in namespace for c in "/\\\x00")):
+            raise ValidationError([("namespace", f"invalid namespace {namespace!r}")])
+        if "\x00" in (path or ""):
+            raise ValidationError([("path", f"{path!r} must not contain a NUL byte")])
         parts = PurePosixPath("/" + (path or "").lstrip("/")).parts[1:]
-        if any(p in ("..", ".") for p in parts) or "\x00" in (path or ""):
+        if any(p in ("..", ".") for p in parts):
             raise ValidationError([("path", f"'{path}' must not contain '..' or '.' segments")])
-        if namespace in ("", ".", "..") or "/" in namespace:
-            raise ValidationError([("namespace", f"invalid namespace '{namespace}'")])
+        base = (self.root / namespace).resolve()
         target = base.joinpath(*parts) if parts else base
         return target
 
-    def put(self, namespace: str, path: str, content: bytes) -> None:
-        if not path.strip("/"):
-            raise ValidationError([("path", "is required")])
-        if PurePosixPath("/" + path.lstrip("/")).parts[1:2] == ("_flows",):
+    @staticmethod
+    def _check_writable(path: str) -> None:
+        parts = PurePosixPath("/" + path.lstrip("/")).parts[1:]
+        if parts[:1] == ("_flows",):
             raise ValidationError([("path", "'/_flows' is reserved")])
+        if parts and parts[-1].startswith(TMP_PREFIX):
+            raise ValidationError([("path", f"names starting with '{TMP_PREFIX}' are reserved")])
+
+    def _make_parents(self, namespace: str, target: Path, path: str) -> None:
+        base = self.resolve(namespace, None)
+        for parent in reversed(target.parents):
+            if parent.is_relative_to(base) and parent.exists() and not parent.is_dir():
+                raise ValidationError([("path", f"'{path}': '/{parent.relative_to(base)}' "
+                                                "is a file, not a directory")])
+        target.parent.mkdir(parents=True, exist_ok=True)
+
+    def put(self, namespace: str, path: str, content: bytes) -> None:
         target = self.resolve(namespace, path)
+        if target == self.resolve(namespace, None):
+            raise ValidationError([("path", "is required")])
+        self._check_writable(path)
         if target.is_dir():
             raise ValidationError([("path", f"'{path}' is a directory")])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
+        self._make_parents(namespace, target, path)
+        tmp = target.with_name(f"{TMP_PREFIX}{target.name}")
         tmp.write_bytes(content)
         tmp.replace(target)
 
@@ -76,17 +97,31 @@ class NamespaceFiles:
             return []
         if not target.is_dir():
             raise ValidationError([("path", f"'{path}' is a file, not a directory")])
-        return [self._attrs(p) for p in sorted(target.iterdir()) if not p.name.startswith(".")]
+        return [self._attrs(p) for p in sorted(target.iterdir())
+                if not p.name.startswith(TMP_PREFIX)]
 
     def mkdir(self, namespace: str, path: str) -> None:
-        self.resolve(namespace, path).mkdir(parents=True, exist_ok=True)
+        target = self.resolve(namespace, path)
+        self._check_writable(path)
+        if target.exists() and not target.is_dir():
+            raise ValidationError([("path", f"'{path}' is a file")])
+        self._make_parents(namespace, target, path)
+        target.mkdir(exist_ok=True)
 
     def move(self, namespace: str, source: str, dest: str) -> None:
         src = self.resolve(namespace, source)
+        target = self.resolve(namespace, dest)
+        base = self.resolve(namespace, None)
+        if src == base or target == base:
+            raise ValidationError([("path", "the namespace root cannot be moved or replaced")])
         if not src.exists():
             raise NotFoundError(f"no file or directory '{source}' in namespace '{namespace}'")
-        target = self.resolve(namespace, dest)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._check_writable(dest)
+        if target.exists():
+            raise ValidationError([("to", f"'{dest}' already exists")])
+        if target.is_relative_to(src):
+            raise ValidationError([("to", f"cannot move '{source}' into itself")])
+        self._make_parents(namespace, target, dest)
         src.rename(target)
 
     def delete(self, namespace: str, path: str) -> None:
@@ -110,4 +145,5 @@ class NamespaceFiles:
         if not base.exists():
             return []
         return sorted("/" + str(p.relative_to(base)) for p in base.rglob("*")
-                      if p.is_file() and query.lower() in p.name.lower())
+                      if p.is_file() and not p.name.startswith(TMP_PREFIX)
+                      and query.lower() in p.name.lower())

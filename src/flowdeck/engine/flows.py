@@ -7,8 +7,10 @@ is submitted instead of failing hours later.
 
 from __future__ import annotations
 
+import graphlib
 import re
 from dataclasses import dataclass, field
+from datetime import date, time
 from typing import Any, Literal
 
 import yaml
@@ -16,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from flowdeck.core.errors import InvalidFlowError
-from flowdeck.engine.inputs import InputDef
+from flowdeck.engine.inputs import InputDef, coerce, load_yaml
 from flowdeck.engine.tasks.base import Duration, RetryPolicy, TaskDef
 from flowdeck.engine.tasks.registry import TASK_TYPES, canonical_type
 
@@ -169,7 +171,7 @@ class _Parser:
     def tasks(self, raw: Any, path: str, *, required: bool = False) -> list[TaskDef]:
         if raw is None:
             if required:
-                self.problems.append((path, "must not be empty"))
+                self.problems.append((path, "is required"))
             return []
         if not isinstance(raw, list):
             self.problems.append((path, "must be a list of tasks"))
@@ -199,7 +201,14 @@ class _Parser:
             task = cls.model_validate(data)
         except PydanticValidationError as exc:
             self.problems.extend(_pydantic_problems(path, exc))
+            for name in cls.child_fields:  # still report what is wrong inside its children
+                key = cls.model_fields[name].alias or name
+                self.tasks(child_raw[name], f"{path}.{key}")
             return None
+        for i, inp in enumerate(getattr(task, "onResume", None) or []):
+            problem = default_problem(inp)
+            if problem:
+                self.problems.append((f"{path}.onResume[{i}].defaults", problem))
         task_id = task.id
         if task_id in self.ids:
             self.problems.append((f"{path}.id", f"duplicate task id '{task_id}' "
@@ -221,23 +230,12 @@ class _Parser:
                     self.problems.append((f"{path}[{i}].dependsOn",
                                           f"'{dep}' is not a task of the same list"))
             graph[t.id] = [d for d in t.dependsOn if d in ids]
-        state: dict[str, int] = {}
-
-        def visit(node: str, trail: list[str]) -> bool:
-            if state.get(node) == 1:
-                self.problems.append((path, "dependsOn forms a cycle: "
-                                            + " -> ".join([*trail, node])))
-                return False
-            if state.get(node) == 2:
-                return True
-            state[node] = 1
-            ok = all(visit(dep, [*trail, node]) for dep in graph[node])
-            state[node] = 2
-            return ok
-
-        for node in graph:
-            if not visit(node, []):
-                break
+        try:
+            graphlib.TopologicalSorter(graph).prepare()
+        except graphlib.CycleError as exc:
+            # graphlib lists the cycle along "is needed by"; show it along "dependsOn"
+            cycle = list(reversed(exc.args[1]))
+            self.problems.append((path, "dependsOn forms a cycle: " + " -> ".join(cycle)))
 
 
 def _labels(raw: Any, problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -249,7 +247,8 @@ def _labels(raw: Any, problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
         out = []
         for i, item in enumerate(raw):
             if isinstance(item, dict) and "key" in item:
-                out.append((str(item["key"]), str(item.get("value", ""))))
+                value = item.get("value")
+                out.append((str(item["key"]), "" if value is None else str(value)))
             else:
                 problems.append((f"labels[{i}]", "must be a mapping with 'key' and 'value'"))
         return out
@@ -273,12 +272,19 @@ def _triggers(raw: Any, problems: list[tuple[str, str]]
             problems.append((path, "must be a mapping with 'id' and 'type'"))
             continue
         type_name = item.get("type")
+        if not isinstance(type_name, str) or not type_name:
+            problems.append((f"{path}.type", "is required"))
+            continue
         try:
             if type_name in SCHEDULE_TYPES:
                 trigger = ScheduleTrigger.model_validate(item)
-                problem = cron_problem(trigger)
+                problem = timezone_problem(trigger.timezone)
                 if problem:
-                    problems.append((f"{path}.cron", problem))
+                    problems.append((f"{path}.timezone", problem))
+                else:
+                    problem = cron_problem(trigger)
+                    if problem:
+                        problems.append((f"{path}.cron", problem))
                 schedules.append(trigger)
             elif type_name in WEBHOOK_TYPES:
                 webhooks.append(WebhookTrigger.model_validate(item))
@@ -293,6 +299,17 @@ def _triggers(raw: Any, problems: list[tuple[str, str]]
             problems.append((f"{path}.id", f"duplicate trigger id '{tid}'"))
         seen.add(str(tid))
     return schedules, webhooks
+
+
+def timezone_problem(name: str) -> str | None:
+    """Why `name` is not a usable IANA time zone, or None."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(name)
+    except Exception:  # ZoneInfoNotFoundError, ValueError for path-like keys, ...
+        return f"unknown time zone '{name}'"
+    return None
 
 
 def cron_problem(trigger: ScheduleTrigger) -> str | None:
@@ -310,32 +327,40 @@ def cron_problem(trigger: ScheduleTrigger) -> str | None:
                         day_of_week=dow, timezone=trigger.timezone)
         else:
             CronTrigger.from_crontab(" ".join(fields), timezone=trigger.timezone)
-    except (ValueError, KeyError, LookupError) as exc:
-        return f"invalid cron '{trigger.cron}' or timezone '{trigger.timezone}': {exc}"
+    except Exception as exc:  # apscheduler reports a bad field with ValueError, mostly
+        problem = timezone_problem(trigger.timezone)
+        if problem:
+            return problem
+        return f"invalid cron '{trigger.cron}': {exc}"
     return None
 
 
 def parse_flow(source: str, revision: int = 1) -> FlowDefinition:
     """Validate a flow's YAML source; raises `InvalidFlowError` naming every problem found."""
     try:
-        raw = yaml.safe_load(source)
+        raw = load_yaml(source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         reason = getattr(exc, "problem", None) or "cannot be parsed"
         raise InvalidFlowError([("", f"invalid YAML{where}: {reason}")]) from None
+    except ValueError as exc:
+        raise InvalidFlowError([("", f"invalid YAML: {exc}")]) from None
     if not isinstance(raw, dict):
         raise InvalidFlowError([("", "a flow must be a YAML mapping with id, namespace and tasks")])
     problems: list[tuple[str, str]] = []
+    _non_json_values(raw, "", problems)
+    if problems:  # a !!binary or !!set value: nothing below can rely on plain JSON types
+        raise InvalidFlowError(problems)
     flow_id = raw.get("id")
     namespace = raw.get("namespace")
     if not isinstance(flow_id, str) or not flow_id:
         problems.append(("id", "is required"))
-    elif not FLOW_ID.match(flow_id):
+    elif not FLOW_ID.fullmatch(flow_id):
         problems.append(("id", f"'{flow_id}' must match {FLOW_ID.pattern}"))
     if not isinstance(namespace, str) or not namespace:
         problems.append(("namespace", "is required"))
-    elif not NAMESPACE.match(namespace):
+    elif not NAMESPACE.fullmatch(namespace):
         problems.append(("namespace", f"'{namespace}' must match {NAMESPACE.pattern}"))
     known = {"id", "namespace", "revision", "description", "labels", "inputs", "outputs",
              "variables", "tasks", "errors", "finally", "afterExecution", "triggers",
@@ -366,10 +391,17 @@ def parse_flow(source: str, revision: int = 1) -> FlowDefinition:
         if inp.id in seen_inputs:
             problems.append((f"inputs[{i}].id", f"duplicate input id '{inp.id}'"))
         seen_inputs.add(inp.id)
+        problem = default_problem(inp)
+        if problem:
+            problems.append((f"inputs[{i}].defaults", problem))
         inputs.append(inp)
 
     outputs: list[OutputDef] = []
-    for i, item in enumerate(raw.get("outputs") or []):
+    raw_outputs = raw.get("outputs") or []
+    if not isinstance(raw_outputs, list):
+        problems.append(("outputs", "must be a list"))
+        raw_outputs = []
+    for i, item in enumerate(raw_outputs):
         try:
             outputs.append(OutputDef.model_validate(item))
         except PydanticValidationError as exc:
@@ -416,6 +448,33 @@ def parse_flow(source: str, revision: int = 1) -> FlowDefinition:
     )
     index_tasks(flow)
     return flow
+
+
+def default_problem(inp: InputDef) -> str | None:
+    """Why an input's `defaults` does not fit its type, or None (templated defaults pass)."""
+    if inp.defaults is None or (isinstance(inp.defaults, str) and "{{" in inp.defaults):
+        return None
+    try:
+        coerce(inp, inp.defaults)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _non_json_values(value: Any, path: str, problems: list[tuple[str, str]]) -> None:
+    """Report values an explicit YAML tag made that JSON cannot carry (`!!binary`, `!!set`)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                problems.append((path or "(root)", f"unsupported mapping key {key!r}"))
+                continue
+            _non_json_values(item, _join(path, str(key)), problems)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _non_json_values(item, f"{path}[{i}]", problems)
+    elif not (value is None or isinstance(value, str | int | float | bool)):
+        kind = "date" if isinstance(value, date | time) else type(value).__name__
+        problems.append((path or "(root)", f"unsupported YAML value of type {kind}"))
 
 
 def index_tasks(flow: FlowDefinition) -> None:

@@ -8,8 +8,9 @@ the input (`inputs.count: expected an integer, got 'abc'`).
 from __future__ import annotations
 
 import json
+import math
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import yaml
@@ -24,8 +25,56 @@ INPUT_TYPES = {
 }
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s]*$")
+INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+ARRAY_ITEM_TYPES = INPUT_TYPES - {"ARRAY", "SELECT", "MULTISELECT", "ENUM", "FILE"}
 TRUE = {"true", "1", "yes", "y", "on"}
 FALSE = {"false", "0", "no", "n", "off"}
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """YAML as Kestra (Jackson) reads it: `2025-06-01` stays text, never a Python date."""
+
+
+_PlainLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def load_yaml(text: str) -> Any:
+    """`yaml.safe_load` without implicit timestamps.
+
+    Raises `yaml.YAMLError`, or `ValueError` for a value a tag cannot build (`!!int abc`).
+    """
+    try:
+        return yaml.load(text, Loader=_PlainLoader)  # a SafeLoader subclass
+    except yaml.YAMLError:
+        raise
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
+
+
+def to_json_value(value: Any) -> Any:
+    """`value` with YAML-only types made JSON-friendly; ValueError for what has no JSON form."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} is not a finite number")
+        return value
+    if isinstance(value, datetime):
+        return format_instant(value)
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else _as_text(k): to_json_value(v)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json_value(v) for v in value]
+    raise ValueError(f"a {type(value).__name__} value cannot be stored")
 
 
 class InputDef(BaseModel):
@@ -52,6 +101,11 @@ class InputDef(BaseModel):
             raise ValueError(f"unknown input type '{self.type}'")
         if self.type in ("SELECT", "MULTISELECT", "ENUM") and not self.values:
             raise ValueError(f"a {self.type} input needs 'values'")
+        if self.itemType is not None:
+            self.itemType = self.itemType.upper()
+            if self.itemType not in ARRAY_ITEM_TYPES:
+                raise ValueError(f"unsupported itemType '{self.itemType}' (one of "
+                                 f"{', '.join(sorted(ARRAY_ITEM_TYPES))})")
         if self.validator is not None:
             try:
                 re.compile(self.validator)
@@ -65,7 +119,17 @@ class InputDef(BaseModel):
 
 
 def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    """Text for a value that arrived as JSON or YAML: `42`, `true`, `{"a":1}`, `2025-06-01`."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, datetime):
+        return format_instant(value)
+    if isinstance(value, date | time):
+        return value.isoformat()
+    try:
+        return json.dumps(to_json_value(value))
+    except ValueError:
+        return str(value)
 
 
 def coerce(inp: InputDef, value: Any) -> Any:
@@ -83,20 +147,23 @@ def coerce(inp: InputDef, value: Any) -> Any:
             result: Any = value
         elif isinstance(value, float) and value.is_integer():
             result = int(value)
+        elif isinstance(value, str) and INTEGER.fullmatch(value.strip()):
+            result = int(value.strip())
         else:
-            try:
-                result = int(str(value).strip())
-            except ValueError:
-                raise ValueError(f"expected an integer, got '{value}'") from None
+            raise ValueError(f"expected an integer, got '{value}'")
         _bounds(inp, result)
         return result
     if kind == "FLOAT":
         if isinstance(value, bool):
             raise ValueError(f"expected a number, got {value!r}")
-        try:
+        if isinstance(value, int | float):
             result = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected a number, got '{value}'") from None
+        elif isinstance(value, str) and DECIMAL.fullmatch(value.strip()):
+            result = float(value.strip())
+        else:
+            raise ValueError(f"expected a number, got '{value}'")
+        if not math.isfinite(result):
+            raise ValueError(f"expected a finite number, got '{value}'")
         _bounds(inp, result)
         return result
     if kind in ("BOOLEAN", "BOOL"):
@@ -115,31 +182,43 @@ def coerce(inp: InputDef, value: Any) -> Any:
         except ValueError:
             raise ValueError(f"expected an ISO-8601 date-time, got '{value}'") from None
     if kind == "DATE":
+        if isinstance(value, datetime):
+            return value.date().isoformat()
+        if isinstance(value, date):
+            return value.isoformat()
         try:
-            return (value if isinstance(value, date) else date.fromisoformat(str(value))).isoformat()
+            return date.fromisoformat(str(value).strip()).isoformat()
         except ValueError:
             raise ValueError(f"expected a date like 2025-06-01, got '{value}'") from None
     if kind == "TIME":
+        if isinstance(value, time):
+            return value.isoformat()
         try:
-            return (value if isinstance(value, time) else time.fromisoformat(str(value))).isoformat()
+            return time.fromisoformat(str(value).strip()).isoformat()
         except ValueError:
             raise ValueError(f"expected a time like 10:15:30, got '{value}'") from None
     if kind == "DURATION":
-        return format_duration(parse_duration(str(value)))
+        if isinstance(value, timedelta):
+            return format_duration(value)
+        return format_duration(parse_duration(str(value).strip()))
     if kind == "JSON":
         if isinstance(value, str):
             try:
-                return json.loads(value)
+                value = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"invalid JSON: {exc.msg}") from None
-        return value
+            except (ValueError, RecursionError):
+                raise ValueError("invalid JSON") from None
+        return to_json_value(value)
     if kind == "YAML":
         if isinstance(value, str):
             try:
-                return yaml.safe_load(value)
-            except yaml.YAMLError:
-                raise ValueError("invalid YAML") from None
-        return value
+                value = load_yaml(value)
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" at line {mark.line + 1}" if mark else ""
+                raise ValueError(f"invalid YAML{where}") from None
+        return to_json_value(value)
     if kind == "URI":
         text = str(value)
         if not URI.match(text):
@@ -173,8 +252,14 @@ def coerce(inp: InputDef, value: Any) -> Any:
             return [str(v) for v in items]
         if inp.itemType:
             item_def = InputDef(id=inp.id, type=inp.itemType)
-            return [coerce(item_def, v) for v in items]
-        return items
+            out = []
+            for i, item in enumerate(items):
+                try:
+                    out.append(coerce(item_def, item))
+                except ValueError as exc:
+                    raise ValueError(f"item {i}: {exc}") from None
+            return out
+        return to_json_value(items)
     raise ValueError(f"unsupported input type {kind}")  # pragma: no cover - guarded by InputDef
 
 

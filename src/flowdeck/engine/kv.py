@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -65,11 +66,13 @@ def parse_literal(text: str) -> tuple[str, Any]:
     stripped = text.strip()
     try:
         value = json.loads(stripped)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # JSONDecodeError, or an int of 4300+ digits
         pass
     else:
         if value is None:
             raise ValidationError([("value", "null is not a storable value")])
+        if not _finite(value):
+            raise ValidationError([("value", "NaN and Infinity are not storable numbers")])
         return infer_type(value), value
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", stripped):
         try:
@@ -90,25 +93,87 @@ def parse_literal(text: str) -> tuple[str, Any]:
                                      "(send strings JSON-quoted, e.g. \"hello\")")])
 
 
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def _problem(message: str) -> ValidationError:
+    return ValidationError([("value", message)])
+
+
 def _normalise(value: Any, kv_type: str) -> Any:
+    """The stored form of `value` as `kv_type`; ValidationError when it is not one."""
+    if value is None:
+        raise _problem("null is not a storable value")
+    shown = repr(value)  # problems quote the value as it was given, before any parsing
     if isinstance(value, str) and kv_type in ("NUMBER", "BOOLEAN", "JSON"):
         try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            raise ValidationError([("value", f"{value!r} is not a valid {kv_type}")]) from None
-        if kv_type == "NUMBER" and (isinstance(parsed, bool)
-                                    or not isinstance(parsed, int | float)):
-            raise ValidationError([("value", f"{value!r} is not a number")])
-        if kv_type == "BOOLEAN" and not isinstance(parsed, bool):
-            raise ValidationError([("value", f"{value!r} is not true or false")])
-        return parsed
-    if kv_type == "DATETIME" and isinstance(value, datetime):
-        return format_instant(value)
-    if kv_type == "DATE" and isinstance(value, date):
-        return value.isoformat()
-    if kv_type == "DURATION" and isinstance(value, timedelta):
-        return format_duration(value)
-    return value
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            raise _problem(f"{value!r} is not a valid {kv_type}") from None
+    if kv_type == "STRING":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, datetime):
+            return format_instant(value)
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, timedelta):
+            return format_duration(value)
+        if not _finite(value):
+            raise _problem("NaN and Infinity are not storable numbers")
+        try:
+            return dumps(value)
+        except (TypeError, ValueError):
+            raise _problem(f"a {type(value).__name__} value cannot be stored") from None
+    if kv_type == "NUMBER":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _problem(f"{shown} is not a number")
+        if not math.isfinite(value):
+            raise _problem(f"{shown} is not a finite number")
+        return value
+    if kv_type == "BOOLEAN":
+        if not isinstance(value, bool):
+            raise _problem(f"{shown} is not true or false")
+        return value
+    if kv_type == "JSON":
+        if not _finite(value):
+            raise _problem("NaN and Infinity are not storable numbers")
+        try:
+            dumps(value)
+        except (TypeError, ValueError):
+            raise _problem(f"a {type(value).__name__} value is not JSON") from None
+        return value
+    if kv_type == "DATETIME":
+        if isinstance(value, datetime):
+            return format_instant(value)
+        try:
+            return format_instant(parse_instant(str(value).strip()))
+        except ValueError:
+            raise _problem(f"{value!r} is not an ISO-8601 date-time") from None
+    if kv_type == "DATE":
+        if isinstance(value, datetime):
+            return value.date().isoformat()
+        if isinstance(value, date):
+            return value.isoformat()
+        try:
+            return date.fromisoformat(str(value).strip()).isoformat()
+        except ValueError:
+            raise _problem(f"{value!r} is not a date like 2025-06-01") from None
+    if kv_type == "DURATION":
+        if isinstance(value, timedelta):
+            return format_duration(value)
+        try:
+            return format_duration(parse_duration(str(value).strip()))
+        except ValueError:
+            raise _problem(f"{value!r} is not an ISO-8601 duration like PT5M") from None
+    return value  # pragma: no cover - kv_type is checked against KV_TYPES first
 
 
 class KVStore:
@@ -118,7 +183,7 @@ class KVStore:
 
     @staticmethod
     def check_key(key: str) -> None:
-        if not KEY.match(key):
+        if not isinstance(key, str) or not KEY.fullmatch(key):
             raise ValidationError([("key", f"'{key}' must match {KEY.pattern}")])
 
     async def put(self, namespace: str, key: str, value: Any, *, ttl: timedelta | None = None,
@@ -128,6 +193,9 @@ class KVStore:
         if kind not in KV_TYPES:
             raise ValidationError([("type", f"unknown KV type '{kind}'")])
         value = _normalise(value, kind)
+        if ttl is not None and ttl <= timedelta(0):
+            raise ValidationError([("ttl", f"must be a positive duration, got "
+                                           f"{format_duration(ttl)}")])
         now = format_instant(self.clock.now())
         expires = format_instant(self.clock.now() + ttl) if ttl is not None else None
 
