@@ -49,10 +49,12 @@ async def test_follow_from_start_and_from_a_sequence_number(engine: Engine) -> N
     assert [e.seq for e in stored] == list(range(1, 3003))
     assert [e.seq for e in live] == list(range(1, 3003))
     assert [e.seq for e in resumed] == list(range(2501, 3003))
-    assert [e.message for e in live[:3]] == ["line 1", "line 2", "line 3"]
-    assert live[2999].message == "line 3000" and live[2999].level == "INFO"
-    assert (live[3000].message, live[3000].level) == ("to stderr", "WARN")
-    assert live[3000].task_id == "burst" and live[3001].task_id == "bye"
+    # stdout keeps its order; stderr is another pipe, so its line may land anywhere in between
+    assert [e.message for e in live if e.level == "INFO"] == [
+        f"line {i}" for i in range(1, 3001)]
+    assert [(e.message, e.task_id) for e in live if e.level == "WARN"] == [
+        ("to stderr", "burst"), ("bye", "bye")]
+    assert live[-1].task_id == "bye"
     # A follower that starts after the run replays everything stored, then waits.
     late = await collect(engine, execution.id, 0, "bye")
     assert [e.seq for e in late] == list(range(1, 3003))

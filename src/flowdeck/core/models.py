@@ -94,8 +94,26 @@ class TaskRun:
     iteration: int | None = None
     attempts: list[Attempt] = field(default_factory=list)
     outputs: dict[str, Any] | None = None
+    #: (signature, JSON) of a finished task run, which no longer changes; saves re-serialising
+    #: every finished task run on every commit of a long execution.
+    _frozen: tuple[tuple[Any, ...], dict[str, Any]] | None = field(
+        default=None, repr=False, compare=False)
+
+    def _signature(self) -> tuple[Any, ...]:
+        return (len(self.state.histories), self.state.current, id(self.outputs),
+                self.parent_task_run_id, self.value,
+                tuple(len(a.state.histories) for a in self.attempts))
 
     def to_dict(self, now: datetime) -> dict[str, Any]:
+        """Kestra JSON; the result of a finished task run is shared, so treat it as read-only."""
+        if self.state.current not in TERMINAL_STATES:
+            return self._build(now)
+        signature = self._signature()
+        if self._frozen is None or self._frozen[0] != signature:
+            self._frozen = (signature, self._build(now))
+        return self._frozen[1]
+
+    def _build(self, now: datetime) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id,
             "executionId": self.execution_id,
@@ -183,8 +201,7 @@ class Execution:
         if self.task_runs:
             runs = [tr.to_dict(now) for tr in self.task_runs]
             if not embed_outputs:
-                for r in runs:
-                    r.pop("outputs", None)
+                runs = [{k: v for k, v in r.items() if k != "outputs"} for r in runs]
             out["taskRunList"] = runs
         out["originalId"] = self.original_id or self.id
         out["deleted"] = False

@@ -51,6 +51,8 @@ def _to_utc(dt: datetime) -> datetime:
 
 def format_instant(dt: datetime) -> str:
     """``2025-06-01T10:15:30.123456Z``: UTC, fixed width, six fractional digits."""
+    if dt.tzinfo is UTC:  # the hot path: every engine timestamp is already UTC
+        return dt.isoformat(timespec="microseconds")[:-6] + "Z"
     u = _to_utc(dt)
     return (
         f"{u.year:04d}-{u.month:02d}-{u.day:02d}T"
@@ -75,6 +77,12 @@ def parse_instant(text: str) -> datetime:
     Accepts ``Z`` or numeric offsets (none means UTC), 0-9 fractional digits (truncated to
     microseconds) and a bare date (midnight UTC).
     """
+    if len(text) == 27 and text[26] == "Z" and text[10] == "T":
+        # The hot path: what format_instant writes.
+        try:
+            return datetime.fromisoformat(text[:26]).replace(tzinfo=UTC)
+        except ValueError:
+            pass
     m = _INSTANT_RE.fullmatch(text)
     if m is None:
         raise ValueError(f"invalid ISO-8601 instant {text!r} (expected e.g. 2025-06-01T10:15:30Z)")

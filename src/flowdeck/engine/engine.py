@@ -448,8 +448,14 @@ class Engine:
                             return execution
                         await self._runner_gone(execution_id)
                         continue
-                    with contextlib.suppress(TimeoutError):
-                        await sub.get(1.0)  # an event, or a periodic re-check
+                    while not sub.lagged:  # cheap: events carry the state
+                        try:
+                            event: ExecutionEvent = await sub.get(1.0)
+                        except TimeoutError:
+                            break  # a periodic re-check from the store
+                        if is_terminal(event.state):
+                            break
+                    sub.lagged = False
                     while not sub.queue.empty():
                         sub.queue.get_nowait()
         finally:

@@ -108,6 +108,9 @@ class RunContext:
     def log_lines(self, level: str, lines: list[str]) -> None:
         self.runner.emit_logs(self.task_run, level, lines)
 
+    async def log_room(self) -> None:
+        await self.runner.engine.store.log_room()
+
 
 class ExecutionRunner:
     def __init__(self, engine: Engine, execution: Execution, flow: FlowDefinition) -> None:

@@ -30,6 +30,7 @@ from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.schema import migrate
 
 T = TypeVar("T")
+LOG_BACKLOG = 1024
 Op = Callable[[aiosqlite.Connection], Awaitable[Any]]
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -140,6 +141,19 @@ class Store:
     def stage_logs(self, entries: Sequence[LogEntry]) -> None:
         self._staged_logs.extend(entries)
         self._wake.set()
+
+    async def log_room(self, limit: int = LOG_BACKLOG) -> None:
+        """Wait while more than `limit` log lines are waiting for a commit.
+
+        Chatty tasks call this after each chunk they log, so a burst is held back in the
+        pipe (the task's own write blocks) instead of piling up here: commits stay small and a
+        line reaches followers within a couple of commits.
+        """
+        while len(self._staged_logs) > limit and self._failure is None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._flush_waiters.append(future)
+            self._wake.set()
+            await future
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once everything staged so far has committed."""

@@ -120,6 +120,9 @@ class TaskContext(Protocol):
 
     def log_lines(self, level: str, lines: list[str]) -> None: ...
 
+    async def log_room(self) -> None:
+        """Wait while too many log lines are waiting to be stored (backpressure)."""
+
 
 class RunnableTask(TaskDef):
     """A task that does its work in attempts (retries, timeout)."""

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from flowdeck.engine.tasks.base import RunnableTask, TaskContext, TaskFailure
 
-CHUNK = 1 << 16
+CHUNK = 1 << 15
 KILL_GRACE_S = 1.0
 
 
@@ -110,6 +110,7 @@ async def _pump(stream: asyncio.StreamReader, level: str, ctx: TaskContext,
         if lines:
             seen[0] = True
             ctx.log_lines(level, lines)
+            await ctx.log_room()
     if pending:
         line = pending.decode("utf-8", "replace").rstrip("\r")
         if not _parse_vars(line, found_vars):
