@@ -8,6 +8,7 @@ to honour exactly with explicit `to_dict`/`from_dict` than with a generic serial
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,10 @@ from flowdeck.core.states import TERMINAL_STATES
 from flowdeck.core.timefmt import format_duration, format_instant, parse_instant
 
 TENANT = "main"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(slots=True)
@@ -58,7 +63,8 @@ class StateInfo:
         end = self.histories[-1].date if len(self.histories) > 1 else now
         out: dict[str, Any] = {
             "current": self.current,
-            "histories": [{"state": h.state, "date": format_instant(h.date)} for h in self.histories],
+            "histories": [{"state": h.state, "date": format_instant(h.date)}
+                          for h in self.histories],
             "duration": format_duration(end - first),
             "startDate": format_instant(first),
         }
@@ -98,6 +104,8 @@ class TaskRun:
     #: every finished task run on every commit of a long execution.
     _frozen: tuple[tuple[Any, ...], dict[str, Any]] | None = field(
         default=None, repr=False, compare=False)
+    _frozen_json: tuple[tuple[Any, ...], str] | None = field(
+        default=None, repr=False, compare=False)
 
     def _signature(self) -> tuple[Any, ...]:
         return (len(self.state.histories), self.state.current, id(self.outputs),
@@ -112,6 +120,15 @@ class TaskRun:
         if self._frozen is None or self._frozen[0] != signature:
             self._frozen = (signature, self._build(now))
         return self._frozen[1]
+
+    def to_json(self, now: datetime) -> str:
+        """Compact JSON text of `to_dict`, cached for a finished task run."""
+        if self.state.current not in TERMINAL_STATES:
+            return _dumps(self._build(now))
+        signature = self._signature()
+        if self._frozen_json is None or self._frozen_json[0] != signature:
+            self._frozen_json = (signature, _dumps(self.to_dict(now)))
+        return self._frozen_json[1]
 
     def _build(self, now: datetime) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -185,6 +202,15 @@ class Execution:
             if tr.id == task_run_id:
                 return tr
         return None
+
+    def to_json(self, now: datetime) -> tuple[str, dict[str, Any]]:
+        """(JSON text, dict) of `to_dict`; finished task runs are spliced in from their cache."""
+        doc = self.to_dict(now)
+        if "taskRunList" not in doc:
+            return _dumps(doc), doc
+        head = _dumps({k: v for k, v in doc.items() if k != "taskRunList"})
+        runs = ",".join(tr.to_json(now) for tr in self.task_runs)
+        return f'{head[:-1]},"taskRunList":[{runs}]}}', doc
 
     def to_dict(self, now: datetime, *, embed_outputs: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -7,6 +7,7 @@ first committed decision stands and the other gets a conflict naming who decided
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -163,7 +164,8 @@ class ApprovalService:
         items = [await self.get(i) for i in approval_ids]
         refused = [a.id for a in items if not a.allow_bulk_approval]
         if refused:
-            raise ValidationError([("ids", f"bulk approval is not allowed for {', '.join(refused)}")])
+            raise ValidationError([("ids", "bulk approval is not allowed for "
+                                           + ", ".join(refused))])
         return [await self.decide(a.id, approve=True, by=by, comment=comment) for a in items]
 
     async def expire_for_task_run(self, task_run_id: str) -> None:
@@ -174,10 +176,8 @@ class ApprovalService:
         current = _from_row(row)
         if current.status != "pending":
             return
-        try:
+        with contextlib.suppress(ConflictError):  # a person decided first: theirs stands
             await self._settle(current, "expired", None, None)
-        except ConflictError:
-            pass  # a person decided first: their decision stands
 
     @staticmethod
     def waiting_seconds(approval: Approval, now: datetime) -> float:

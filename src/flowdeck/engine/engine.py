@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import sqlite3
@@ -86,6 +87,8 @@ class Engine:
         self.approvals = ApprovalService(self)
         self.renderer = TemplateRenderer()
         self.envs = settings.envs if settings.envs is not None else envs_from_environment()
+        #: The environment shell tasks start from: the engine's own, as it was at start.
+        self.task_env: dict[str, str] = dict(os.environ)
         self.global_slots = Slots(settings.max_concurrent_executions)
         self.runners: dict[str, ExecutionRunner] = {}
         self._flow_slots: dict[tuple[str, str], Slots] = {}
@@ -124,6 +127,9 @@ class Engine:
         from flowdeck.engine.recovery import recover
 
         await recover(self)
+        # Start-up objects live as long as the engine: keep the collector from rescanning them.
+        gc.collect()
+        gc.freeze()
         if self.settings.scheduler:
             from flowdeck.engine.scheduler import ScheduleService
 

@@ -31,6 +31,7 @@ from flowdeck.engine.schema import migrate
 
 T = TypeVar("T")
 LOG_BACKLOG = 1024
+COALESCE_S = 0.002
 Op = Callable[[aiosqlite.Connection], Awaitable[Any]]
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -171,9 +172,10 @@ class Store:
     async def flush(self) -> None:
         """Wait until everything staged before this call is committed."""
         self._check_alive()
-        if not (self._staged_executions or self._staged_logs or self._ops or self._callbacks):
-            if self._busy_batch is None:
-                return
+        idle = not (self._staged_executions or self._staged_logs or self._ops
+                    or self._callbacks)
+        if idle and self._busy_batch is None:
+            return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._flush_waiters.append(future)
         self._wake.set()
@@ -195,6 +197,9 @@ class Store:
                 if self._closing:
                     return
                 continue
+            if not (self._ops or self._flush_waiters or self._closing):
+                # Nobody waits on this batch: let a few more changes join it (fewer fsyncs).
+                await asyncio.sleep(COALESCE_S)
             executions, self._staged_executions = self._staged_executions, {}
             logs, self._staged_logs = self._staged_logs, []
             ops, self._ops = self._ops, []
@@ -304,9 +309,9 @@ class Store:
 def execution_row(ex: Execution, now: Any) -> tuple[Any, ...]:
     """(id, namespace, flow_id, revision, state, start, end, labels, parent, doc, doc dict)."""
     end = ex.state.end_date
-    doc = ex.to_dict(now)
+    text, doc = ex.to_json(now)
     return (
         ex.id, ex.namespace, ex.flow_id, ex.flow_revision, ex.state.current,
         format_instant(ex.state.start_date), format_instant(end) if end else None,
-        dumps({k: v for k, v in ex.labels}), ex.parent_id, dumps(doc), doc,
+        dumps({k: v for k, v in ex.labels}), ex.parent_id, text, doc,
     )

@@ -8,6 +8,8 @@ attempt terminates the whole process group, so no grandchild outlives its task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -21,6 +23,9 @@ from flowdeck.engine.tasks.base import RunnableTask, TaskContext, TaskFailure
 
 CHUNK = 1 << 15
 KILL_GRACE_S = 1.0
+#: Pipe and reader buffer size. Small on purpose: a task that prints faster than lines can be
+#: stored waits in its own write() instead of building a backlog that delays live followers.
+PIPE_BYTES = 1 << 14
 
 
 class _ShellTask(RunnableTask):
@@ -40,7 +45,12 @@ class _ShellTask(RunnableTask):
 
     async def execute(self, ctx: TaskContext) -> dict[str, Any] | None:
         workdir = ctx.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(workdir)
+        except FileNotFoundError:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            pass
         for name, content in self.inputFiles.items():
             target = (workdir / str(ctx.render(name))).resolve()
             if workdir.resolve() not in target.parents:
@@ -48,7 +58,7 @@ class _ShellTask(RunnableTask):
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(str(ctx.render(content)))
         body = self.script_text(ctx)
-        env = dict(os.environ)
+        env = dict(ctx.services.task_env)
         env.update({str(k): str(ctx.render(v)) for k, v in self.env.items()})
         env["WORKING_DIR"] = str(workdir)
         argv = [*self.interpreter, body]
@@ -118,28 +128,51 @@ async def _pump(stream: asyncio.StreamReader, level: str, ctx: TaskContext,
             ctx.log_lines(level, [line])
 
 
+def _small_pipe() -> tuple[int, int]:
+    read_fd, write_fd = os.pipe()
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+    if set_size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(read_fd, set_size, PIPE_BYTES)
+    return read_fd, write_fd
+
+
+async def _reader(loop: asyncio.AbstractEventLoop, fd: int
+                  ) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    reader = asyncio.StreamReader(limit=PIPE_BYTES, loop=loop)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", buffering=0))
+    return reader, transport
+
+
 def _kill_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 async def run_process(ctx: TaskContext, argv: list[str], env: dict[str, str], cwd: Path,
                       *, warning_on_stderr: bool = False) -> dict[str, Any]:
     """Run argv, stream its output into the log, and return Kestra's shell outputs."""
+    loop = asyncio.get_running_loop()
+    out_r, out_w = _small_pipe()
+    err_r, err_w = _small_pipe()
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, cwd=str(cwd), start_new_session=True)
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out_w, stderr=err_w, env=env,
+            cwd=str(cwd), start_new_session=True)
     except OSError as exc:
+        for fd in (out_r, out_w, err_r, err_w):
+            os.close(fd)
         raise TaskFailure(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
-    assert proc.stdout is not None and proc.stderr is not None
+    os.close(out_w)
+    os.close(err_w)
+    stdout, out_transport = await _reader(loop, out_r)
+    stderr, err_transport = await _reader(loop, err_r)
     found_vars: dict[str, Any] = {}
     stderr_seen = [False]
     pumps = asyncio.gather(
-        _pump(proc.stdout, "INFO", ctx, found_vars, [False]),
-        _pump(proc.stderr, "WARN", ctx, found_vars, stderr_seen),
+        _pump(stdout, "INFO", ctx, found_vars, [False]),
+        _pump(stderr, "WARN", ctx, found_vars, stderr_seen),
     )
     try:
         await pumps
@@ -148,6 +181,9 @@ async def run_process(ctx: TaskContext, argv: list[str], env: dict[str, str], cw
         await _terminate(proc)
         pumps.cancel()
         raise
+    finally:
+        out_transport.close()
+        err_transport.close()
     outputs: dict[str, Any] = {"exitCode": code, "vars": found_vars}
     if code != 0:
         detail = f"was killed by signal {-code}" if code < 0 else f"failed with exit code {code}"
@@ -161,10 +197,8 @@ async def _terminate(proc: asyncio.subprocess.Process) -> None:
     """SIGTERM the whole group, then SIGKILL whatever is left after a short grace."""
     if proc.returncode is None:
         _kill_group(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE_S)
-        except (TimeoutError, asyncio.CancelledError):
-            pass
     # Grandchildren may ignore SIGTERM or outlive the shell: make sure the group is gone.
     _kill_group(proc.pid, signal.SIGKILL)
     if proc.returncode is None:
