@@ -270,3 +270,24 @@ async def test_kv_tasks_store_typed_values(engine: Engine) -> None:
     assert second.task_runs[2].outputs == {"value": 2}
     entry = await engine.kv.get("t.kv", "counter")
     assert (entry.type, entry.value) == ("NUMBER", 2)
+
+
+async def test_templated_input_default_is_rendered_at_creation(engine: Engine) -> None:
+    await apply(engine, """
+        id: dyn
+        namespace: t.basic
+        inputs:
+          - id: where
+            type: STRING
+            defaults: "{{ flow.namespace }}/{{ flow.id }}"
+          - id: bad
+            type: STRING
+            required: false
+        tasks:
+          - id: out
+            type: io.kestra.plugin.core.debug.Return
+            format: "{{ inputs.where }}"
+        """)
+    final = await run_flow(engine, "t.basic", "dyn")
+    assert final.inputs == {"where": "t.basic/dyn"}
+    assert final.task_runs[0].outputs == {"value": "t.basic/dyn"}

@@ -302,7 +302,8 @@ class Engine:
         flow = await self.get_flow_revision(namespace, flow_id, revision)
         if flow.disabled:
             raise ConflictError(f"flow '{namespace}.{flow_id}' is disabled")
-        resolved = resolve_inputs(flow.inputs, inputs or {})
+        resolved = resolve_inputs(flow.inputs, inputs or {},
+                                  render_default=self._default_renderer(flow, trigger))
         execution = self._new_execution(flow, resolved, labels or [], source, parent)
         execution.trigger = trigger
         execution.schedule_date = schedule_date
@@ -316,6 +317,14 @@ class Engine:
         self.logs.start_fresh(execution.id)
         self._launch(execution, flow)
         return execution
+
+    def _default_renderer(self, flow: FlowDefinition, trigger: dict[str, Any] | None
+                          ) -> Callable[[Any], Any]:
+        context = {"flow": {"id": flow.id, "namespace": flow.namespace,
+                            "revision": flow.revision},
+                   "envs": self.envs, "vars": flow.variables,
+                   "trigger": (trigger or {}).get("variables") or {}}
+        return lambda value: self.renderer.render_value(value, context)
 
     def _new_execution(self, flow: FlowDefinition, inputs: dict[str, Any],
                        labels: list[tuple[str, str]], source: str,
@@ -402,7 +411,7 @@ class Engine:
             await runner.run()
         except asyncio.CancelledError:
             if self.shutting_down:
-                if ex.state.current not in TERMINAL_STATES:
+                if ex.state.current in ("RUNNING", "RETRYING", "RESTARTED", "KILLING"):
                     runner.execution_log("WARN", "flowdeck stopped while this execution ran; "
                                                  "it continues when flowdeck starts again")
                 await self.store.flush()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from flowdeck.core.errors import InvalidInputsError
+from flowdeck.core.errors import FlowdeckError, InvalidInputsError
 from flowdeck.core.timefmt import format_duration, format_instant, parse_duration, parse_instant
 
 INPUT_TYPES = {
@@ -271,8 +272,12 @@ def _bounds(inp: InputDef, number: float) -> None:
 
 
 def resolve_inputs(declared: list[InputDef], given: dict[str, Any], *,
-                   prefix: str = "inputs", strict_unknown: bool = False) -> dict[str, Any]:
-    """Apply defaults and types to submitted inputs; every problem is reported at once."""
+                   prefix: str = "inputs", strict_unknown: bool = False,
+                   render_default: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """Apply defaults and types to submitted inputs; every problem is reported at once.
+
+    `render_default` renders a `{{ }}` default (e.g. `{{ now() | date('yyyy-MM-dd') }}`).
+    """
     problems: list[tuple[str, str]] = []
     out: dict[str, Any] = {}
     names = {d.id for d in declared}
@@ -285,6 +290,12 @@ def resolve_inputs(declared: list[InputDef], given: dict[str, Any], *,
             raw = given[inp.id]
         elif inp.defaults is not None:
             raw = inp.defaults
+            if render_default is not None and isinstance(raw, str) and "{{" in raw:
+                try:
+                    raw = render_default(raw)
+                except FlowdeckError as exc:
+                    problems.append((f"{prefix}.{inp.id}", f"default: {exc}"))
+                    continue
         elif inp.required:
             problems.append((f"{prefix}.{inp.id}", "is required"))
             continue
