@@ -7,6 +7,7 @@ first committed decision stands and the other gets a conflict naming who decided
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 from datetime import datetime
@@ -158,8 +159,8 @@ class ApprovalService:
             runner.decide(decided.task_run_id, Decision(status, by=by, comment=comment))
         return decided
 
-    async def decide_many(self, approval_ids: list[str], *, by: str,
-                          comment: str | None = None) -> list[Approval]:
+    async def decide_many(self, approval_ids: builtins.list[str], *, by: str,
+                          comment: str | None = None) -> builtins.list[Approval]:
         """Bulk approve: every approval must allow it; each is settled on its own."""
         items = [await self.get(i) for i in approval_ids]
         refused = [a.id for a in items if not a.allow_bulk_approval]

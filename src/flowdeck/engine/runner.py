@@ -597,7 +597,7 @@ class ExecutionRunner:
             with contextlib.suppress(FlowdeckError):
                 await engine.kill(child_id)
             raise
-        state = final.state.current
+        state: str = final.state.current
         tr.outputs = {"executionId": child_id, "state": state, "outputs": final.outputs or {}}
         if state in ("SUCCESS", "WARNING"):
             return state

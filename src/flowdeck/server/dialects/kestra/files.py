@@ -1,7 +1,216 @@
-"""Kestra files routes."""
+"""Kestra's namespace-file routes (`NamespaceFileController`).
+
+`path` is an absolute path inside the namespace (`/scripts/a.py`; the leading `/` is optional).
+Every path goes through `NamespaceFiles.resolve`, which refuses `..` and `.` segments with a
+422, so no request can reach a file outside the namespace's directory.
+
+Uploads are `multipart/form-data` with a part named `fileContent`; a raw body is accepted too.
+A `.zip` upload is extracted at the namespace root, as Kestra does, and a YAML file uploaded
+under `/_flows/` is imported as a flow of that namespace.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import io
+import zipfile
+import zlib
+from pathlib import PurePosixPath
+from typing import Any
 
-router = APIRouter()
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile
+
+from flowdeck.core.errors import BadRequestError, NotFoundError, ValidationError
+from flowdeck.engine.engine import Engine
+from flowdeck.engine.files import NamespaceFiles
+from flowdeck.server.dialects.kestra.common import get_engine
+
+router = APIRouter(tags=["files"])
+
+OCTET = "application/octet-stream"
+#: Bounds on what one uploaded archive may unpack to (the body itself is capped by the app).
+MAX_ZIP_ENTRIES = 10_000
+MAX_ZIP_BYTES = 100 * 1024 * 1024
+
+
+def _required(request: Request, name: str = "path") -> str:
+    value = request.query_params.get(name)
+    if value is None or not value.strip("/ "):
+        raise BadRequestError(f"query parameter '{name}' is required (a path such as "
+                              "/scripts/run.py)")
+    return value
+
+
+def _is_root(path: str | None) -> bool:
+    return path is None or not path.strip("/")
+
+
+def _under_flows(path: str) -> bool:
+    parts = PurePosixPath("/" + path.lstrip("/")).parts[1:]
+    return parts[:1] == ("_flows",)
+
+
+async def _import_flow(engine: Engine, namespace: str, path: str, content: bytes) -> None:
+    """A YAML file put under `/_flows/` is a flow of this namespace, as in Kestra."""
+    if not path.endswith((".yml", ".yaml")):
+        raise ValidationError([("path", "'/_flows' is reserved for flow sources (*.yml)")])
+    try:
+        source = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError([("fileContent", "a flow source must be UTF-8 text")]) from None
+    flow = engine.validate_flow(source)
+    if flow.namespace != namespace:
+        raise ValidationError([("namespace", f"the flow is in namespace '{flow.namespace}', "
+                                             f"not '{namespace}'")])
+    await engine.apply_flow(source)
+
+
+async def _put(engine: Engine, namespace: str, path: str, content: bytes) -> None:
+    if _under_flows(path):
+        await _import_flow(engine, namespace, path, content)
+    else:
+        engine.files.put(namespace, path, content)
+
+
+async def _extract(engine: Engine, namespace: str, content: bytes) -> None:
+    """Unpack at the namespace root; every entry is read and checked before one is written."""
+    contents: list[tuple[str, bytes]] = []
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            entries = [i for i in archive.infolist() if not i.is_dir()]
+            if len(entries) > MAX_ZIP_ENTRIES:
+                raise ValidationError([("fileContent", f"the archive holds more than "
+                                                       f"{MAX_ZIP_ENTRIES} files")])
+            if sum(i.file_size for i in entries) > MAX_ZIP_BYTES:
+                raise ValidationError([("fileContent", "the archive unpacks to more than "
+                                                       f"{MAX_ZIP_BYTES // (1024 * 1024)} MiB")])
+            for info in entries:
+                engine.files.resolve(namespace, info.filename)  # refuses '..' with a 422
+                if _under_flows(info.filename) and not info.filename.endswith((".yml",
+                                                                                ".yaml")):
+                    raise ValidationError([("fileContent", f"'{info.filename}': '/_flows' is "
+                                                           "reserved for flow sources (*.yml)")])
+                # zipfile stops at the declared size and checks the CRC: no bomb gets past.
+                contents.append(("/" + info.filename.lstrip("/"), archive.read(info)))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
+            NotImplementedError, RuntimeError) as exc:
+        raise ValidationError([("fileContent", f"not a readable zip archive: {exc}")]) from None
+    for path, data in contents:
+        await _put(engine, namespace, path, data)
+
+
+@router.get("/namespaces/{namespace}/files/directory")
+async def list_directory(namespace: str, request: Request) -> list[dict[str, Any]]:
+    path = request.query_params.get("path")
+    files = get_engine(request).files
+    return [a.to_dict() for a in files.list_dir(namespace, None if _is_root(path) else path)]
+
+
+@router.post("/namespaces/{namespace}/files/directory")
+async def make_directory(namespace: str, request: Request) -> Response:
+    get_engine(request).files.mkdir(namespace, _required(request))
+    return Response(status_code=200)
+
+
+@router.get("/namespaces/{namespace}/files/stats")
+async def stats(namespace: str, request: Request) -> dict[str, Any]:
+    path = request.query_params.get("path")
+    files: NamespaceFiles = get_engine(request).files
+    if _is_root(path):
+        root = files.resolve(namespace, None)
+        if not root.exists():  # the root of a namespace without files is an empty directory
+            return {"fileName": root.name, "lastModifiedTime": 0, "creationTime": 0,
+                    "type": "Directory", "size": 0, "metadata": {}}
+        return files.stats(namespace, None).to_dict()
+    return files.stats(namespace, path).to_dict()
+
+
+@router.get("/namespaces/{namespace}/files/search")
+async def search(namespace: str, request: Request) -> list[str]:
+    return get_engine(request).files.search(namespace, request.query_params.get("q") or "")
+
+
+@router.get("/namespaces/{namespace}/files/revisions")
+async def revisions(namespace: str, request: Request) -> list[dict[str, Any]]:
+    """Files are not versioned here: an existing file has exactly revision 1."""
+    path = _required(request)
+    get_engine(request).files.get(namespace, path)
+    return [{"revision": 1}]
+
+
+@router.get("/namespaces/{namespace}/files/export")
+async def export(namespace: str, request: Request) -> Response:
+    engine = get_engine(request)
+    files = engine.files
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in files.search(namespace, ""):
+            archive.writestr(path.lstrip("/"), files.get(namespace, path))
+        for flow in engine.list_flows(namespace):
+            archive.writestr(f"_flows/{flow.id}.yml", flow.source)
+    return Response(buffer.getvalue(), media_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{namespace}_files.zip"'})
+
+
+@router.get("/namespaces/{namespace}/files")
+async def get_file(namespace: str, request: Request) -> Response:
+    """The raw bytes of a file; without `path`, the listing of the root (spec 001)."""
+    engine = get_engine(request)
+    path = request.query_params.get("path")
+    if _is_root(path):
+        return JSONResponse([a.to_dict() for a in engine.files.list_dir(namespace, None)])
+    assert path is not None
+    revision = request.query_params.get("revision")
+    if revision not in (None, "", "1"):
+        engine.files.get(namespace, path)  # 404 first for a missing file
+        raise NotFoundError(f"no revision {revision} of '{path}' in namespace '{namespace}'")
+    target = engine.files.resolve(namespace, path)
+    if target.is_dir():
+        raise NotFoundError(f"'{path}' is a directory in namespace '{namespace}'; list it with "
+                            "/files/directory")
+    content = engine.files.get(namespace, path)
+    return Response(content, media_type=OCTET)
+
+
+@router.post("/namespaces/{namespace}/files")
+async def upload(namespace: str, request: Request) -> Response:
+    engine = get_engine(request)
+    path = request.query_params.get("path")
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        part = form.get("fileContent")
+        if part is None:
+            raise ValidationError([("fileContent", "the multipart body needs a part named "
+                                                   "'fileContent'")])
+        if isinstance(part, UploadFile):
+            content = await part.read()
+            filename = part.filename or ""
+        else:
+            content, filename = part.encode("utf-8"), ""
+        if filename.lower().endswith(".zip"):
+            await _extract(engine, namespace, content)
+            return Response(status_code=200)
+    else:
+        content = await request.body()
+    if _is_root(path):
+        raise BadRequestError("query parameter 'path' is required (a file path such as "
+                              "/scripts/run.py)")
+    assert path is not None
+    await _put(engine, namespace, path, content)
+    return Response(status_code=200)
+
+
+@router.put("/namespaces/{namespace}/files")
+async def move(namespace: str, request: Request) -> Response:
+    source = _required(request, "from")
+    dest = _required(request, "to")
+    get_engine(request).files.move(namespace, source, dest)
+    return Response(status_code=200)
+
+
+@router.delete("/namespaces/{namespace}/files")
+async def delete(namespace: str, request: Request) -> Response:
+    get_engine(request).files.delete(namespace, _required(request))
+    return Response(status_code=200)
