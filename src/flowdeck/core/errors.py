@@ -54,3 +54,11 @@ class BadRequestError(FlowdeckError):
 
 class EngineLockedError(FlowdeckError):
     """Another engine already owns this data directory."""
+
+
+class BackendUnavailable(FlowdeckError):
+    """The engine or server cannot be reached right now (connection refused, timed out)."""
+
+
+class PermissionDenied(FlowdeckError):
+    """Credentials are missing or wrong, or the role may not do this (HTTP 401/403)."""

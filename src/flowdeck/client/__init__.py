@@ -1,0 +1,1 @@
+"""The client layer: one Backend interface over the embedded engine or a remote server."""
