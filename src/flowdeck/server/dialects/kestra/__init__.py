@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from flowdeck.server.dialects.kestra import (
+    approvals,
     executions,
     files,
     flows,
@@ -19,6 +20,6 @@ from flowdeck.server.dialects.kestra import (
 def build_router() -> APIRouter:
     router = APIRouter()
     # Webhooks first: their open, key-in-path routes must not be shadowed by execution routes.
-    for module in (webhooks, flows, follow, outputs, executions, logs, kv, files):
+    for module in (webhooks, flows, follow, outputs, executions, logs, kv, files, approvals):
         router.include_router(module.router)
     return router
