@@ -314,3 +314,35 @@ async def test_process_killed_by_signal_reports_it(engine: Engine) -> None:
     assert final.state.current == "FAILED"
     errors = [e.message for e in await engine.logs.fetch(final.id) if e.level == "ERROR"]
     assert errors == [f"task 'die' failed: command was killed by signal {int(signal.SIGKILL)}"]
+
+
+async def test_random_retry_and_max_duration_bound_the_attempts(engine: Engine) -> None:
+    await apply(engine, """
+        id: bounded
+        namespace: t.fail
+        tasks:
+          - id: random
+            type: io.kestra.plugin.core.execution.Fail
+            allowFailure: true
+            retry:
+              type: random
+              minInterval: PT0.01S
+              maxInterval: PT0.03S
+              maxAttempts: 4
+          - id: by-duration
+            type: io.kestra.plugin.core.execution.Fail
+            retry:
+              type: constant
+              interval: PT0.2S
+              maxDuration: PT0.5S
+        """)
+    final = await run_flow(engine, "t.fail", "bounded")
+    by_id = {tr.task_id: tr for tr in final.task_runs}
+    assert by_id["random"].state.current == "WARNING"
+    assert len(by_id["random"].attempts) == 4
+    # 0.2 s apart within 0.5 s: the first try and two retries fit, a third would exceed it
+    assert len(by_id["by-duration"].attempts) == 3
+    gaps = [(b.state.start_date - a.state.start_date).total_seconds()
+            for a, b in zip(by_id["random"].attempts, by_id["random"].attempts[1:], strict=False)]
+    assert all(0.01 <= gap < 1.0 for gap in gaps)
+    assert final.state.current == "FAILED"
