@@ -95,3 +95,32 @@ async def test_restarted_execution_continues_numbering(engine: Engine) -> None:
     after = await engine.logs.fetch(failed.id)
     assert [e.seq for e in after] == list(range(1, len(after) + 1))
     assert len(after) > len(before)
+
+
+async def test_a_follower_that_lags_during_replay_still_gets_the_newest_lines(
+        engine: Engine) -> None:
+    await apply(engine, """
+        id: lagging
+        namespace: t.logs
+        tasks:
+          - id: two
+            type: io.kestra.plugin.core.log.Log
+            message: ["one", "two"]
+        """)
+    final = await run_flow(engine, "t.logs", "lagging")
+    follower = engine.follow_logs(final.id, heartbeat=0.5)
+    first = await anext(follower)
+    assert first is not None and first.seq == 1
+    # While the follower is mid-replay, more batches arrive than its queue holds.
+    await engine.logs.prime(final.id)
+    for _ in range(10_001):
+        engine.logs.emit(final, None, "INFO", ["burst"])
+    await engine.store.flush()
+    seen = [first.seq]
+    async with asyncio.timeout(30):
+        async for entry in follower:
+            if entry is None:
+                break
+            seen.append(entry.seq)
+    await follower.aclose()  # type: ignore[attr-defined]
+    assert seen == list(range(1, 10_004))

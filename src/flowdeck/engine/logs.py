@@ -3,14 +3,22 @@
 Each execution's lines carry a sequence number that grows by one. A follower replays what is
 stored after the number it last saw and then streams live lines, skipping any it already has,
 so a reconnecting client gets neither a gap nor a duplicate.
+
+`search` answers the cross-execution log search (filters, sort, paging) and `delete` removes
+stored lines; neither changes the numbering, so a line number is never handed out twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from flowdeck.core.models import LEVEL_RANK, Execution, LogEntry, TaskRun
+import aiosqlite
+
+from flowdeck.core.errors import BadRequestError
+from flowdeck.core.models import LEVEL_RANK, LOG_LEVELS, Execution, LogEntry, TaskRun
 from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.bus import LOGS, EventBus, LogBatch
 
@@ -20,6 +28,213 @@ if TYPE_CHECKING:
 
 LOG_COLUMNS = ("l.execution_id, l.seq, e.namespace, e.flow_id, l.task_id, l.task_run_id, "
                "l.attempt, l.ts, l.level, l.message")
+
+#: Text fields a log query can filter on: (SQL column, LogEntry attribute).
+LOG_TEXT_FIELDS: dict[str, tuple[str, str]] = {
+    "namespace": ("e.namespace", "namespace"),
+    "flowId": ("e.flow_id", "flow_id"),
+    "executionId": ("l.execution_id", "execution_id"),
+    "taskId": ("l.task_id", "task_id"),
+    "taskRunId": ("l.task_run_id", "task_run_id"),
+}
+#: How each text operation compares (PREFIX is Kestra's namespace prefix: `a.b` or `a.b.*`).
+LOG_TEXT_OPS = frozenset({"EQUALS", "NOT_EQUALS", "IN", "NOT_IN", "STARTS_WITH", "ENDS_WITH",
+                          "CONTAINS", "NOT_CONTAINS", "PREFIX", "IS_NULL", "IS_NOT_NULL"})
+LOG_SORT_COLUMNS: dict[str, str] = {
+    "timestamp": "l.ts", "date": "l.ts", "level": "({rank})", "namespace": "e.namespace",
+    "flowId": "e.flow_id", "executionId": "l.execution_id", "taskId": "l.task_id",
+    "taskRunId": "l.task_run_id", "attemptNumber": "l.attempt", "sequence": "l.seq",
+    "seq": "l.seq",
+}
+_LEVEL_RANK_SQL = "CASE l.level " + " ".join(
+    f"WHEN '{name}' THEN {rank}" for name, rank in LEVEL_RANK.items()) + " ELSE -1 END"
+MAX_LOG_PAGE = 10_000
+
+
+def levels_from(op: str, value: str) -> set[str]:
+    """The levels that `level <op> value` admits (`GREATER_THAN_OR_EQUAL_TO INFO` → INFO..ERROR)."""
+    names = [v.strip().upper() for v in value.split(",") if v.strip()]
+    for name in names:
+        if name not in LEVEL_RANK:
+            raise BadRequestError(f"unknown log level '{name}'; use one of "
+                                  f"{', '.join(reversed(LOG_LEVELS))}")
+    if not names:
+        raise BadRequestError("a level filter needs a level, e.g. INFO")
+    rank = LEVEL_RANK[names[0]]
+    ranks = {LEVEL_RANK[n] for n in names}
+    admitted: dict[str, set[int]] = {
+        "GREATER_THAN_OR_EQUAL_TO": {r for r in LEVEL_RANK.values() if r >= rank},
+        "GREATER_THAN": {r for r in LEVEL_RANK.values() if r > rank},
+        "LESS_THAN_OR_EQUAL_TO": {r for r in LEVEL_RANK.values() if r <= rank},
+        "LESS_THAN": {r for r in LEVEL_RANK.values() if r < rank},
+        "EQUALS": {rank}, "IN": ranks,
+        "NOT_EQUALS": set(LEVEL_RANK.values()) - {rank},
+        "NOT_IN": set(LEVEL_RANK.values()) - ranks,
+    }
+    if op not in admitted:
+        raise BadRequestError(f"cannot filter log levels with {op}")
+    return {name for name, r in LEVEL_RANK.items() if r in admitted[op]}
+
+
+@dataclass(slots=True)
+class LogQuery:
+    """Which log lines to read, across executions or within one; also usable as a predicate.
+
+    `text` holds `(field, operation, value)` triples over `LOG_TEXT_FIELDS`. `levels` None means
+    every level. A `trigger_id` never matches: every flowdeck log line belongs to an execution.
+    """
+
+    execution_id: str | None = None
+    text: list[tuple[str, str, str]] = field(default_factory=list)
+    attempt: int | None = None
+    levels: set[str] | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    q: str | None = None
+    trigger_id: str | None = None
+    after_seq: int | None = None
+    page: int = 1
+    size: int | None = None
+    sort: list[tuple[str, bool]] = field(default_factory=lambda: [("timestamp", True)])
+
+    def check(self) -> None:
+        for name, op, _ in self.text:
+            if name not in LOG_TEXT_FIELDS:
+                raise BadRequestError(f"cannot filter logs by '{name}'")
+            if op not in LOG_TEXT_OPS:
+                raise BadRequestError(f"cannot filter logs by '{name}' with {op}")
+        if self.page < 1:
+            raise BadRequestError(f"page must be 1 or more, got {self.page}")
+        if self.size is not None and not 1 <= self.size <= MAX_LOG_PAGE:
+            raise BadRequestError(f"size must be between 1 and {MAX_LOG_PAGE}, got {self.size}")
+        for name, _ in self.sort:
+            if name not in LOG_SORT_COLUMNS:
+                raise BadRequestError(f"cannot sort logs by '{name}'; use one of "
+                                      f"{', '.join(sorted(LOG_SORT_COLUMNS))}")
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.trigger_id is not None:
+            clauses.append("0")
+        if self.execution_id is not None:
+            clauses.append("l.execution_id = ?")
+            params.append(self.execution_id)
+        if self.after_seq is not None:
+            clauses.append("l.seq > ?")
+            params.append(self.after_seq)
+        for name, op, value in self.text:
+            column = LOG_TEXT_FIELDS[name][0]
+            clause, args = _text_clause(column, op, value)
+            clauses.append(clause)
+            params.extend(args)
+        if self.attempt is not None:
+            clauses.append("l.attempt = ?")
+            params.append(self.attempt)
+        if self.levels is not None:
+            if not self.levels:
+                clauses.append("0")
+            else:
+                levels = sorted(self.levels)
+                clauses.append(f"l.level IN ({','.join('?' * len(levels))})")
+                params.extend(levels)
+        if self.start is not None:
+            clauses.append("l.ts >= ?")
+            params.append(format_instant(self.start))
+        if self.end is not None:
+            clauses.append("l.ts <= ?")
+            params.append(format_instant(self.end))
+        if self.q:
+            escaped = self.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            clauses.append("l.message LIKE ? ESCAPE '\\'")
+            params.append(f"%{escaped}%")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def order_by(self) -> str:
+        parts = []
+        for name, desc in self.sort:
+            column = LOG_SORT_COLUMNS[name].format(rank=_LEVEL_RANK_SQL)
+            parts.append(f"{column} {'DESC' if desc else 'ASC'}")
+        tail = "DESC" if self.sort and self.sort[0][1] else "ASC"
+        # Lines of one batch share a timestamp: keep them in emission order.
+        parts.extend([f"l.ts {tail}", f"l.execution_id {tail}", f"l.seq {tail}"])
+        return " ORDER BY " + ", ".join(parts)
+
+    def matches(self, entry: LogEntry) -> bool:
+        """The same filters applied to one line in memory (for live streams)."""
+        if self.trigger_id is not None:
+            return False
+        if self.execution_id is not None and entry.execution_id != self.execution_id:
+            return False
+        if self.after_seq is not None and entry.seq <= self.after_seq:
+            return False
+        for name, op, value in self.text:
+            if not _text_matches(getattr(entry, LOG_TEXT_FIELDS[name][1]), op, value):
+                return False
+        if self.attempt is not None and entry.attempt_number != self.attempt:
+            return False
+        if self.levels is not None and entry.level not in self.levels:
+            return False
+        if self.start is not None and entry.timestamp < format_instant(self.start):
+            return False
+        if self.end is not None and entry.timestamp > format_instant(self.end):
+            return False
+        return not self.q or self.q.lower() in entry.message.lower()
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _text_clause(column: str, op: str, value: str) -> tuple[str, list[Any]]:
+    if op == "EQUALS":
+        return f"{column} = ?", [value]
+    if op == "NOT_EQUALS":
+        return f"({column} IS NULL OR {column} != ?)", [value]
+    if op in ("IN", "NOT_IN"):
+        values = _split(value)
+        if not values:
+            return ("0" if op == "IN" else "1"), []
+        marks = ",".join("?" * len(values))
+        if op == "IN":
+            return f"{column} IN ({marks})", values
+        return f"({column} IS NULL OR {column} NOT IN ({marks}))", values
+    if op == "STARTS_WITH":
+        return f"substr({column}, 1, ?) = ?", [len(value), value]
+    if op == "ENDS_WITH":
+        return f"({column} IS NOT NULL AND substr({column}, -?) = ?)", [len(value), value]
+    if op == "CONTAINS":
+        return f"instr({column}, ?) > 0", [value]
+    if op == "NOT_CONTAINS":
+        return f"({column} IS NULL OR instr({column}, ?) = 0)", [value]
+    if op == "PREFIX":
+        return (f"({column} = ? OR substr({column}, 1, ?) = ?)",
+                [value, len(value) + 1, value + "."])
+    if op == "IS_NULL":
+        return f"{column} IS NULL", []
+    return f"{column} IS NOT NULL", []  # IS_NOT_NULL
+
+
+def _text_matches(actual: str | None, op: str, value: str) -> bool:
+    if op == "IS_NULL":
+        return actual is None
+    if op == "IS_NOT_NULL":
+        return actual is not None
+    if op in ("NOT_EQUALS", "NOT_IN", "NOT_CONTAINS") and actual is None:
+        return True
+    if actual is None:
+        return False
+    return {
+        "EQUALS": lambda: actual == value,
+        "NOT_EQUALS": lambda: actual != value,
+        "IN": lambda: actual in _split(value),
+        "NOT_IN": lambda: actual not in _split(value),
+        "STARTS_WITH": lambda: actual.startswith(value),
+        "ENDS_WITH": lambda: actual.endswith(value),
+        "CONTAINS": lambda: value in actual,
+        "NOT_CONTAINS": lambda: value not in actual,
+        "PREFIX": lambda: actual == value or actual.startswith(value + "."),
+    }[op]()
 
 
 class LogService:
@@ -71,7 +286,8 @@ class LogService:
                "WHERE l.execution_id = ? AND l.seq > ?")
         params: list[object] = [execution_id, after_seq]
         if min_level is not None and min_level.upper() in LEVEL_RANK:
-            allowed = [lv for lv, rank in LEVEL_RANK.items() if rank >= LEVEL_RANK[min_level.upper()]]
+            allowed = [lv for lv, rank in LEVEL_RANK.items()
+                       if rank >= LEVEL_RANK[min_level.upper()]]
             sql += f" AND l.level IN ({','.join('?' * len(allowed))})"
             params.extend(allowed)
         if task_run_id is not None:
@@ -99,11 +315,15 @@ class LogService:
         last = after_seq
         try:
             while True:
+                # Anything queued so far is also in the store: forget it, then read the store.
+                # A lag flagged from here on (a slow consumer) sends us back to this point.
+                sub.lagged = False
+                while not sub.queue.empty():
+                    sub.queue.get_nowait()
                 for entry in await self.fetch(execution_id, after_seq=last):
                     last = entry.seq
                     if LEVEL_RANK.get(entry.level, 0) >= threshold:
                         yield entry
-                sub.lagged = False
                 while not sub.lagged:
                     try:
                         batch: LogBatch = await sub.get(heartbeat)
@@ -121,8 +341,52 @@ class LogService:
                     else:
                         continue
                     break
-                while not sub.queue.empty():
-                    sub.queue.get_nowait()
         finally:
             sub.close()
 
+    async def search(self, query: LogQuery, *, with_total: bool = True
+                     ) -> tuple[list[LogEntry], int]:
+        """Lines matching `query`: one page of them (every one when `size` is None), and the
+        number of all matches (the page's length when `with_total` is false)."""
+        query.check()
+        where, params = query.where()
+        base = "FROM logs l JOIN executions e ON e.id = l.execution_id" + where
+        rows_sql = f"SELECT {LOG_COLUMNS} {base}{query.order_by()}"
+        if query.size is not None:
+            rows_sql += " LIMIT ? OFFSET ?"
+            params = [*params, query.size, (query.page - 1) * query.size]
+        rows = await self.store.fetchall(rows_sql, params)
+        entries = [LogEntry(*tuple(r)) for r in rows]
+        if query.size is None or not with_total:
+            return entries, len(entries)
+        count = await self.store.fetchone(f"SELECT COUNT(*) {base}", params[:-2])
+        return entries, int(count[0]) if count else 0
+
+    async def delete(self, execution_id: str, query: LogQuery | None = None) -> int:
+        """Delete an execution's stored lines (those matching `query`); returns how many.
+
+        Numbering is unaffected: a later restart of the execution in this process continues
+        after the highest number handed out, so a follower's `Last-Event-ID` stays valid.
+        """
+        query = query or LogQuery()
+        query.execution_id = execution_id
+        query.check()
+        where, params = query.where()
+        select = ("SELECT l.execution_id, l.seq FROM logs l "
+                  f"JOIN executions e ON e.id = l.execution_id{where}")
+
+        async def op(conn: aiosqlite.Connection) -> tuple[int, int]:
+            cursor = await conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM logs WHERE execution_id = ?", (execution_id,))
+            row = await cursor.fetchone()
+            await cursor.close()
+            cursor = await conn.execute(
+                f"DELETE FROM logs WHERE (execution_id, seq) IN ({select})", params)
+            deleted = cursor.rowcount
+            await cursor.close()
+            return (int(row[0]) if row else 0), deleted
+
+        highest, deleted = await self.store.run(op)
+        if deleted and highest > self._next_seq.get(execution_id, 0):
+            self._next_seq[execution_id] = highest
+        return deleted
