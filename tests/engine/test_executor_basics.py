@@ -291,3 +291,21 @@ async def test_templated_input_default_is_rendered_at_creation(engine: Engine) -
     final = await run_flow(engine, "t.basic", "dyn")
     assert final.inputs == {"where": "t.basic/dyn"}
     assert final.task_runs[0].outputs == {"value": "t.basic/dyn"}
+
+
+async def test_search_by_labels_with_quotes_in_keys(engine: Engine) -> None:
+    from flowdeck.engine.query import ExecutionQuery
+
+    await apply(engine, """
+        id: labelled
+        namespace: t.basic
+        tasks:
+          - id: one
+            type: io.kestra.plugin.core.log.Log
+            message: hi
+        """)
+    tagged = await run_flow(engine, "t.basic", "labelled", labels=[('we"ird\\\\key', "v")])
+    await run_flow(engine, "t.basic", "labelled")
+    found, total = await engine.search_executions(
+        ExecutionQuery(labels={'we"ird\\\\key': "v"}))
+    assert total == 1 and [e.id for e in found] == [tagged.id]

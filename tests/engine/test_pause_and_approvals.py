@@ -218,3 +218,37 @@ async def test_kill_a_paused_execution_even_when_every_slot_is_busy(tmp_path) ->
         assert (await eng.wait_until_terminal(busy.id, 5)).state.current == "KILLED"
     finally:
         await eng.close()
+
+
+async def test_manual_pause_shows_at_once_and_holds_the_next_task(engine: Engine) -> None:
+    await apply(engine, """
+        id: manual
+        namespace: t.pause
+        tasks:
+          - id: nap
+            type: io.kestra.plugin.core.flow.Sleep
+            duration: PT0.3S
+          - id: after
+            type: io.kestra.plugin.core.log.Log
+            message: after
+        """)
+    execution = await engine.create_execution("t.pause", "manual")
+    await wait_for_state(engine, execution.id, "RUNNING")
+    paused = await engine.pause(execution.id)
+    assert paused.state.current == "PAUSED"
+    runner = engine.runners[execution.id]
+    nap = runner.execution.task_runs[0]
+    sub = engine.bus.subscribe("execution", execution_id=execution.id)
+    try:
+        async with asyncio.timeout(5):
+            while nap.state.current != "SUCCESS":
+                await sub.get()
+    finally:
+        sub.close()
+    assert [tr.task_id for tr in runner.execution.task_runs] == ["nap"]  # held
+    resumed = await engine.resume(execution.id)
+    assert resumed.state.current in ("RUNNING", "SUCCESS")  # the last task is quick
+    final = await engine.wait_until_terminal(execution.id, 10)
+    assert final.state.current == "SUCCESS"
+    assert [h.state for h in final.state.histories] == [
+        "CREATED", "RUNNING", "PAUSED", "RUNNING", "SUCCESS"]

@@ -476,6 +476,12 @@ class Engine:
         finally:
             sub.close()
 
+    async def _settled(self, execution_id: str) -> None:
+        """If the execution just reached a final state, wait for its runner to let go."""
+        runner = self.runners.get(execution_id)
+        if runner is not None and is_terminal(runner.execution.state.current):
+            await self._runner_gone(execution_id)
+
     async def _runner_gone(self, execution_id: str) -> None:
         runner = self.runners.get(execution_id)
         if runner is not None and runner.task is not None:
@@ -534,6 +540,7 @@ class Engine:
         return Execution.from_dict(runner.execution.to_dict(self.clock.now()))
 
     async def restart(self, execution_id: str, task_run_id: str | None = None) -> Execution:
+        await self._settled(execution_id)
         if execution_id in self.runners:
             raise ConflictError(f"execution {execution_id} is still running")
         execution = await self.get_execution(execution_id)
@@ -582,6 +589,7 @@ class Engine:
         return replay
 
     async def set_labels(self, execution_id: str, labels: list[tuple[str, str]]) -> Execution:
+        await self._settled(execution_id)
         execution = await self.get_execution(execution_id)
         if execution_id in self.runners:
             raise ConflictError(f"execution {execution_id} is still running; "
@@ -596,6 +604,7 @@ class Engine:
         return execution
 
     async def change_status(self, execution_id: str, status: str) -> Execution:
+        await self._settled(execution_id)
         execution = await self.get_execution(execution_id)
         if execution_id in self.runners or not is_terminal(execution.state.current):
             raise ConflictError(f"execution {execution_id} is {execution.state.current}; "
@@ -608,6 +617,7 @@ class Engine:
         return execution
 
     async def delete_execution(self, execution_id: str) -> None:
+        await self._settled(execution_id)
         if execution_id in self.runners:
             raise ConflictError(f"execution {execution_id} is still running; kill it first")
         await self.get_execution(execution_id)

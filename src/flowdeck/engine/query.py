@@ -63,8 +63,9 @@ class ExecutionQuery:
             clauses.append(f"state NOT IN ({','.join('?' * len(self.exclude_states))})")
             params.extend(self.exclude_states)
         for key, value in self.labels.items():
-            clauses.append("json_extract(labels, ?) = ?")
-            params.extend([f'$."{key}"', value])
+            clauses.append("EXISTS (SELECT 1 FROM json_each(labels) WHERE json_each.key = ?"
+                           " AND json_each.value = ?)")
+            params.extend([key, value])
         if self.start_after is not None:
             clauses.append("start_date >= ?")
             params.append(format_instant(self.start_after))

@@ -442,16 +442,15 @@ class ExecutionRunner:
         event = self._pause_requested
         if event is None:
             return
-        self.execution_log("INFO", "execution paused on request")
-        self.set_state("PAUSED")
-        await self.engine.store.flush()
         await self._without_slot(event.wait())
         self._pause_requested = None
-        self.set_state("RUNNING")
 
     def request_pause(self) -> None:
+        """Pause now (as Kestra shows it); tasks already running finish, no new one starts."""
         if self._pause_requested is None:
             self._pause_requested = asyncio.Event()
+            self.execution_log("INFO", "execution paused on request; running tasks finish")
+            self.set_state("PAUSED")
 
     async def _without_slot(self, awaitable: Any) -> Any:
         """Wait without holding a global execution slot, so waiting runs never block others.
@@ -490,8 +489,9 @@ class ExecutionRunner:
                 timer.cancel()
             self._decisions.pop(tr.id, None)
             self._paused.pop(tr.id, None)
-        tr.state.to("RUNNING", self.now)
-        if not self._decisions:
+        if tr.state.current != "RUNNING":
+            tr.state.to("RUNNING", self.now)
+        if not self._decisions and self._pause_requested is None:
             self.set_state("RUNNING")
         self.save()
         return decision
@@ -512,6 +512,14 @@ class ExecutionRunner:
         if future is None or future.done():
             return False
         future.set_result(decision)
+        # Show the outcome at once, even if the runner must wait for a free slot to go on.
+        task_run = self.execution.find_task_run(task_run_id)
+        if task_run is not None and task_run.state.current == "PAUSED":
+            task_run.state.to("RUNNING", self.now)
+        if self._pause_requested is None and not any(
+                not f.done() for f in self._decisions.values()):
+            self.set_state("RUNNING")
+        self.save()
         return True
 
     def paused_tasks(self) -> dict[str, TaskDef]:
@@ -521,6 +529,7 @@ class ExecutionRunner:
         """Resume every paused Pause task (validating `onResume` inputs) or a manual pause."""
         if self._pause_requested is not None and not self._paused:
             self._pause_requested.set()
+            self.set_state("RUNNING")
             return
         from flowdeck.engine.tasks.flowable import Pause
 
