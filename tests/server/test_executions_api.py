@@ -243,10 +243,14 @@ async def test_create_revision_and_errors(api: httpx.AsyncClient, live: LiveServ
                    400, "key:value")
     assert_problem(await api.post(f"{EX}/acme.team/hello", params={"wait": "perhaps"}), 400)
     assert_problem(await api.post(f"{EX}/acme.team/hello", content=b"{not json",
-                                  headers={"Content-Type": "application/json"}), 400, "JSON")
+                                  headers={"Content-Type": "application/json"}), 422, "JSON")
     broken = await api.post(f"{EX}/acme.team/hello", content=b"garbage",
                             headers={"Content-Type": "multipart/form-data; boundary=x"})
     assert_problem(broken, 400)
+    # A multipart body cut before its closing boundary is refused, not read as fewer inputs.
+    cut = (b'--xyz\r\nContent-Disposition: form-data; name="name"\r\n\r\nada\r\n')
+    assert_problem(await api.post(f"{EX}/acme.team/hello", content=cut, headers={
+        "Content-Type": "multipart/form-data; boundary=xyz"}), 400, "closing boundary")
     assert_problem(await api.post(f"{EX}/acme.team/hello", params={"breakpoints": "greet"}),
                    422, "breakpoints")
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()

@@ -442,6 +442,17 @@ class Engine:
             raise NotFoundError(f"no execution '{execution_id}'")
         return Execution.from_dict(json.loads(row[0]))
 
+    async def get_execution_json(self, execution_id: str) -> str:
+        """The execution as Kestra JSON text; a finished one is served as stored (no re-encode)."""
+        row = await self.store.fetchone("SELECT state, doc FROM executions WHERE id = ?",
+                                        (execution_id,))
+        if row is None:
+            raise NotFoundError(f"no execution '{execution_id}'")
+        if is_terminal(row[0]):
+            return str(row[1])
+        text, _ = Execution.from_dict(json.loads(row[1])).to_json(self.clock.now())
+        return text
+
     async def get_execution_doc(self, execution_id: str) -> dict[str, Any]:
         """The execution as Kestra JSON, with a duration that is current for running ones."""
         execution = await self.get_execution(execution_id)

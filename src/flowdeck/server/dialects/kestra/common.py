@@ -17,8 +17,9 @@ from typing import Any
 
 from fastapi import Request
 from starlette.datastructures import QueryParams, UploadFile
+from starlette.formparsers import MultiPartException
 
-from flowdeck.core.errors import BadRequestError
+from flowdeck.core.errors import BadRequestError, ValidationError
 from flowdeck.core.ids import new_id
 from flowdeck.core.timefmt import parse_duration, parse_instant
 from flowdeck.engine.engine import Engine
@@ -184,18 +185,26 @@ async def read_inputs(request: Request, upload_dir: Path) -> dict[str, Any]:
     A file part becomes a FILE input whose value is the stored file's `file://` URI.
     """
     content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        await _check_multipart_complete(request, content_type)
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form()
+        try:
+            form = await request.form()
+        except MultiPartException as exc:
+            raise BadRequestError(f"malformed multipart body: {exc.message}") from None
         inputs: dict[str, Any] = {}
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                folder = upload_dir / new_id()
-                folder.mkdir(parents=True, exist_ok=True)
-                target = folder / Path(value.filename or name).name
-                target.write_bytes(await value.read())
-                inputs[name] = target.as_uri()
-            else:
-                inputs[name] = value
+        try:
+            for name, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    folder = upload_dir / new_id()
+                    folder.mkdir(parents=True, exist_ok=True)
+                    target = folder / Path(value.filename or name).name
+                    target.write_bytes(await value.read())
+                    inputs[name] = target.as_uri()
+                else:
+                    inputs[name] = value
+        finally:
+            await form.close()
         return inputs
     if content_type.startswith("application/json"):
         raw = await request.body()
@@ -203,12 +212,27 @@ async def read_inputs(request: Request, upload_dir: Path) -> dict[str, Any]:
             return {}
         try:
             body = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise BadRequestError(f"invalid JSON body: {exc.msg}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValidationError([("body", f"invalid JSON: {exc}")]) from None
         if not isinstance(body, dict):
-            raise BadRequestError("a JSON body must be an object of input values")
+            raise ValidationError([("body", "a JSON body must be an object of input values")])
         return body
     return {}
+
+
+async def _check_multipart_complete(request: Request, content_type: str) -> None:
+    """A multipart body cut short would otherwise parse as fewer inputs, silently."""
+    boundary = ""
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "boundary":
+            boundary = value.strip('"')
+    body = await request.body()
+    if not body.strip():
+        return
+    if not boundary or f"--{boundary}--".encode() not in body[-(len(boundary) + 16):]:
+        raise BadRequestError("malformed multipart body: it does not end with its closing "
+                              "boundary (was the upload cut short?)")
 
 
 def labels_param(params: QueryParams) -> list[tuple[str, str]]:

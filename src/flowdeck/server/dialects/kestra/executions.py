@@ -451,9 +451,10 @@ async def create_execution(request: Request, namespace: str, flow_id: str) -> JS
 
 
 @router.get("/executions/{execution_id}", summary="Get an execution")
-async def get_execution(request: Request, execution_id: str) -> JSONResponse:
+async def get_execution(request: Request, execution_id: str) -> Response:
     engine = get_engine(request)
-    return JSONResponse(await engine.get_execution_doc(execution_id))
+    return Response(await engine.get_execution_json(execution_id),
+                    media_type="application/json")
 
 
 @router.delete("/executions/{execution_id}", status_code=204, summary="Delete an execution")
