@@ -261,13 +261,21 @@ async def handle(request: Request, namespace: str, flow_id: str, key: str) -> Re
     return response
 
 
-@router.api_route("/executions/webhook/{namespace}/{flow_id}/{key}", methods=METHODS)
 async def webhook(namespace: str, flow_id: str, key: str, request: Request) -> Response:
     return await handle(request, namespace, flow_id, key)
 
 
-@router.api_route("/executions/webhook/{namespace}/{flow_id}/{key}/{path:path}",
-                  methods=METHODS)
 async def webhook_with_path(namespace: str, flow_id: str, key: str, path: str,
                             request: Request) -> Response:
     return await handle(request, namespace, flow_id, key)
+
+
+# One route per method, so each has its own OpenAPI operation id; they behave the same.
+for _method in METHODS:
+    router.add_api_route("/executions/webhook/{namespace}/{flow_id}/{key}", webhook,
+                         methods=[_method], name=f"webhook_{_method.lower()}",
+                         summary="Trigger a flow from its webhook (no credentials)")
+    router.add_api_route("/executions/webhook/{namespace}/{flow_id}/{key}/{path:path}",
+                         webhook_with_path, methods=[_method],
+                         name=f"webhook_with_path_{_method.lower()}",
+                         summary="Trigger a flow from its webhook, with a path suffix")
