@@ -615,3 +615,47 @@ async def test_kestrapy_client_round_trip(api: httpx.AsyncClient, live: LiveServ
     assert flow.revision == 1 and got.id == created.id == killed.id
     assert found["total"] == 1 and found["results"][0]["id"] == created.id
     assert (await finished(live, created.id))["state"]["current"] == "KILLED"
+
+
+async def test_kestrapy_flow_lifecycle_pause_resume_and_logs(api: httpx.AsyncClient,
+                                                             live: LiveServer) -> None:
+    """kestrapy drives flow update/delete, pause with onResume inputs, and log listing."""
+    from kestrapy import KestraClient
+
+    client = KestraClient(host=live.url, timeout=15)
+    source = ("id: gate\nnamespace: kestrapy\ntasks:\n"
+              "  - id: hold\n    type: io.kestra.plugin.core.flow.Pause\n"
+              "    onResume:\n      - id: reason\n        type: STRING\n"
+              "  - id: say\n    type: io.kestra.plugin.core.log.Log\n"
+              "    message: \"resumed: {{ outputs.hold.onResume.reason }}\"\n")
+
+    def create() -> tuple[Any, Any, Any]:
+        first = client.flows.create_flow("main", source)
+        second = client.flows.update_flow("kestrapy", "gate", "main",
+                                          source.replace("resumed:", "go:"))
+        run = client.executions.create_execution("main", "kestrapy", "gate")
+        return first, second, run
+
+    first, second, run = await asyncio.to_thread(create)
+    assert (first.revision, second.revision) == (1, 2)
+    from helpers import wait_for_state
+
+    await wait_for_state(live.engine, run.id, "PAUSED")
+
+    def resume_and_read() -> tuple[Any, Any]:
+        resumed = client.executions.resume_execution(run.id, "main", inputs={"reason": "ok"})
+        return resumed, None
+
+    resumed, _ = await asyncio.to_thread(resume_and_read)
+    assert resumed.id == run.id
+    final = await finished(live, run.id)
+    assert final["state"]["current"] == "SUCCESS"
+
+    def logs_and_delete() -> tuple[Any, Any]:
+        lines = client.logs.list_logs_from_execution(run.id, "main")
+        client.flows.delete_flow("kestrapy", "gate", "main")
+        return lines, None
+
+    lines, _ = await asyncio.to_thread(logs_and_delete)
+    assert [line.message for line in lines][-1] == "go: ok"
+    assert (await api.get("/api/v1/main/flows/kestrapy/gate")).status_code == 404
