@@ -551,3 +551,17 @@ async def test_deleting_logs_never_reuses_a_line_number(tmp_path: Path) -> None:
         await live.engine.wait_until_terminal(failed.id, 10)
         after = (await live.client.get(f"{API}/logs/{failed.id}")).json()
         assert after and min(e["sequence"] for e in after) == highest + 1
+
+
+async def test_list_logs_after_a_sequence_number(live: LiveServer) -> None:
+    await live.engine.apply_flow(
+        "id: few\nnamespace: t.after\ntasks:\n"
+        "  - id: say\n    type: io.kestra.plugin.core.log.Log\n    message: [a, b, c, d]\n")
+    execution = await live.engine.create_execution("t.after", "few")
+    await live.engine.wait_until_terminal(execution.id, 10)
+    lines = (await live.client.get(f"/api/v1/main/logs/{execution.id}",
+                                   params={"afterSequence": 2})).json()
+    assert [(line["sequence"], line["message"]) for line in lines] == [(3, "c"), (4, "d")]
+    bad = await live.client.get(f"/api/v1/main/logs/{execution.id}",
+                                params={"afterSequence": "x"})
+    assert bad.status_code == 400

@@ -361,3 +361,29 @@ class Approval:
             "comment": self.comment,
             "decidedAt": format_instant(self.decided_at) if self.decided_at else None,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Approval:
+        """The inverse of `to_dict` (what the approvals API and the event bus carry)."""
+        expires, decided = d.get("expiresAt"), d.get("decidedAt")
+        return cls(
+            id=str(d["id"]),
+            execution_id=str(d["executionId"]),
+            task_run_id=str(d["taskRunId"]),
+            namespace=d["namespace"],
+            flow_id=d["flowId"],
+            task_id=d["taskId"],
+            title=d.get("title") or "",
+            description=d.get("description"),
+            rows=list(d.get("rows") or []),
+            display_fields=list(d.get("displayFields") or []),
+            metadata=dict(d.get("metadata") or {}),
+            allow_bulk_approval=bool(d.get("allowBulkApproval", False)),
+            require_comment=bool(d.get("requireComment", False)),
+            status=d["status"],
+            created_at=parse_instant(d["createdAt"]),
+            expires_at=parse_instant(expires) if expires else None,
+            decided_by=d.get("decidedBy"),
+            comment=d.get("comment"),
+            decided_at=parse_instant(decided) if decided else None,
+        )

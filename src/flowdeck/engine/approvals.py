@@ -148,7 +148,7 @@ class ApprovalService:
             when = format_instant(decided.decided_at) if decided.decided_at else "earlier"
             raise ConflictError(
                 f"approval {current.id} was already {decided.status} by {who} at {when}",
-                {"status": decided.status, "decidedBy": decided.decided_by,
+                {"approvalStatus": decided.status, "decidedBy": decided.decided_by,
                  "decidedAt": when})
         self.engine.bus.publish(APPROVAL, ApprovalEvent("decided" if by else "expired",
                                                         decided.to_dict()))

@@ -50,8 +50,8 @@ def problem(status: int, detail: str, instance: str, *, headers: dict[str, str] 
     body: dict[str, Any] = {"type": BASE + slug, "title": title, "status": status,
                             "detail": detail, "instance": instance,
                             "message": f"{title}: {detail}" if detail else title}
-    if extra:
-        body.update(extra)
+    if extra:  # details never overwrite the RFC 9457 members
+        body.update({k: v for k, v in extra.items() if k not in body})
     response = JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
     if status == 404:
         response.headers["X-Kestra-Edition"] = "OSS"

@@ -170,6 +170,9 @@ def _kestra_major(request: Request) -> int:
             summary="Get logs for a specific execution, taskrun or task")
 async def list_logs(execution_id: str, request: Request) -> list[dict[str, Any]]:
     query = _in_order(log_query(request.query_params, execution_id))
+    raw = request.query_params.get("afterSequence")
+    if raw:  # flowdeck's extension: the lines after a sequence number
+        query.after_seq = max(0, _int("afterSequence", raw))
     entries, _ = await get_engine(request).logs.search(query)
     return [e.to_dict() for e in entries]
 
