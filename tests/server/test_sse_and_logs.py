@@ -23,7 +23,7 @@ import pytest
 from flowdeck.engine.engine import Engine
 from flowdeck.server.app import ServerOptions
 from helpers import apply, open_engine, run_flow, wait_for_state
-from live_server import start_server, stop_server
+from live_server import LiveServer, start_server, stop_server
 
 API = "/api/v1/main"
 KEEPALIVE = 0.3
