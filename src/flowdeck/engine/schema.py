@@ -97,6 +97,20 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (namespace, flow_id, trigger_id)
     );
     """,
+    # 2: API tokens (engine/keys.py): only the SHA-256 of a secret is kept, never the secret
+    """
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'approver', 'admin')),
+        sha256 TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT,
+        last_used_at TEXT
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
 from flowdeck.engine.engine import Engine
+from flowdeck.engine.keys import TokenStore
 from flowdeck.server import errors
-from flowdeck.server.dialects import kestra
+from flowdeck.server.auth import Authenticator, Gatekeeper, confirm_open_route, is_loopback
+from flowdeck.server.dialects import kestra, staging
 from flowdeck.server.sse import StreamLimiter
 
 MAX_BODY = 10 * 1024 * 1024
@@ -31,12 +33,19 @@ def flowdeck_version() -> str:
 
 @dataclass(slots=True)
 class ServerOptions:
-    """How the server is exposed; auth is decided from these by the auth layer."""
+    """How the server is exposed; auth is decided from these by the auth layer.
+
+    `auth_required=None` means: required unless bound to loopback without Basic credentials
+    (`flowdeck serve` also counts API tokens, and refuses a network host with neither).
+    `extra` tunes the brute-force guard: `auth_max_failures` (10), `auth_failure_window`
+    (300 s), `auth_lockout` (1800 s), `auth_cache_ttl` (300 s).
+    """
 
     host: str = "127.0.0.1"
     port: int = 8080
     basic_username: str | None = None
     basic_password_hash: str | None = None
+    auth_required: bool | None = None
     kestra_version: str = "2.0.0"
     max_body_bytes: int = MAX_BODY
     sse_total: int = 100
@@ -46,17 +55,33 @@ class ServerOptions:
 
 def create_app(engine: Engine, options: ServerOptions | None = None) -> FastAPI:
     options = options or ServerOptions()
+    has_basic = bool(options.basic_username and options.basic_password_hash)
+    required = options.auth_required
+    if required is None:
+        required = has_basic or not is_loopback(options.host)
+
+    async def pending_approvals(execution_id: str) -> int:
+        return len(await engine.approvals.list("pending", execution_id=execution_id, limit=1))
+
+    auth = Authenticator(required=required, tokens=TokenStore(engine.store, engine.clock),
+                         username=options.basic_username if has_basic else None,
+                         password_hash=options.basic_password_hash if has_basic else None,
+                         extra=options.extra, pending_approvals=pending_approvals)
+    # The body limit is the Gatekeeper's (problem+json in every case), not FastAPI's.
     app = FastAPI(title="flowdeck", version=flowdeck_version(),
                   description="Kestra-compatible API over the flowdeck engine.",
-                  max_body_size=options.max_body_bytes)
+                  dependencies=[Depends(confirm_open_route)])
     app.state.engine = engine
     app.state.options = options
+    app.state.auth = auth
     app.state.streams = StreamLimiter(options.sse_total, options.sse_per_client)
     errors.install(app)
+    app.add_middleware(Gatekeeper, auth=auth, max_body_bytes=options.max_body_bytes)
 
     @app.get("/ping", include_in_schema=False)
     async def ping() -> PlainTextResponse:
         return PlainTextResponse("pong")
+
 
     @app.get("/health", tags=["misc"])
     async def health(request: Request) -> dict[str, Any]:
@@ -79,6 +104,11 @@ def create_app(engine: Engine, options: ServerOptions | None = None) -> FastAPI:
     async def configs_login() -> dict[str, Any]:
         return {"isBasicAuthInitialized": options.basic_username is not None}
 
+    # Open without credentials, as in Kestra; so is every webhook-trigger route (see auth.py).
+    auth.open_endpoints.update({ping, configs_login})
+
+    # The staging dialect answers its own webhook flows in its own shape, so it comes first.
+    app.include_router(staging.router)
     app.include_router(kestra.build_router(), prefix="/api/v1/main")
     app.include_router(kestra.build_router(), prefix="/api/v1", include_in_schema=False)
     return app

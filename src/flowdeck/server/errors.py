@@ -23,6 +23,7 @@ from flowdeck.core.errors import (
     NotFoundError,
     ValidationError,
 )
+from flowdeck.server.sse import TooManyStreams
 
 log = logging.getLogger("flowdeck.server")
 PROBLEM = "application/problem+json"
@@ -50,8 +51,9 @@ def problem(status: int, detail: str, instance: str, *, headers: dict[str, str] 
     body: dict[str, Any] = {"type": BASE + slug, "title": title, "status": status,
                             "detail": detail, "instance": instance,
                             "message": f"{title}: {detail}" if detail else title}
-    if extra:  # details never overwrite the RFC 9457 members
-        body.update({k: v for k, v in extra.items() if k not in body})
+    if extra:  # a more precise `type` may replace ours; the other members stay as they are
+        protected = {"status", "detail", "instance", "message"}
+        body.update({k: v for k, v in extra.items() if k not in protected})
     response = JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
     if status == 404:
         response.headers["X-Kestra-Edition"] = "OSS"
@@ -71,6 +73,8 @@ def status_for(exc: FlowdeckError) -> int:
         return 400
     if isinstance(exc, EngineLockedError):
         return 503
+    if isinstance(exc, TooManyStreams):
+        return 503 if exc.server_wide else 429
     return 422
 
 

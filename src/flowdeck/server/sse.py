@@ -19,7 +19,11 @@ KEEPALIVE = b": ping\n\n"
 
 
 class TooManyStreams(FlowdeckError):
-    """Raised when a client or the server has too many open event streams (HTTP 429)."""
+    """Too many open event streams: 429 for one client, 503 when the server is at its cap."""
+
+    def __init__(self, message: str, *, server_wide: bool = False) -> None:
+        super().__init__(message)
+        self.server_wide = server_wide
 
 
 def encode(event_id: str, data: Any) -> bytes:
@@ -34,10 +38,11 @@ class StreamLimiter:
         self.open: dict[str, int] = {}
 
     def acquire(self, client: str) -> None:
-        if sum(self.open.values()) >= self.total:
-            raise TooManyStreams(f"the server has {self.total} open event streams; retry later")
         if self.open.get(client, 0) >= self.per_client:
             raise TooManyStreams(f"this client already has {self.per_client} open event streams")
+        if sum(self.open.values()) >= self.total:
+            raise TooManyStreams(f"the server has {self.total} open event streams; retry later",
+                                 server_wide=True)
         self.open[client] = self.open.get(client, 0) + 1
 
     def release(self, client: str) -> None:

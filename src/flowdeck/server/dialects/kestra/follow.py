@@ -69,7 +69,8 @@ async def open_stream(request: Request, events: AsyncIterator[bytes]) -> Respons
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()
-        return problem(429, str(exc), request.url.path, headers={"Retry-After": "5"})
+        return problem(503 if exc.server_wide else 429, str(exc), request.url.path,
+                       headers={"Retry-After": "5"})
 
 
 def start_doc(execution: Execution) -> dict[str, Any]:

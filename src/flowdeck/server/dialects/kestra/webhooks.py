@@ -35,6 +35,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowdeck.core.errors import FlowdeckError, NotFoundError, ValidationError
 from flowdeck.engine.engine import Engine
@@ -253,6 +254,8 @@ async def handle(request: Request, namespace: str, flow_id: str, key: str) -> Re
             extra = {"errors": [{"path": path, "detail": _redact(msg, key)}
                                 for path, msg in exc.problems]}
         return problem(status_for(exc), _redact(str(exc), key), instance, extra=extra)
+    except StarletteHTTPException:
+        raise  # a 413 and the like are answers, not errors
     except Exception as exc:  # keep the key out of the generic handler's log line
         log.error("webhook %s: unexpected %s: %.200s", where, type(exc).__name__,
                   _redact(str(exc), key))
