@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/flowdeck demo
+	$(BIN)/flowdeck --demo --data-dir .flowdeck-demo
 
 test: $(STAMP)
 	TZ=UTC $(BIN)/python -m pytest -q

@@ -27,8 +27,10 @@ from flowdeck.core.errors import FlowdeckError
 from flowdeck.core.models import LEVEL_RANK, Execution, LogEntry
 from flowdeck.core.sanitize import sanitize, sanitize_line
 from flowdeck.core.states import RESTARTABLE_STATES, is_known, is_terminal
+from flowdeck.core.timefmt import format_instant, parse_duration
 from flowdeck.engine.engine import Engine, EngineSettings
 from flowdeck.engine.inputs import resolve_inputs
+from flowdeck.engine.keys import ROLES, ApiToken, open_token_store
 from flowdeck.engine.query import ExecutionQuery
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -45,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="engine data directory "
                         "(env FLOWDECK_DATA_DIR; default: the user data dir)")
     parser.add_argument("--config", help="config file (env FLOWDECK_CONFIG)")
+    # With no command, `flowdeck` opens the deck (the TUI); these flags are for it.
+    parser.add_argument("--url", help="open the deck on a server (flowdeck serve or Kestra) "
+                        "instead of the embedded engine")
+    parser.add_argument("--profile", help="open the deck on a [profiles.NAME] backend")
+    parser.add_argument("--read-only", action="store_true", default=None,
+                        help="hide every state-changing action in the deck")
+    parser.add_argument("--demo", action="store_true",
+                        help="with the deck: apply the bundled examples and start some runs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("demo", help="apply the bundled example flows, run one and follow it live")
@@ -105,6 +115,33 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("approval_id")
         p.add_argument("--comment")
         p.add_argument("--by", default=None, help="who decides (default: $USER)")
+
+    serve = sub.add_parser("serve", help="serve the engine over HTTP (Kestra's API) until "
+                           "SIGTERM/Ctrl-C")
+    serve.add_argument("--host", help="address to bind (default: [server] host, 127.0.0.1); "
+                       "anything but loopback needs credentials")
+    serve.add_argument("--port", type=int, help="port (default: [server] port, 8080; "
+                       "0 picks a free one)")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log every request to stderr (webhook keys redacted)")
+
+    passwd = sub.add_parser("passwd", help="hash a password for [server] basic_password_hash")
+    passwd.add_argument("--stdin", action="store_true",
+                        help="read the password from the first line of stdin (scripts)")
+
+    token = sub.add_parser("token", help="manage API tokens (Bearer) for `flowdeck serve`"
+                           ).add_subparsers(dest="action", metavar="ACTION")
+    token.required = True
+    create = token.add_parser("create", help="create a token and show it once")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--name")
+    create.add_argument("--expires-in", metavar="DURATION",
+                        help="ISO-8601 duration, e.g. P30D or PT12H (default: never)")
+    create.add_argument("--json", action="store_true")
+    token_list = token.add_parser("list", help="list tokens (never their secrets)")
+    token_list.add_argument("--json", action="store_true")
+    revoke = token.add_parser("revoke", help="revoke a token at once")
+    revoke.add_argument("token_id")
     return parser
 
 
@@ -463,6 +500,133 @@ async def cmd_demo(args: argparse.Namespace, settings: Settings, p: Printer) -> 
     return EXIT_OK
 
 
+async def cmd_serve(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
+    from flowdeck.server.app import ServerOptions
+    from flowdeck.server.serve import serve_engine, stop_on_signals
+
+    config = settings.server
+    host = args.host if args.host is not None else config.host
+    port = args.port if args.port is not None else config.port
+    if not host.strip():
+        raise UsageError("--host must not be empty")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port}: must be between 0 and 65535")
+    options = ServerOptions(host=host, port=port, basic_username=config.basic_username,
+                            basic_password_hash=config.basic_password_hash)
+    with stop_on_signals() as stopper:
+        async with open_engine(settings, start=False, scheduler=True) as engine:
+            return await serve_engine(engine, options, stopper, announce=p.line,
+                                      access_log=args.access_log)
+
+
+async def cmd_passwd(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
+    from flowdeck.server.auth import hash_password
+
+    if args.stdin:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    else:
+        import getpass
+
+        try:
+            password = getpass.getpass("Password: ")
+            again = getpass.getpass("Again: ")
+        except EOFError:
+            raise UsageError("no password given (use --stdin to pipe one in)") from None
+        if password != again:
+            raise UsageError("the two passwords differ; nothing was hashed")
+    if not password:
+        raise UsageError("the password is empty")
+    p.line(hash_password(password))
+    return EXIT_OK
+
+
+def token_row(token: ApiToken, now: datetime) -> list[str]:
+    def day(value: datetime | None) -> str:
+        return value.strftime("%Y-%m-%d %H:%M") if value is not None else "-"
+
+    return [token.id, token.name, token.role, token.prefix + "…", token.status(now),
+            day(token.created_at), day(token.expires_at) if token.expires_at else "never",
+            day(token.last_used_at)]
+
+
+async def cmd_token(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
+    expires_in = None
+    if args.action == "create" and args.expires_in is not None:
+        try:
+            expires_in = parse_duration(args.expires_in)
+        except ValueError as exc:
+            raise UsageError(f"--expires-in: {exc}") from None
+    data_dir = settings.resolved_data_dir()
+    try:
+        async with open_token_store(data_dir) as tokens:
+            now = datetime.now(UTC)
+            if args.action == "create":
+                token, secret = await tokens.create(args.role, args.name, expires_in)
+                if args.json:
+                    p.json({**token.to_dict(now), "token": secret})
+                    return EXIT_OK
+                expiry = format_instant(token.expires_at) if token.expires_at else "never"
+                p.line(f"token {token.id} created: name {token.name!r}, role {token.role}, "
+                       f"expires {expiry}")
+                p.line(secret)
+                p.line("it is shown only this once; send it as `Authorization: Bearer <token>`")
+                return EXIT_OK
+            if args.action == "list":
+                items = await tokens.list_all()
+                if args.json:
+                    p.json([t.to_dict(now) for t in items])
+                else:
+                    p.table(["ID", "NAME", "ROLE", "PREFIX", "STATUS", "CREATED", "EXPIRES",
+                             "LAST USED"], [token_row(t, now) for t in items])
+                return EXIT_OK
+            token = await tokens.revoke(args.token_id)
+            p.line(f"token {token.id} ({token.name}) revoked")
+            return EXIT_OK
+    except OSError as exc:
+        raise UsageError(f"data dir {data_dir} cannot be used: {exc.strerror or exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{data_dir / 'flowdeck.db'}: {exc}") from None
+
+
+def run_deck(args: argparse.Namespace, settings: Settings) -> int:
+    """`flowdeck` with no command: the deck, on the embedded engine unless --url is given."""
+    from flowdeck.client.backend import Backend
+    from flowdeck.tui.app import FlowdeckApp
+
+    if args.profile:
+        profiles = getattr(settings, "profiles", None) or {}
+        if args.profile not in profiles:
+            raise UsageError(f"--profile {args.profile}: no [profiles.{args.profile}] "
+                             "in the configuration")
+        raise UsageError("--profile: profiles are not supported by this version yet; "
+                         "use --url")
+    backend: Backend
+    if args.url:
+        from flowdeck.client.http import HttpBackend
+
+        backend = HttpBackend(args.url, token=os.environ.get("FLOWDECK_TOKEN") or None)
+    else:
+        from flowdeck.client.embedded import EmbeddedBackend
+
+        backend = EmbeddedBackend(engine_settings(settings, scheduler=True))
+    tui = settings.tui
+    app = FlowdeckApp(
+        backend, read_only=bool(args.read_only) or tui.read_only, theme=tui.theme,
+        refresh_seconds=tui.refresh, bell=tui.bell, keymap=dict(tui.keys),
+        max_log_lines=tui.max_log_lines, startup=seed_demo if args.demo else None,
+        close_backend=True)
+    app.run()
+    return EXIT_OK
+
+
+async def seed_demo(backend: Any) -> None:
+    """Live activity for `make run`: the examples, the scheduled report and an approval."""
+    for source in example_sources():
+        await backend.apply_flow(source)
+    await backend.create_execution("flowdeck.demo", "nightly-report")
+    await backend.create_execution("flowdeck.demo", "release-approval")
+
+
 def example_sources() -> list[str]:
     folder = resources.files("flowdeck.examples")
     return [item.read_text() for item in sorted(folder.iterdir(), key=lambda i: i.name)
@@ -471,7 +635,8 @@ def example_sources() -> list[str]:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Printer], Awaitable[int]]] = {
     "flow": cmd_flow, "run": cmd_run, "executions": cmd_executions, "logs": cmd_logs,
-    "approvals": cmd_approvals, "demo": cmd_demo,
+    "approvals": cmd_approvals, "demo": cmd_demo, "serve": cmd_serve, "passwd": cmd_passwd,
+    "token": cmd_token,
 }
 
 
@@ -505,10 +670,10 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        args.command = "demo"
     try:
         settings = load_settings(args.config, data_dir=args.data_dir)
+        if args.command is None:
+            return run_deck(args, settings)
         return asyncio.run(run_command(args, settings))
     except (FlowdeckError, ConfigError) as exc:
         print(f"flowdeck: {sanitize_line(str(exc), 2000)}", file=sys.stderr)

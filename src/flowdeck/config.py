@@ -8,13 +8,14 @@ nested key. A bad file is reported with its path, the key and the problem.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -34,12 +35,74 @@ class EngineConfig(BaseModel):
     scheduler: bool = True
 
 
+#: What `flowdeck passwd` prints: argon2id with its parameters, salt and hash in PHC form.
+ARGON2ID_HASH = re.compile(r"\$argon2id\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+")
+
+
+class ServerConfig(BaseModel):
+    """`flowdeck serve`: where it listens and the HTTP Basic user (Kestra style).
+
+    Without credentials (and without API tokens) the API is only served on loopback.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8080, ge=0, le=65535)
+    basic_username: str | None = Field(default=None, min_length=1, max_length=320)
+    #: An argon2id hash from `flowdeck passwd`; never the password itself.
+    basic_password_hash: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_plain_passwords(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("basic_password", "password"):
+                if key in data:
+                    raise ValueError(
+                        f"'{key}' is not accepted: store a hash instead; run `flowdeck "
+                        "passwd` and put its output in basic_password_hash")
+        return data
+
+    @field_validator("basic_password_hash")
+    @classmethod
+    def _argon2id(cls, value: str | None) -> str | None:
+        # The message never repeats the value: it may be a password pasted by mistake.
+        if value is not None and ARGON2ID_HASH.fullmatch(value.strip()) is None:
+            raise ValueError("must be an argon2id hash made by `flowdeck passwd` "
+                             "(starting with $argon2id$), never the password itself")
+        return value.strip() if value is not None else None
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> ServerConfig:
+        if (self.basic_username is None) != (self.basic_password_hash is None):
+            raise ValueError("basic_username and basic_password_hash go together: "
+                             "set both or neither")
+        return self
+
+
+class TuiConfig(BaseModel):
+    """The deck (`flowdeck` with no command)."""
+
+    model_config = ConfigDict(extra="forbid")
+    theme: str = Field(default="flowdeck-dark", min_length=1)
+    #: Seconds between polite re-reads of the visible list (live events come in between).
+    refresh: float = Field(default=5.0, ge=0.5, le=3600)
+    read_only: bool = False
+    #: Ring the terminal bell on a new approval or a failed run.
+    bell: bool = False
+    max_log_lines: int = Field(default=10_000, ge=100, le=1_000_000)
+    #: Key overrides by action id, e.g. {kill = "ctrl+x"} (ids: press ? in the deck).
+    keys: dict[str, str] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWDECK_", env_nested_delimiter="__",
                                       extra="forbid")
 
     data_dir: Path | None = None
     engine: EngineConfig = Field(default_factory=EngineConfig)
+    tui: TuiConfig = Field(default_factory=TuiConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
 
     @classmethod
     def settings_customise_sources(

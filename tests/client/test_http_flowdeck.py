@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from test_embedded import (
+from client.test_embedded import (
     CHECKS,
     HELLO,
     Harness,
@@ -296,7 +296,7 @@ async def test_follow_execution_survives_a_server_restart(tmp_path: Path) -> Non
 
 
 async def test_watch_approvals_catches_up_after_a_reconnect(tmp_path: Path) -> None:
-    from test_embedded import RELEASE, state_is, until
+    from client.test_embedded import RELEASE, state_is, until
 
     engine = await open_engine(tmp_path / "data")
     server, task, url = await start_server(engine, options())

@@ -1,0 +1,986 @@
+"""API benchmark: a real flowdeck server in its own process, driven over loopback HTTP.
+
+Run with the project's venv::
+
+    .venv/bin/python bench/api.py                  # all phases, a readable table
+    .venv/bin/python bench/api.py --json           # exactly one JSON object on stdout
+    .venv/bin/python bench/api.py --only get,follow --quiet
+    .venv/bin/python bench/api.py --only get --profile /tmp/prof   # py-spy the server
+
+The server runs in a separate process: ``python -m flowdeck.cli --data-dir <tmp> serve
+--port <port>`` when the CLI has a ``serve`` command, otherwise a small ``python -c`` launcher
+that opens the engine and serves ``create_app(engine)`` with uvicorn (``--launcher`` forces
+one). Before it starts, the bench opens the engine on the same data directory itself and seeds
+it: the flows, one real execution per template (SUCCESS, FAILED and KILLED ones, in the
+namespace ``bench.api`` and in ``other.team``), then 10,000 stored executions cloned from those
+templates in one transaction (new ids, start dates spread over the past hours). Seeding is not
+measured. The engine is closed again (releasing the data-dir lock) before the server opens it.
+
+The load generator is not httpx: a minimal HTTP/1.1 keep-alive client over
+``asyncio.open_connection`` (``Content-Length`` and chunked bodies), costing a few tens of
+microseconds per request, so it is not what limits the figures on a small machine. Its CPU use
+and the server's (from ``/proc``) are reported alongside. Latencies are taken per request with
+``time.perf_counter``, from just before the request is written to the last body byte read;
+percentiles are nearest-rank.
+
+get_execution_p50_ms, get_execution_p99_ms (target p99 <= 20 ms), requests_per_s
+(target >= 1,500/s)
+    ``GET /api/v1/main/executions/{id}`` of random finished (seeded) executions from 50
+    concurrent clients, each on its own keep-alive connection, sending its next request as soon
+    as the previous answer is read (a closed loop). 2 s of warm-up, then 10 s measured;
+    requests/s counts the answers completed in the measured window. In a closed loop the mean
+    latency is 50 / throughput (Little's law): a p99 of 20 ms at 50 clients needs well over
+    2,500 requests/s. Noted alongside: the server's CPU time per request (all its threads,
+    from ``/proc``; unlike the rates, it hardly depends on what else the machine runs), and
+    the same load on ``GET /ping`` for 4 s, the floor that uvicorn, the middleware and one
+    top-level route cost before any routing into the API or any database read.
+
+search_p99_ms
+    ``GET /api/v1/main/executions/search?size=25&filters[state][IN]=SUCCESS,FAILED&
+    filters[namespace][PREFIX]=bench.api`` over the 10,000 stored executions (about 4,000 of
+    them match, counted and sorted by start date), one client, sequential: 5 warm-up requests,
+    then 300 requests (or 8 s).
+
+create_executions_per_s
+    ``POST /api/v1/main/executions/bench.api/create`` (a one-Log-task flow, no body, no
+    ``wait``) from 20 concurrent keep-alive clients for 4 s, after a short warm-up; answers
+    with status 200 per second. The engine runs what is created meanwhile (its default of 5
+    concurrent executions), as a real server would. Afterwards the bench waits for the backlog
+    to finish and notes how long that took.
+
+log_follow_p99_ms (target <= 100 ms)
+    One shell task running this interpreter with ``-u``: after 1 s (so the follower is
+    attached) it prints ``"<time.time_ns()> <i>"`` lines, paced at 2,000 lines/s for 5 s
+    (10,000 lines, each one ``write(2)`` stamped just before the write). A client of
+    ``GET /api/v1/main/logs/{id}/follow`` (server-sent events over chunked HTTP) stamps each
+    event with ``time.time_ns()`` when the read that completed it returns; the delay is that
+    stamp minus the line's own. The pacing keeps this a latency figure, not a backlog one: it
+    covers the pipe, the engine's group commit (``synchronous=FULL``), the bus, the SSE
+    encoder, uvicorn and loopback TCP. p99 over all lines; every line must arrive exactly once.
+
+The phases run in the order get, search, follow, create (create last: it leaves a backlog).
+``--profile DIR`` records each phase of the server with ``py-spy record --pid --gil`` (only the
+thread holding the GIL is sampled: the server's Python time; raw collapsed stacks in
+``DIR/api-<phase>.txt``) and prints the heaviest frames to stderr; it slows the server a
+little, so take figures without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from array import array
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+try:
+    from flowdeck.engine.engine import Engine, EngineSettings
+except ImportError:  # a bare checkout: use the sources next to this script
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from flowdeck.engine.engine import Engine, EngineSettings
+
+from flowdeck.core.timefmt import format_instant
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+HOST = "127.0.0.1"
+API = "/api/v1/main"
+SEED_EXECUTIONS = 10_000
+GET_CLIENTS = 50
+GET_WARMUP_S = 2.0
+GET_SECONDS = 10.0
+PING_SECONDS = 4.0
+SEARCH_WARMUP = 5
+SEARCH_REQUESTS = 300
+SEARCH_MAX_S = 8.0
+CREATE_CLIENTS = 20
+CREATE_SECONDS = 4.0
+FOLLOW_RATE = 2_000
+FOLLOW_SECONDS = 5
+FOLLOW_LINES = FOLLOW_RATE * FOLLOW_SECONDS
+FOLLOW_START_DELAY_S = 1.0
+SERVER_START_TIMEOUT = 30.0
+TIMEOUT_S = 120.0
+
+SEARCH_PARAMS = {"size": "25", "filters[state][IN]": "SUCCESS,FAILED",
+                 "filters[namespace][PREFIX]": "bench.api"}
+
+VERBOSE = True
+
+
+def progress(message: str) -> None:
+    if VERBOSE:
+        print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    rank = max(1, math.ceil(pct / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+# -- a minimal HTTP/1.1 keep-alive client -------------------------------------------------------
+
+
+class HttpError(RuntimeError):
+    pass
+
+
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection; one request at a time, no pipelining.
+
+    Just enough HTTP for this bench: a request line, a Host header, an optional body with its
+    Content-Length; answers framed by Content-Length or chunked transfer encoding (or, failing
+    both, by the connection closing).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.host_header = f"{host}:{port}"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+    def send_head(self, method: str, path: str, body: bytes = b"",
+                  headers: str = "") -> None:
+        if self.writer is None:
+            raise HttpError("not connected")
+        length = f"Content-Length: {len(body)}\r\n" if body or method != "GET" else ""
+        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+                          f"{length}{headers}\r\n".encode("latin-1") + body)
+
+    async def read_head(self) -> tuple[int, dict[bytes, bytes]]:
+        assert self.reader is not None
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw[:-4].split(b"\r\n")
+        status = int(lines[0][9:12])
+        fields: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            fields[name.strip().lower()] = value.strip()
+        return status, fields
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        """(status, body) of one request; reconnects first if the server closed on us."""
+        if self.writer is None:
+            await self.connect()
+        self.send_head(method, path, body)
+        reader = self.reader
+        assert reader is not None
+        status, fields = await self.read_head()
+        length = fields.get(b"content-length")
+        if length is not None:
+            data = await reader.readexactly(int(length))
+        elif fields.get(b"transfer-encoding", b"").lower() == b"chunked":
+            parts = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0], 16)
+                if size == 0:
+                    while await reader.readuntil(b"\r\n") != b"\r\n":
+                        pass  # trailers
+                    break
+                parts.append((await reader.readexactly(size + 2))[:-2])
+            data = b"".join(parts)
+        elif status in (204, 304) or 100 <= status < 200:
+            data = b""
+        else:
+            data = await reader.read()
+            self.close()
+            return status, data
+        if fields.get(b"connection", b"").lower() == b"close":
+            self.close()
+        return status, data
+
+
+class Dechunker:
+    """Incremental decoder of a chunked HTTP body."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.need: int | None = None  # bytes of chunk data (+ CRLF) still expected
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        self.buffer += data
+        out = []
+        while not self.done:
+            if self.need is None:
+                end = self.buffer.find(b"\r\n")
+                if end < 0:
+                    break
+                size = int(self.buffer[:end].split(b";", 1)[0], 16)
+                self.buffer = self.buffer[end + 2:]
+                if size == 0:
+                    self.done = True
+                    break
+                self.need = size + 2
+            if len(self.buffer) < self.need:
+                break
+            out.append(self.buffer[:self.need - 2])
+            self.buffer = self.buffer[self.need:]
+            self.need = None
+        return b"".join(out)
+
+
+# -- the server process -----------------------------------------------------------------------
+
+# Opens the engine and serves the app, as `flowdeck serve` would; SIGTERM stops uvicorn, then
+# the engine closes cleanly.
+LAUNCHER = textwrap.dedent("""\
+    import asyncio, sys
+    from pathlib import Path
+    import uvicorn
+    from flowdeck.engine.engine import Engine, EngineSettings
+    from flowdeck.server.app import ServerOptions, create_app
+
+    async def main(data_dir, port):
+        engine = await Engine.open(EngineSettings(data_dir=Path(data_dir), scheduler=False))
+        try:
+            app = create_app(engine, ServerOptions(host="127.0.0.1", port=port))
+            config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                    access_log=False, lifespan="off")
+            await uvicorn.Server(config).serve()
+        finally:
+            await engine.close()
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+""")
+
+
+def child_env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
+    # An empty config file: the developer's own config.toml must not shape the server.
+    config = tmp / "config.toml"
+    config.write_text("")
+    env["FLOWDECK_CONFIG"] = str(config)
+    return env
+
+
+def has_serve_command(env: dict[str, str]) -> bool:
+    result = subprocess.run([sys.executable, "-m", "flowdeck.cli", "serve", "--help"],
+                            env=env, capture_output=True, timeout=60)
+    return result.returncode == 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    how: str
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process (every thread) so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def start_server(data_dir: Path, tmp: Path, launcher: str) -> Server:
+    env = child_env(tmp)
+    port = free_port()
+    if launcher == "auto":
+        launcher = "serve" if has_serve_command(env) else "uvicorn"
+    if launcher == "serve":
+        command = [sys.executable, "-m", "flowdeck.cli", "--data-dir", str(data_dir), "serve",
+                   "--port", str(port)]
+    else:
+        command = [sys.executable, "-c", LAUNCHER, str(data_dir), str(port)]
+    log_path = tmp / "server.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, cwd=tmp)
+    server = Server(process, port, launcher, log_path)
+    try:
+        await wait_until_up(server)
+    except BaseException:
+        await stop_server(server)
+        raise
+    return server
+
+
+async def wait_until_up(server: Server) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    async with httpx.AsyncClient(base_url=server.url, timeout=2.0) as client:
+        while True:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"the server exited ({server.process.returncode}):\n"
+                                   f"{server.log_tail()}")
+            with contextlib.suppress(httpx.TransportError):
+                response = await client.get("/ping")
+                if response.status_code == 200:
+                    return
+                raise RuntimeError(f"/ping answered {response.status_code}: {response.text}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start:\n{server.log_tail()}")
+            await asyncio.sleep(0.05)
+
+
+async def stop_server(server: Server) -> None:
+    process = server.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        for _ in range(300):
+            if process.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            process.kill()
+            process.wait()
+
+
+# -- seeding (through the engine, before the server starts) -----------------------------------
+
+
+def flow_source(namespace: str, flow_id: str, tasks: list[str]) -> str:
+    lines = [f"id: {flow_id}", f"namespace: {namespace}", "tasks:"]
+    for i, body in enumerate(tasks):
+        lines.append(f"  - id: t{i:03d}")
+        lines.extend("    " + part for part in body.strip().splitlines())
+    return "\n".join(lines) + "\n"
+
+
+LOG_TASK = "type: io.kestra.plugin.core.log.Log\nmessage: hello from {{ flow.id }}"
+FAIL_TASK = "type: io.kestra.plugin.core.execution.Fail\nerrorMessage: failed on purpose"
+
+# One write(2) per line, stamped just before the write, paced at FOLLOW_RATE lines/s.
+CHATTY_PROGRAM = textwrap.dedent(f"""\
+    import sys, time
+    time.sleep({FOLLOW_START_DELAY_S})
+    write, clock, now, sleep = sys.stdout.write, time.time_ns, time.perf_counter, time.sleep
+    start = now()
+    for i in range({FOLLOW_LINES}):
+        delay = start + i / {FOLLOW_RATE} - now()
+        if delay > 0:
+            sleep(delay)
+        write(f"{{clock()}} {{i}}\\n")
+""")
+
+
+def shell_task(command: str) -> str:
+    return ("type: io.kestra.plugin.scripts.shell.Commands\n"
+            f"commands:\n  - {json.dumps(command)}")
+
+
+def flow_sources() -> list[str]:
+    chatty = f"{shlex.quote(sys.executable)} -u -c {shlex.quote(CHATTY_PROGRAM)}"
+    return [
+        flow_source("bench.api", "ok", [LOG_TASK]),
+        flow_source("bench.api", "fail", [LOG_TASK, FAIL_TASK]),
+        flow_source("other.team", "ok", [LOG_TASK]),
+        flow_source("other.team", "fail", [LOG_TASK, FAIL_TASK]),
+        flow_source("bench.api", "create", [LOG_TASK]),
+        flow_source("bench.api", "chatty", [shell_task(chatty)]),
+    ]
+
+
+#: (namespace, flow, final state): one real execution each, then cloned round-robin.
+TEMPLATES = [
+    ("bench.api", "ok", "SUCCESS"),
+    ("bench.api", "fail", "FAILED"),
+    ("bench.api", "ok", "KILLED"),
+    ("other.team", "ok", "SUCCESS"),
+    ("other.team", "fail", "FAILED"),
+]
+
+
+@dataclass
+class Seeded:
+    ids: list[str]
+    search_total: int  # how many stored executions the search matches
+
+
+async def seed(data_dir: Path, count: int) -> Seeded:
+    engine = await Engine.open(EngineSettings(data_dir=data_dir, scheduler=False, envs={}))
+    try:
+        for source in flow_sources():
+            await engine.apply_flow(source)
+        templates = []
+        for namespace, flow_id, final in TEMPLATES:
+            created = await engine.create_execution(namespace, flow_id)
+            done = await engine.wait_until_terminal(created.id, TIMEOUT_S)
+            if final != done.state.current:
+                done = await engine.change_status(done.id, final)
+            templates.append(done)
+        columns = [r[1] for r in await engine.store.fetchall("PRAGMA table_info(executions)")]
+        exprs = {"id": "?", "doc": "replace(doc, ?, ?)", "start_date": "?", "end_date": "?",
+                 "trigger_key": "NULL"}
+        sql = (f"INSERT INTO executions ({', '.join(columns)}) SELECT "
+               f"{', '.join(exprs.get(c, c) for c in columns)} FROM executions WHERE id = ?")
+        now = datetime.now(UTC)
+        rows, ids = [], []
+        matching = 0
+        for i in range(count):
+            template = templates[i % len(templates)]
+            new_id = engine.new_id()
+            ids.append(new_id)
+            if template.namespace == "bench.api" and template.state.current in ("SUCCESS",
+                                                                                "FAILED"):
+                matching += 1
+            start = now - timedelta(seconds=6 * (count - i))
+            start_text = format_instant(start)
+            end_text = format_instant(start + timedelta(seconds=1))
+            params: list[Any] = []
+            for column in columns:
+                if column == "id":
+                    params.append(new_id)
+                elif column == "doc":
+                    params.extend([template.id, new_id])
+                elif column == "start_date":
+                    params.append(start_text)
+                elif column == "end_date":
+                    params.append(end_text)
+            params.append(template.id)
+            rows.append(params)
+
+        async def insert(conn: Any) -> None:
+            await conn.executemany(sql, rows)
+
+        await engine.store.run(insert)
+        for template in templates:
+            if template.namespace == "bench.api" and template.state.current in ("SUCCESS",
+                                                                                "FAILED"):
+                matching += 1
+        row = await engine.store.fetchone("SELECT COUNT(*) FROM executions")
+        progress(f"seeded {count} executions ({row[0] if row else '?'} stored)")
+        return Seeded(ids, matching)
+    finally:
+        await engine.close()
+
+
+# -- phases -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    server: Server
+    seeded: Seeded
+
+
+async def open_connections(server: Server, count: int) -> list[RawConnection]:
+    conns = [RawConnection(HOST, server.port) for _ in range(count)]
+    await asyncio.gather(*(c.connect() for c in conns))
+    return conns
+
+
+@dataclass
+class Load:
+    """What a closed-loop run measured, over its measured window only."""
+
+    latencies_ms: list[float]  # ascending; requests that started and ended in the window
+    completed: int  # answers that arrived in the window
+    answers: int  # every answer, warm-up and stragglers included
+    seconds: float
+    client_cpu_s: float  # this process
+    server_cpu_s: float  # the server process, every thread
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.seconds
+
+    @property
+    def server_cpu_us_per_request(self) -> float:
+        return self.server_cpu_s * 1e6 / max(1, self.completed)
+
+    def summary(self) -> str:
+        lat = self.latencies_ms
+        return (f"{len(lat)} requests measured; p50 {percentile(lat, 50):.1f} ms, p90 "
+                f"{percentile(lat, 90):.1f} ms, p99 {percentile(lat, 99):.1f} ms, max "
+                f"{lat[-1]:.1f} ms; {self.rate:,.0f} req/s; server CPU "
+                f"{self.server_cpu_s / self.seconds:.0%} of a core "
+                f"({self.server_cpu_us_per_request:.0f} us per request), load generator "
+                f"{self.client_cpu_s / self.seconds:.0%}")
+
+
+async def closed_loop(server: Server, conns: list[RawConnection], method: str,
+                      next_path: Callable[[], str], warmup_s: float, seconds: float,
+                      expect: int = 200) -> Load:
+    """Every connection requests as soon as its previous answer is in, for warm-up + seconds."""
+    perf = time.perf_counter
+    start = perf() + warmup_s
+    end = start + seconds
+    latencies = array("d")
+    completed = 0
+    statuses: Counter[int] = Counter()
+
+    async def client(conn: RawConnection) -> None:
+        nonlocal completed
+        while True:
+            t0 = perf()
+            if t0 >= end:
+                return
+            status, _ = await conn.request(method, next_path())
+            t1 = perf()
+            statuses[status] += 1
+            if start <= t1 <= end:
+                completed += 1
+                if t0 >= start:
+                    latencies.append((t1 - t0) * 1000)
+
+    async def cpu_marks() -> tuple[float, float]:
+        await asyncio.sleep(max(0.0, start - perf()))
+        client0, server0 = time.process_time(), server.cpu_seconds()
+        await asyncio.sleep(max(0.0, end - perf()))
+        return time.process_time() - client0, server.cpu_seconds() - server0
+
+    marks = asyncio.create_task(cpu_marks())
+    await asyncio.gather(*(client(c) for c in conns))
+    client_cpu, server_cpu = await marks
+    bad = {s: n for s, n in statuses.items() if s != expect}
+    if bad:
+        raise RuntimeError(f"unexpected statuses {bad} (of {sum(statuses.values())} answers)")
+    return Load(sorted(latencies), completed, sum(statuses.values()), seconds, client_cpu,
+                server_cpu)
+
+
+async def phase_get(ctx: Context) -> dict[str, float]:
+    ids = ctx.seeded.ids
+    conns = await open_connections(ctx.server, GET_CLIENTS)
+    try:
+        status, body = await conns[0].request("GET", f"{API}/executions/{ids[0]}")
+        doc = json.loads(body)
+        if status != 200 or doc.get("id") != ids[0]:
+            raise RuntimeError(f"GET execution answered {status}: {body[:300]!r}")
+        choice = random.Random(1).choice
+        paths = [f"{API}/executions/{choice(ids)}" for _ in range(100_003)]
+        position = 0
+
+        def next_path() -> str:
+            nonlocal position
+            position += 1
+            return paths[position % len(paths)]
+
+        load = await closed_loop(ctx.server, conns, "GET", next_path, GET_WARMUP_S,
+                                 GET_SECONDS)
+        # The floor: the same load on the app's cheapest route (no database, no routers).
+        ping = await closed_loop(ctx.server, conns, "GET", lambda: "/ping", 1.0, PING_SECONDS)
+    finally:
+        for conn in conns:
+            conn.close()
+    latencies = load.latencies_ms
+    progress(f"get ({len(body)} bytes each): {load.summary()}")
+    progress(f"get /ping, the floor: {ping.summary()}")
+    return {"get_execution_p50_ms": percentile(latencies, 50),
+            "get_execution_p99_ms": percentile(latencies, 99),
+            "requests_per_s": load.rate,
+            "_get_mean_ms": statistics.fmean(latencies),
+            "_get_server_cpu": load.server_cpu_s / load.seconds * 100,
+            "_get_server_us": load.server_cpu_us_per_request,
+            "_get_client_cpu": load.client_cpu_s / load.seconds * 100,
+            "_ping_per_s": ping.rate,
+            "_ping_server_us": ping.server_cpu_us_per_request}
+
+
+async def phase_search(ctx: Context) -> dict[str, float]:
+    path = f"{API}/executions/search?{urlencode(SEARCH_PARAMS)}"
+    conn = RawConnection(HOST, ctx.server.port)
+    await conn.connect()
+    try:
+        status, body = await conn.request("GET", path)
+        answer = json.loads(body)
+        if status != 200 or len(answer.get("results", [])) != 25:
+            raise RuntimeError(f"search answered {status}: {body[:300]!r}")
+        if answer.get("total") != ctx.seeded.search_total:
+            raise RuntimeError(f"search: total {answer.get('total')}, expected "
+                               f"{ctx.seeded.search_total}")
+        for _ in range(SEARCH_WARMUP):
+            await conn.request("GET", path)
+        latencies: list[float] = []
+        started = time.perf_counter()
+        while len(latencies) < SEARCH_REQUESTS and time.perf_counter() - started < SEARCH_MAX_S:
+            t0 = time.perf_counter()
+            status, body = await conn.request("GET", path)
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if status != 200:
+                raise RuntimeError(f"search answered {status}: {body[:300]!r}")
+    finally:
+        conn.close()
+    latencies.sort()
+    progress(f"search: {len(latencies)} requests, {len(body)} bytes each, total "
+             f"{answer['total']}; p50 {percentile(latencies, 50):.1f} ms, p99 "
+             f"{percentile(latencies, 99):.1f} ms, max {latencies[-1]:.1f} ms")
+    return {"search_p99_ms": percentile(latencies, 99),
+            "_search_p50_ms": percentile(latencies, 50)}
+
+
+async def pending_of(client: httpx.AsyncClient, flow_id: str) -> int:
+    response = await client.get(f"{API}/executions/search", params={
+        "size": "1", "filters[namespace][EQUALS]": "bench.api",
+        "filters[flowId][EQUALS]": flow_id,
+        "filters[state][IN]": "CREATED,QUEUED,RUNNING,RESTARTED,RETRYING,PAUSED,KILLING"})
+    response.raise_for_status()
+    return int(response.json()["total"])
+
+
+async def phase_create(ctx: Context) -> dict[str, float]:
+    path = f"{API}/executions/bench.api/create"
+    conns = await open_connections(ctx.server, CREATE_CLIENTS)
+    try:
+        status, body = await conns[0].request("POST", path)
+        if status != 200 or json.loads(body).get("state", {}).get("current") != "CREATED":
+            raise RuntimeError(f"create answered {status}: {body[:300]!r}")
+        await asyncio.gather(*(c.request("POST", path) for c in conns))  # warm-up
+        async with httpx.AsyncClient(base_url=ctx.server.url, timeout=30) as client:
+            async with asyncio.timeout(TIMEOUT_S):
+                while await pending_of(client, "create"):
+                    await asyncio.sleep(0.1)
+            began = time.perf_counter()
+            load = await closed_loop(ctx.server, conns, "POST", lambda: path, 0.0,
+                                     CREATE_SECONDS)
+            async with asyncio.timeout(TIMEOUT_S):
+                while await pending_of(client, "create"):
+                    await asyncio.sleep(0.1)
+            drained = time.perf_counter() - began
+            created = load.answers
+    finally:
+        for conn in conns:
+            conn.close()
+    progress(f"create: {load.summary()}; all {created} finished {drained:.1f} s after the "
+             f"first create ({created / drained:.0f}/s)")
+    return {"create_executions_per_s": load.rate,
+            "_create_p99_ms": percentile(load.latencies_ms, 99),
+            "_create_server_us": load.server_cpu_us_per_request,
+            "_create_finished_per_s": created / drained}
+
+
+async def follow_stream(conn: RawConnection, path: str, lines: int, deadline: float
+                        ) -> tuple[array[int], list[int], int]:
+    """Read the SSE stream until `lines` bench lines are in.
+
+    Returns each line's delay in ns (receive stamp minus the line's own), the line numbers in
+    the order received, and how many other lines (not the bench's) came along.
+    """
+    conn.send_head("GET", path, headers="Accept: text/event-stream\r\n")
+    status, fields = await conn.read_head()
+    if status != 200:
+        raise RuntimeError(f"log follow answered {status}")
+    if fields.get(b"transfer-encoding", b"").lower() != b"chunked":
+        raise RuntimeError(f"log follow is not chunked: {fields}")
+    reader = conn.reader
+    assert reader is not None
+    dechunk = Dechunker()
+    latencies = array("q")
+    numbers: list[int] = []
+    others = 0
+    pending = b""
+    clock = time.time_ns
+    pattern = re.compile(r"(\d+) (\d+)")
+    while len(numbers) < lines:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        try:
+            data = await asyncio.wait_for(reader.read(1 << 16), remaining)
+        except TimeoutError:
+            break
+        now = clock()
+        if not data:
+            break
+        pending += dechunk.feed(data)
+        *events, pending = pending.split(b"\n\n")
+        for event in events:
+            at = event.find(b"data: ")
+            if at < 0:
+                continue  # a `: ping`
+            message = json.loads(event[at + 6:].split(b"\n", 1)[0])["message"]
+            match = pattern.fullmatch(message)
+            if match is None:
+                others += 1
+                continue
+            latencies.append(now - int(match.group(1)))
+            numbers.append(int(match.group(2)))
+    return latencies, numbers, others
+
+
+async def phase_follow(ctx: Context) -> dict[str, float]:
+    async with httpx.AsyncClient(base_url=ctx.server.url, timeout=30) as client:
+        response = await client.post(f"{API}/executions/bench.api/chatty")
+        response.raise_for_status()
+        execution_id = response.json()["id"]
+        conn = RawConnection(HOST, ctx.server.port)
+        await conn.connect()
+        try:
+            deadline = time.monotonic() + FOLLOW_START_DELAY_S + FOLLOW_SECONDS + 60
+            latencies_ns, numbers, others = await follow_stream(
+                conn, f"{API}/logs/{execution_id}/follow", FOLLOW_LINES, deadline)
+        finally:
+            conn.close()
+        async with asyncio.timeout(TIMEOUT_S):
+            while True:
+                state = (await client.get(f"{API}/executions/{execution_id}")).json()["state"]
+                if state["current"] not in ("CREATED", "RUNNING"):
+                    break
+                await asyncio.sleep(0.1)
+    if state["current"] != "SUCCESS":
+        raise RuntimeError(f"the chatty execution ended {state['current']}")
+    if numbers != list(range(FOLLOW_LINES)):
+        raise RuntimeError(f"log follow: {len(numbers)} lines received of {FOLLOW_LINES} "
+                           f"({len(set(numbers))} distinct), or out of order")
+    latencies = sorted(ns / 1e6 for ns in latencies_ns)
+    progress(f"follow: {len(numbers)} lines (+{others} other) ; p50 "
+             f"{percentile(latencies, 50):.1f} ms, p90 {percentile(latencies, 90):.1f} ms, "
+             f"p99 {percentile(latencies, 99):.1f} ms, max {latencies[-1]:.1f} ms")
+    return {"log_follow_p99_ms": percentile(latencies, 99),
+            "_follow_p50_ms": percentile(latencies, 50),
+            "_follow_max_ms": latencies[-1]}
+
+
+# -- profiling --------------------------------------------------------------------------------
+
+
+def start_profiler(server: Server, out: Path) -> subprocess.Popen[bytes] | None:
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable)
+                                                                      .parent))
+    if py_spy is None:
+        progress("--profile: py-spy not found (pip install py-spy); not profiling")
+        return None
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(server.process.pid), "--format", "raw", "--rate", "250",
+         "--nonblocking", "--gil", "--threads", "--output", str(out)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes], out: Path, top: int = 25) -> None:
+    profiler.send_signal(signal.SIGINT)
+    try:
+        _, err = profiler.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        profiler.wait()
+        return
+    if not out.exists():
+        progress(f"py-spy wrote nothing: {err.decode(errors='replace')[-500:]}")
+        return
+    summarize_profile(out, top)
+
+
+#: Frames every sample of a thread passes through: left out of the inclusive ranking.
+BORING = re.compile(r"^(Thread\.|_run_code|_run_module_as_main|Runner\.run|run \(asyncio|"
+                    r"BaseEventLoop\.run_(forever|until_complete)|<module>|main \(flowdeck/cli|"
+                    r"thread \()")
+
+
+def summarize_profile(path: Path, top: int = 25) -> None:
+    """The heaviest frames of a py-spy raw profile: per thread, then self and inclusive.
+
+    Sampled with ``--gil``: only the thread holding the GIL is recorded, so the shares are of
+    the Python time the server spent (the resource a one-process asyncio server runs out of).
+    """
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    threads: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        threads[frames[0]] += count
+        own[frames[-1]] += count
+        for frame in set(frames[1:]):
+            inclusive[frame] += count
+    if not total:
+        return
+    print(f"  -- profile {path} ({total} samples)", file=sys.stderr)
+    for name, count in threads.most_common():
+        print(f"     {count / total:6.1%}  {name}", file=sys.stderr)
+    print("     self:", file=sys.stderr)
+    for name, count in own.most_common(top):
+        print(f"     {count / total:6.1%}  {name}", file=sys.stderr)
+    print("     inclusive:", file=sys.stderr)
+    ranked = [(n, c) for n, c in inclusive.most_common() if not BORING.match(n)]
+    for name, count in ranked[:top]:
+        print(f"     {count / total:6.1%}  {name}", file=sys.stderr)
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    label: str
+    unit: str
+    target: float
+    higher_is_better: bool
+    digits: int
+
+    def meets(self, value: float) -> bool:
+        return value >= self.target if self.higher_is_better else value <= self.target
+
+
+FIGURES = [
+    Figure("get_execution_p50_ms", "GET execution, 50 clients, p50", "ms", math.nan, False, 2),
+    Figure("get_execution_p99_ms", "GET execution, 50 clients, p99", "ms", 20, False, 2),
+    Figure("requests_per_s", "GET execution throughput", "req/s", 1_500, True, 0),
+    Figure("search_p99_ms", "search 25 of 10k, p99", "ms", math.nan, False, 2),
+    Figure("create_executions_per_s", "POST create, 20 clients", "exec/s", math.nan, True, 1),
+    Figure("log_follow_p99_ms", "log line -> SSE client, p99", "ms", 100, False, 1),
+]
+
+NOTES = {
+    "_get_mean_ms": "GET execution mean latency: {:.2f} ms",
+    "_get_server_cpu": "server CPU during GET load: {:.0f}% of one core",
+    "_get_server_us": "server CPU per GET execution: {:.0f} us (all threads)",
+    "_get_client_cpu": "load generator CPU during GET load: {:.0f}% of one core",
+    "_ping_per_s": "GET /ping (the floor: no database, no routers), 50 clients: "
+                   "{:,.0f} req/s",
+    "_ping_server_us": "server CPU per GET /ping: {:.0f} us",
+    "_search_p50_ms": "search p50: {:.2f} ms",
+    "_create_p99_ms": "POST create p99: {:.1f} ms",
+    "_create_server_us": "server CPU per create: {:.0f} us (all threads, executions running)",
+    "_create_finished_per_s": "created executions finished at {:.0f}/s (create to last done)",
+    "_follow_p50_ms": "log follow p50: {:.1f} ms",
+    "_follow_max_ms": "log follow max: {:.1f} ms",
+}
+
+PHASES: dict[str, Callable[[Context], Awaitable[dict[str, float]]]] = {
+    "get": phase_get, "search": phase_search, "follow": phase_follow, "create": phase_create,
+}
+
+
+def print_table(results: dict[str, float], how: str) -> None:
+    print(f"server: {how}")
+    print(f"{'figure':<34} {'value':>10} {'unit':<7} {'target':>9}  ")
+    print("-" * 70)
+    for fig in FIGURES:
+        if fig.key not in results:
+            continue
+        value = results[fig.key]
+        if math.isnan(fig.target):
+            target, verdict = "", ""
+        else:
+            target = ("≥ " if fig.higher_is_better else "≤ ") + f"{fig.target:g}"
+            verdict = "ok" if fig.meets(value) else "MISS"
+        print(f"{fig.label:<34} {value:>10,.{fig.digits}f} {fig.unit:<7} {target:>9}  {verdict}")
+    notes = [text.format(results[key]) for key, text in NOTES.items() if key in results]
+    if notes:
+        print()
+        for note in notes:
+            print(f"  {note}")
+
+
+def rounded(results: dict[str, float]) -> dict[str, float]:
+    digits = {fig.key: fig.digits for fig in FIGURES}
+    return {key: round(value, digits[key]) for key, value in results.items()
+            if not key.startswith("_")}
+
+
+async def run(selected: list[str], launcher: str, profile: Path | None
+              ) -> tuple[dict[str, float], str]:
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="flowdeck-bench-api-") as tmp_name:
+        tmp = Path(tmp_name)
+        data_dir = tmp / "data"
+        started = time.perf_counter()
+        seeded = await seed(data_dir, SEED_EXECUTIONS)
+        progress(f"seeding took {time.perf_counter() - started:.1f} s")
+        server = await start_server(data_dir, tmp, launcher)
+        how = f"{server.how} (pid {server.process.pid}, {server.url})"
+        progress(f"server: {how}")
+        try:
+            ctx = Context(server, seeded)
+            for name in selected:
+                progress(f"{name} ...")
+                started = time.perf_counter()
+                profiler = out = None
+                if profile is not None:
+                    profile.mkdir(parents=True, exist_ok=True)
+                    out = profile / f"api-{name}.txt"
+                    profiler = start_profiler(server, out)
+                try:
+                    results.update(await PHASES[name](ctx))
+                finally:
+                    if profiler is not None and out is not None:
+                        stop_profiler(profiler, out)
+                if server.process.poll() is not None:
+                    raise RuntimeError(f"the server died:\n{server.log_tail()}")
+                progress(f"{name} took {time.perf_counter() - started:.1f} s")
+        except BaseException:
+            progress(f"server log:\n{server.log_tail()}")
+            raise
+        finally:
+            await stop_server(server)
+    return results, how
+
+
+def main(argv: list[str] | None = None) -> int:
+    global VERBOSE
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--only", default=",".join(PHASES),
+                        help=f"comma-separated phases to run (default: {','.join(PHASES)})")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--launcher", choices=("auto", "serve", "uvicorn"), default="auto",
+                        help="`flowdeck serve`, the bench's own uvicorn launcher, or serve if "
+                             "the CLI has it (default)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="record each phase of the server with py-spy into DIR")
+    args = parser.parse_args(argv)
+    selected = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = [p for p in selected if p not in PHASES]
+    if unknown or not selected:
+        parser.error(f"unknown phase(s) {unknown}; choose from {', '.join(PHASES)}")
+    selected = [p for p in PHASES if p in selected]  # the documented order
+    VERBOSE = not args.quiet
+    results, how = asyncio.run(run(selected, args.launcher, args.profile))
+    if args.json:
+        print(json.dumps(rounded(results)))
+    else:
+        print_table(results, how)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

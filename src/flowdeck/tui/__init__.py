@@ -1,0 +1,1 @@
+"""The deck: a Textual TUI over the client layer (never the engine directly)."""

@@ -1,0 +1,402 @@
+"""The executions list (the default screen): live, filtered, sorted, virtualised.
+
+Rows come one page at a time from `search_executions` (only the pages on screen are
+fetched, at most MAX_PAGES are kept), so 100,000 executions cost what 100 do. Live
+snapshots from the app's `watch_executions` worker update rows in place; a new execution
+re-fetches the visible pages. Workers only fetch and post; handlers own the state.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.content import Content
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Static
+
+from flowdeck.client.backend import ExecutionFilter
+from flowdeck.core.errors import BackendUnavailable, FlowdeckError
+from flowdeck.core.models import Execution
+from flowdeck.core.states import ACTIVE_STATES, RESTARTABLE_STATES, is_terminal
+from flowdeck.tui.commands import bindings_for
+from flowdeck.tui.filters import FilterSpec, parse_filter
+from flowdeck.tui.format import (
+    duration_text,
+    execution_seconds,
+    local_time,
+    progress,
+    safe_text,
+    short_id,
+)
+from flowdeck.tui.messages import ActionDone, ActionFailed, ConnectionLost, ExecutionsPage
+from flowdeck.tui.screens.base import DeckScreen
+from flowdeck.tui.theme import rich_style, state_variable
+from flowdeck.tui.widgets.confirm import ConfirmScreen
+from flowdeck.tui.widgets.status import StatusBar
+from flowdeck.tui.widgets.table import Column, VirtualTable
+
+if TYPE_CHECKING:
+    from flowdeck.tui.app import FlowdeckApp
+
+PAGE = 100
+MAX_PAGES = 60
+LIVE_KEPT = 5000
+
+
+def version(ex: Execution) -> int:
+    """Grows with every state change of the execution or its task runs."""
+    return len(ex.state.histories) + sum(1 + len(tr.state.histories) + len(tr.attempts)
+                                         for tr in ex.task_runs)
+
+COLUMNS = [Column("id", "ID", 8), Column("state", "STATE", 10), Column("flow", "FLOW"),
+           Column("start", "STARTED", 19), Column("duration", "DURATION", 8, "right"),
+           Column("tasks", "TASKS", 7, "right")]
+SORTS: list[tuple[str, str]] = [("state.startDate", "started"), ("state.current", "state"),
+                                ("flowId", "flow"), ("namespace", "namespace"),
+                                ("state.endDate", "ended")]
+
+
+def execution_cells(app: FlowdeckApp, ex: Execution) -> list[Text]:
+    state = ex.state.current
+    done, total = progress(ex)
+    return [
+        Text(short_id(ex.id), style=rich_style(app, "secondary")),
+        safe_text(state, 20, rich_style(app, state_variable(state), bold=True)),
+        safe_text(f"{ex.namespace}.{ex.flow_id}"),
+        Text(local_time(ex.state.start_date)),
+        Text(duration_text(execution_seconds(ex, app.clock.now()))),
+        Text(f"{done}/{total}"),
+    ]
+
+
+class ExecutionsSource:
+    """The pages of the current query that are loaded; everything else is `None`."""
+
+    def __init__(self, screen: ExecutionsScreen) -> None:
+        self.screen = screen
+        self.pages: OrderedDict[int, list[Execution]] = OrderedDict()
+        self.total = 0
+        self.generation = 0
+        self.requested: set[int] = set()
+        self.live: OrderedDict[str, Execution] = OrderedDict()
+
+    def row_count(self) -> int:
+        return self.total
+
+    def execution(self, index: int) -> Execution | None:
+        page = self.pages.get(index // PAGE)
+        if page is None:
+            return None
+        offset = index % PAGE
+        return page[offset] if offset < len(page) else None
+
+    def row(self, index: int) -> list[Text] | None:
+        ex = self.execution(index)
+        return None if ex is None else execution_cells(self.screen.deck, ex)
+
+    def row_key(self, index: int) -> str | None:
+        ex = self.execution(index)
+        return None if ex is None else ex.id
+
+    def store(self, page: int, results: list[Execution], total: int) -> None:
+        # A page fetched before a live snapshot arrived must not bring back older state.
+        results = [self._newest(ex) for ex in results]
+        self.pages[page] = results
+        self.pages.move_to_end(page)
+        self.total = total
+        while len(self.pages) > MAX_PAGES:
+            self.pages.popitem(last=False)
+
+    def _newest(self, ex: Execution) -> Execution:
+        live = self.live.get(ex.id)
+        return live if live is not None and version(live) >= version(ex) else ex
+
+    def replace(self, execution: Execution) -> bool:
+        self.live[execution.id] = execution
+        self.live.move_to_end(execution.id)
+        while len(self.live) > LIVE_KEPT:
+            self.live.popitem(last=False)
+        for results in self.pages.values():
+            for i, ex in enumerate(results):
+                if ex.id == execution.id:
+                    results[i] = execution
+                    return True
+        return False
+
+    def loaded(self) -> list[Execution]:
+        return [ex for results in self.pages.values() for ex in results]
+
+
+class ExecutionsScreen(DeckScreen):
+    SCOPE = "executions"
+    BINDINGS = bindings_for("executions")
+    DEFAULT_CSS = """
+    ExecutionsScreen #title { height: 1; background: $boost; padding: 0 1; }
+    ExecutionsScreen #filter { dock: bottom; display: none; }
+    ExecutionsScreen #filter.-shown { display: block; }
+    ExecutionsScreen.-stale VirtualTable { opacity: 60%; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source = ExecutionsSource(self)
+        self.filter_text = ""
+        self.spec = FilterSpec()
+        self.sort_index = 0
+        self.sort_desc = True
+        self._reload_timer: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar()
+        yield Static(id="title")
+        yield VirtualTable(COLUMNS, self.source, id="table")
+        yield Input(placeholder="filter: state:FAILED ns:prod flow:x label:k=v since:1h words",
+                    id="filter")
+        yield Footer()
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#table", VirtualTable)
+
+    def on_mount(self) -> None:
+        self.table.focus()
+        self.update_title()
+        self.reload()
+        self.set_interval(1.0, self.tick)
+        self.set_interval(self.deck.refresh_seconds, self.poll)
+
+    def on_screen_resume(self) -> None:
+        if self.updated_at is not None:
+            self.reload()
+
+    # -- querying -----------------------------------------------------------------------
+
+    def current_filter(self, page: int) -> ExecutionFilter:
+        query = self.spec.to_filter(self.deck.clock.now(), namespace=self.deck.namespace)
+        query.page = page + 1
+        query.size = PAGE
+        query.sort = [(SORTS[self.sort_index][0], self.sort_desc)]
+        return query
+
+    def reload(self, new_query: bool = False) -> None:
+        """Re-fetch what is on screen and drop the pages that are not. A new query (filter,
+        sort, namespace) starts a new generation: answers to older ones are dropped."""
+        source = self.source
+        if new_query:
+            source.generation += 1
+        source.requested.clear()
+        if self.deck.capabilities is None:
+            return  # not connected yet: the app reloads every screen once it is
+        first, last = self.table.visible_rows()
+        wanted = set(range(first // PAGE, last // PAGE + 1))
+        wanted.add(self.table.cursor // PAGE)
+        for page in list(source.pages):
+            if page not in wanted:
+                del source.pages[page]
+        for page in sorted(wanted):
+            self.request_page(page)
+
+    def request_page(self, page: int) -> None:
+        if page in self.source.requested or self.deck.capabilities is None:
+            return
+        self.source.requested.add(page)
+        self.fetch_page(self.source.generation, page, self.current_filter(page))
+
+    @work(group="pages")
+    async def fetch_page(self, generation: int, page: int, query: ExecutionFilter) -> None:
+        try:
+            result = await self.deck.backend.search_executions(query)
+        except BackendUnavailable as exc:
+            self.post_message(ConnectionLost(str(exc)))
+            return
+        except FlowdeckError as exc:
+            self.post_message(ActionFailed(f"cannot list executions: {exc}"))
+            return
+        self.post_message(ExecutionsPage(generation, page, result.results, result.total))
+
+    def on_executions_page(self, message: ExecutionsPage) -> None:
+        if message.generation != self.source.generation:
+            return
+        self.source.store(message.page, message.results, message.total)
+        self.stamp()
+        self.deck.mark_connected()
+        self.table.reset()
+        self.update_title()
+
+    @on(VirtualTable.NeedRows)
+    def need_rows(self, message: VirtualTable.NeedRows) -> None:
+        for page in range(message.first // PAGE, message.last // PAGE + 1):
+            self.request_page(page)
+
+    def on_live_event(self, message: object) -> None:
+        if not isinstance(message, Execution) or not self.query("#table"):
+            return
+        if self.source.replace(message):
+            self.table.refresh()
+        elif self._reload_timer is None:
+            # A new execution (or one that now matches): re-fetch, at most a few times a second.
+            self._reload_timer = self.set_timer(0.3, self._debounced_reload)
+
+    def _debounced_reload(self) -> None:
+        self._reload_timer = None
+        self.reload()
+
+    def tick(self) -> None:
+        """Durations of running rows tick; nothing else changes between events."""
+        first, last = self.table.visible_rows()
+        for index in range(first, min(last + 1, self.source.total)):
+            ex = self.source.execution(index)
+            if ex is not None and ex.state.current in ACTIVE_STATES:
+                self.table.refresh()
+                return
+
+    def poll(self) -> None:
+        """A polite safety net for missed events: only when this screen is on top."""
+        if self.app.screen is self:
+            self.reload()
+
+    def update_title(self) -> None:
+        parts = [f"Executions ({self.source.total})"]
+        if self.filter_text:
+            parts.append(f"filter: {self.filter_text}")
+        if self.spec.problems:
+            parts.append("⚠ " + "; ".join(self.spec.problems))
+        parts.append(f"sort: {SORTS[self.sort_index][1]} {'↓' if self.sort_desc else '↑'}")
+        if self.table.marked:
+            parts.append(f"{len(self.table.marked)} marked")
+        self.query_one("#title", Static).update(Content("  │  ".join(parts)))
+
+    # -- filter and sort ----------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.add_class("-shown")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.spec = parse_filter(self.filter_text)
+        self.table.cursor = 0
+        self.reload(new_query=True)
+        self.update_title()
+
+    @on(Input.Submitted, "#filter")
+    def filter_submitted(self, event: Input.Submitted) -> None:
+        self.table.focus()
+        if not event.value.strip():
+            self.query_one("#filter", Input).remove_class("-shown")
+
+    def handle_back(self) -> bool:
+        box = self.query_one("#filter", Input)
+        if box.has_class("-shown") or self.filter_text:
+            box.value = ""
+            box.remove_class("-shown")
+            self.table.focus()
+            return True
+        if self.table.marked:
+            self.table.marked.clear()
+            self.table.refresh()
+            self.update_title()
+            return True
+        return False
+
+    def action_sort(self) -> None:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self.reload(new_query=True)
+        self.update_title()
+
+    def action_sort_reverse(self) -> None:
+        self.sort_desc = not self.sort_desc
+        self.reload(new_query=True)
+        self.update_title()
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def action_mark(self) -> None:
+        self.table.toggle_mark()
+        self.update_title()
+
+    # -- drill in and act ---------------------------------------------------------------
+
+    def action_open(self) -> None:
+        key = self.table.current_key()
+        if key is not None:
+            from flowdeck.tui.screens.execution import ExecutionScreen
+
+            self.app.push_screen(ExecutionScreen(key))
+
+    def targets(self) -> list[str]:
+        if self.table.marked:
+            return sorted(self.table.marked)
+        key = self.table.current_key()
+        return [key] if key else []
+
+    def action_kill(self) -> None:
+        ids = self.targets()
+        if not ids:
+            return
+        live = [ex.id for ex in self.source.loaded() if ex.id in ids
+                and not is_terminal(ex.state.current)]
+        what = (f"execution {short_id(ids[0])}" if len(ids) == 1
+                else f"{len(ids)} executions")
+        body = (f"Kill {what}? Running tasks are stopped; this cannot be undone."
+                if live or len(ids) > 1 else
+                f"Kill {what}? It looks finished already; the engine will say so.")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_action_on(ids, "kill")
+
+        self.app.push_screen(ConfirmScreen("Kill", body, confirm="Kill"), answered)
+
+    def action_restart(self) -> None:
+        ids = self.targets()
+        loaded = {ex.id: ex for ex in self.source.loaded()}
+        bad = [i for i in ids if i in loaded and loaded[i].state.current not in RESTARTABLE_STATES]
+        if bad and len(bad) == len(ids):
+            self.deck.toast(f"only failed, killed or warning executions restart "
+                            f"({short_id(bad[0])} is {loaded[bad[0]].state.current})",
+                            severity="warning")
+            return
+        self.run_action_on([i for i in ids if i not in bad], "restart")
+
+    def action_replay(self) -> None:
+        self.run_action_on(self.targets(), "replay")
+
+    def run_action_on(self, ids: list[str], verb: str) -> None:
+        if ids:
+            self.act(ids, verb)
+            self.table.marked.clear()
+            self.update_title()
+
+    @work(group="actions")
+    async def act(self, ids: list[str], verb: str) -> None:
+        backend = self.deck.backend
+        done: list[str] = []
+        for execution_id in ids:
+            try:
+                if verb == "kill":
+                    await backend.kill(execution_id)
+                elif verb == "restart":
+                    await backend.restart(execution_id)
+                else:
+                    new = await backend.replay(execution_id)
+                    done.append(short_id(new.id))
+                    continue
+                done.append(short_id(execution_id))
+            except FlowdeckError as exc:
+                self.post_message(ActionFailed(f"{verb} {short_id(execution_id)}: {exc}"))
+        if done:
+            past = {"kill": "killed", "restart": "restarted", "replay": "replayed as"}[verb]
+            self.post_message(ActionDone(f"{past} {', '.join(done)}"))
+
+    def on_action_done(self, message: ActionDone) -> None:
+        self.deck.toast(message.text)
+        if message.refresh:
+            self.reload()
