@@ -111,6 +111,12 @@ MIGRATIONS: list[str] = [
         last_used_at TEXT
     );
     """,
+    # 3: indexes for the busiest searches (by state and namespace, newest first; logs by time)
+    """
+    CREATE INDEX executions_by_state_namespace ON executions (state, namespace, start_date);
+    CREATE INDEX executions_by_namespace ON executions (namespace, start_date);
+    CREATE INDEX logs_by_time ON logs (ts);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,8 @@ class Store:
         self.clock = clock
         self._reader_count = readers
         self._writer: aiosqlite.Connection | None = None
-        self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._free_readers: list[aiosqlite.Connection] = []
+        self._reader_waiters: deque[asyncio.Future[aiosqlite.Connection]] = deque()
         self._all_readers: list[aiosqlite.Connection] = []
         self._staged_executions: dict[str, Execution] = {}
         self._staged_logs: list[LogEntry] = []
@@ -109,6 +111,8 @@ class Store:
             for pragma in PRAGMAS:
                 await self._writer.execute(pragma)
             await migrate(self._writer)
+            # Keep the planner's statistics fresh (cheap; it only analyses what changed).
+            await self._writer.execute("PRAGMA optimize=0x10002")
         except BaseException:
             await self._writer.close()
             self._writer = None
@@ -119,7 +123,7 @@ class Store:
             await conn.execute("PRAGMA busy_timeout=5000")
             await conn.execute("PRAGMA query_only=1")
             self._all_readers.append(conn)
-            self._readers.put_nowait(conn)
+            self._free_readers.append(conn)
         self._task = asyncio.create_task(self._write_loop(), name="flowdeck-store-writer")
 
     async def close(self) -> None:
@@ -283,27 +287,43 @@ class Store:
 
     # -- reading ----------------------------------------------------------------------------
 
+    async def _take_reader(self) -> aiosqlite.Connection:
+        """A reader connection, first come first served (a queue can let newcomers overtake)."""
+        if self._free_readers:
+            return self._free_readers.pop()
+        future: asyncio.Future[aiosqlite.Connection] = asyncio.get_running_loop().create_future()
+        self._reader_waiters.append(future)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._give_back(future.result())
+            raise
+
+    def _give_back(self, conn: aiosqlite.Connection) -> None:
+        while self._reader_waiters:
+            waiter = self._reader_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._free_readers.append(conn)
+
     @contextlib.asynccontextmanager
     async def reader(self) -> Any:
-        conn = await self._readers.get()
+        conn = await self._take_reader()
         try:
             yield conn
         finally:
-            self._readers.put_nowait(conn)
+            self._give_back(conn)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """One trip to the reader thread: execute and fetch together."""
         async with self.reader() as conn:
-            cursor = await conn.execute(sql, params)
-            rows = await cursor.fetchall()
-            await cursor.close()
-            return list(rows)
+            return list(await conn.execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        async with self.reader() as conn:
-            cursor = await conn.execute(sql, params)
-            row = await cursor.fetchone()
-            await cursor.close()
-            return row  # type: ignore[no-any-return]
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
 
 def execution_row(ex: Execution, now: Any) -> tuple[Any, ...]:

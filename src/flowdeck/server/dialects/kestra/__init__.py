@@ -20,6 +20,7 @@ from flowdeck.server.dialects.kestra import (
 def build_router() -> APIRouter:
     router = APIRouter()
     # Webhooks first: their open, key-in-path routes must not be shadowed by execution routes.
-    for module in (webhooks, flows, follow, outputs, executions, logs, kv, files, approvals):
+    # Then the busiest reads: routes are matched in order.
+    for module in (webhooks, executions, follow, outputs, logs, flows, kv, files, approvals):
         router.include_router(module.router)
     return router

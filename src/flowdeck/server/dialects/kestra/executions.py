@@ -130,6 +130,13 @@ async def search_executions(request: Request) -> JSONResponse:
     return await run_search(request, execution_query(request.query_params, engine.clock.now()))
 
 
+@router.get("/executions/{execution_id}", summary="Get an execution")
+async def get_execution(request: Request, execution_id: str) -> Response:
+    engine = get_engine(request)
+    return Response(await engine.get_execution_json(execution_id),
+                    media_type="application/json")
+
+
 @router.get("/executions", summary="Executions of a flow: ?namespace=&flowId=&state=&page=&size=")
 async def list_executions(request: Request) -> JSONResponse:
     engine = get_engine(request)
@@ -448,13 +455,6 @@ async def change_status_v1(request: Request, execution_id: str) -> Response:
              summary="Create an execution (optional multipart inputs; ?labels=k:v&wait=true)")
 async def create_execution(request: Request, namespace: str, flow_id: str) -> JSONResponse:
     return await create(request, namespace, flow_id)
-
-
-@router.get("/executions/{execution_id}", summary="Get an execution")
-async def get_execution(request: Request, execution_id: str) -> Response:
-    engine = get_engine(request)
-    return Response(await engine.get_execution_json(execution_id),
-                    media_type="application/json")
 
 
 @router.delete("/executions/{execution_id}", status_code=204, summary="Delete an execution")
