@@ -24,6 +24,7 @@ from flowdeck.core.states import FAILED_STATES, SUCCESSFUL_STATES, TERMINAL_STAT
 from flowdeck.core.timefmt import format_duration, format_instant
 from flowdeck.engine.flows import FlowDefinition
 from flowdeck.engine.inputs import resolve_inputs
+from flowdeck.engine.templating import has_expression
 from flowdeck.engine.tasks.base import (
     FlowableTask,
     RetryPolicy,
@@ -78,6 +79,16 @@ def retry_delay(policy: RetryPolicy, attempt: int) -> timedelta:
     return timedelta(seconds=random.uniform(low, high))
 
 
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return has_expression(value)
+    if isinstance(value, dict):
+        return any(_has_template(k) or _has_template(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_template(v) for v in value)
+    return False
+
+
 class RunContext:
     """What a task sees while it runs: rendering, logging, its working directory, services."""
 
@@ -100,6 +111,8 @@ class RunContext:
         return self.runner.template_context(self.task, self.task_run)
 
     def render(self, value: Any) -> Any:
+        if not _has_template(value):  # most properties are plain: skip building the context
+            return value
         return self.runner.engine.renderer.render_value(value, self.render_context())
 
     def log(self, level: str, message: str) -> None:
