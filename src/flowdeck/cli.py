@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from flowdeck.config import ConfigError, Settings, load_settings
-from flowdeck.core.errors import FlowdeckError
+from flowdeck.core.errors import FlowdeckError, ValidationError
 from flowdeck.core.models import LEVEL_RANK, Execution, LogEntry
 from flowdeck.core.sanitize import sanitize, sanitize_line
 from flowdeck.core.states import RESTARTABLE_STATES, is_known, is_terminal
@@ -588,20 +588,38 @@ async def cmd_token(args: argparse.Namespace, settings: Settings, p: Printer) ->
         raise UsageError(f"{data_dir / 'flowdeck.db'}: {exc}") from None
 
 
+def profile_backend(settings: Settings, name: str, *, url: str | None = None) -> Any:
+    """The backend of `[profiles.NAME]` (not connected yet). A problem (no such profile, an
+    unset variable, an unreadable secret file) is a `UsageError` naming the file and key."""
+    from flowdeck.client.factory import make_backend
+
+    profile = settings.profiles.get(name)
+    if profile is None:
+        have = ", ".join(sorted(settings.profiles)) or "none"
+        raise UsageError(f"{settings.source}: no [profiles.{name}] (profiles defined: {have})")
+    try:
+        return make_backend(url, profile=profile.backend_options(),
+                            engine_settings=engine_settings(settings, scheduler=True),
+                            key_prefix=f"profiles.{name}.")
+    except ValidationError as exc:
+        raise UsageError(f"{settings.source}: {exc}") from None
+
+
 def run_deck(args: argparse.Namespace, settings: Settings) -> int:
-    """`flowdeck` with no command: the deck, on the embedded engine unless --url is given."""
+    """`flowdeck` with no command: the deck, on the embedded engine unless --url or --profile
+    names another backend; `:profile NAME` in the deck switches to another profile."""
     from flowdeck.client.backend import Backend
     from flowdeck.tui.app import FlowdeckApp
 
-    if args.profile:
-        profiles = getattr(settings, "profiles", None) or {}
-        if args.profile not in profiles:
-            raise UsageError(f"--profile {args.profile}: no [profiles.{args.profile}] "
-                             "in the configuration")
-        raise UsageError("--profile: profiles are not supported by this version yet; "
-                         "use --url")
+    tui = settings.tui
+    read_only, theme = tui.read_only, tui.theme
     backend: Backend
-    if args.url:
+    if args.profile:
+        backend = profile_backend(settings, args.profile, url=args.url)
+        chosen = settings.profiles[args.profile]
+        read_only = chosen.read_only if chosen.read_only is not None else read_only
+        theme = chosen.theme or theme
+    elif args.url:
         from flowdeck.client.http import HttpBackend
 
         backend = HttpBackend(args.url, token=os.environ.get("FLOWDECK_TOKEN") or None)
@@ -609,12 +627,17 @@ def run_deck(args: argparse.Namespace, settings: Settings) -> int:
         from flowdeck.client.embedded import EmbeddedBackend
 
         backend = EmbeddedBackend(engine_settings(settings, scheduler=True))
-    tui = settings.tui
+
+    def open_profile(name: str) -> Backend:
+        backend: Backend = profile_backend(settings, name)
+        return backend
+
     app = FlowdeckApp(
-        backend, read_only=bool(args.read_only) or tui.read_only, theme=tui.theme,
+        backend, read_only=bool(args.read_only) or read_only, theme=theme,
         refresh_seconds=tui.refresh, bell=tui.bell, keymap=dict(tui.keys),
         max_log_lines=tui.max_log_lines, startup=seed_demo if args.demo else None,
-        close_backend=True)
+        close_backend=True, profile=args.profile, open_profile=open_profile,
+        profile_names=sorted(settings.profiles))
     app.run()
     return EXIT_OK
 

@@ -12,10 +12,10 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -95,6 +95,78 @@ class TuiConfig(BaseModel):
     keys: dict[str, str] = Field(default_factory=dict)
 
 
+#: Profile keys that would hold a secret inline: refused, use `<key>_env` or `<key>_file`.
+INLINE_SECRETS = ("password", "token")
+
+
+class ProfileConfig(BaseModel):
+    """`[profiles.NAME]`: a backend the deck can open (`flowdeck --profile NAME`, `:profile`).
+
+    `kind = "embedded"` runs the engine in-process (on `data_dir`, default the top-level one);
+    `kind = "remote"` talks to a server (`flowdeck serve` or Kestra) at `url`. Secrets are
+    never inline: `password_env`/`token_env` name an environment variable,
+    `password_file`/`token_file` a file holding only the secret. The keys are the ones
+    `flowdeck.client.factory.make_backend` reads.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["embedded", "remote"] = "remote"
+    url: str | None = Field(default=None, min_length=1)
+    username: str | None = Field(default=None, min_length=1)
+    username_env: str | None = Field(default=None, min_length=1)
+    password_env: str | None = Field(default=None, min_length=1)
+    password_file: str | None = Field(default=None, min_length=1)
+    token_env: str | None = Field(default=None, min_length=1)
+    token_file: str | None = Field(default=None, min_length=1)
+    timeout: float | None = Field(default=None, gt=0, le=3600)
+    poll_interval: float | None = Field(default=None, gt=0, le=3600)
+    data_dir: str | None = Field(default=None, min_length=1)
+    max_concurrent_executions: int | None = Field(default=None, ge=1, le=10_000)
+    scheduler: bool | None = None
+    read_only: bool | None = None
+    theme: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in INLINE_SECRETS:
+                if key in data:
+                    # The message never repeats the value.
+                    raise ValueError(f"'{key}' is not accepted inline: put it in an "
+                                     f"environment variable named by {key}_env, or in a file "
+                                     f"named by {key}_file")
+        return data
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> ProfileConfig:
+        if self.kind == "remote" and not self.url:
+            raise ValueError("a remote profile needs url (e.g. http://127.0.0.1:8080)")
+        if self.kind == "embedded":
+            remote_only = [k for k in ("url", "username", "username_env", "password_env",
+                                       "password_file", "token_env", "token_file", "timeout",
+                                       "poll_interval") if getattr(self, k) is not None]
+            if remote_only:
+                raise ValueError(f"{remote_only[0]} is for remote profiles; this one is "
+                                 "kind = \"embedded\"")
+        for key in ("password", "token"):
+            if getattr(self, f"{key}_env") and getattr(self, f"{key}_file"):
+                raise ValueError(f"give {key}_env or {key}_file, not both")
+        has_password = bool(self.password_env or self.password_file)
+        has_token = bool(self.token_env or self.token_file)
+        if has_token and (has_password or self.username or self.username_env):
+            raise ValueError("give a token (token_env/token_file) or a username and password, "
+                             "not both")
+        if has_password != bool(self.username or self.username_env):
+            raise ValueError("username (or username_env) and password_env/password_file "
+                             "go together")
+        return self
+
+    def backend_options(self) -> dict[str, Any]:
+        """The profile as `make_backend(profile=...)` takes it (unset keys left out)."""
+        return self.model_dump(exclude_none=True)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWDECK_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -103,6 +175,23 @@ class Settings(BaseSettings):
     engine: EngineConfig = Field(default_factory=EngineConfig)
     tui: TuiConfig = Field(default_factory=TuiConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+    #: The file these settings were read from (None: defaults and environment only).
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("profiles")
+    @classmethod
+    def _profile_names(cls, value: dict[str, ProfileConfig]) -> dict[str, ProfileConfig]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
+                raise ValueError(f"profile name {name!r}: use letters, digits, '.', '_' "
+                                 "or '-' (at most 63)")
+        return value
+
+    @property
+    def source(self) -> str:
+        """Where these settings came from, for messages."""
+        return str(self._source) if self._source is not None else "the configuration"
 
     @classmethod
     def settings_customise_sources(
@@ -169,9 +258,11 @@ def load_settings(config: str | None = None, **flags: Any) -> Settings:
         raise ConfigError(_explain("environment", exc, name_key=_env_variable)) from None
     merged = _deep_merge(_deep_merge(data, from_env), typed)
     try:
-        return Settings.model_validate(merged)
+        settings = Settings.model_validate(merged)
     except PydanticValidationError as exc:
         raise ConfigError(_explain(str(path) if path else "settings", exc)) from None
+    settings._source = path
+    return settings
 
 
 def _env_variable(loc: tuple[str | int, ...]) -> str:

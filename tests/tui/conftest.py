@@ -1,4 +1,9 @@
-"""Deck test fixtures: a real EmbeddedBackend on tmp_path, a fixed clock and ids, no mocks."""
+"""Deck test fixtures: a real backend on tmp_path, a fixed clock and ids, no mocks.
+
+`backend` is the embedded engine by default. Tests decorated with `@both_backends` run twice:
+once on `EmbeddedBackend`, once on `HttpBackend` pointed at a real `flowdeck` server on
+loopback (`tests/live_server.start_server`) over a real engine on the same event loop.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from flowdeck.client.embedded import EmbeddedBackend
+from flowdeck.client.backend import Backend
 from flowdeck.core.clock import ManualClock
-from tui.deck_helpers import START, make_backend
+from tui.deck_helpers import START, make_backend, remote_backend
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +29,13 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def backend(tmp_path: Path, clock: ManualClock) -> AsyncIterator[EmbeddedBackend]:
+async def backend(request: pytest.FixtureRequest, tmp_path: Path,
+                  clock: ManualClock) -> AsyncIterator[Backend]:
+    kind = getattr(request, "param", "embedded")
+    if kind == "http":
+        async with remote_backend(tmp_path / "data") as remote:
+            yield remote
+        return
     b = make_backend(tmp_path / "data", clock)
     await b.connect()
     try:

@@ -13,7 +13,7 @@ from flowdeck.tui.screens.execution import ExecutionScreen
 from flowdeck.tui.screens.flows import FlowScreen, FlowsScreen, RunFormScreen
 from flowdeck.tui.widgets.confirm import ConfirmScreen, TextPrompt
 from tui.deck_flows import APPROVAL, COMMENTED, HELLO
-from tui.deck_helpers import make_app, screen_text, wait_for
+from tui.deck_helpers import both_backends, make_app, screen_text, wait_for
 
 
 async def pending(backend: EmbeddedBackend, n: int) -> list:  # type: ignore[type-arg]
@@ -28,6 +28,7 @@ async def pending(backend: EmbeddedBackend, n: int) -> list:  # type: ignore[typ
     raise AssertionError("approvals not created")
 
 
+@both_backends
 async def test_approve_with_comment_and_conflict(backend: EmbeddedBackend, clock: ManualClock,
                                                  tmp_path: Path) -> None:
     await backend.apply_flow(APPROVAL)
@@ -63,6 +64,7 @@ async def test_approve_with_comment_and_conflict(backend: EmbeddedBackend, clock
         assert app.screen is detail
 
 
+@both_backends
 async def test_reject_requires_comment_where_required(backend: EmbeddedBackend,
                                                       clock: ManualClock,
                                                       tmp_path: Path) -> None:
@@ -85,6 +87,7 @@ async def test_reject_requires_comment_where_required(backend: EmbeddedBackend,
                                                                    "bad timing")
 
 
+@both_backends
 async def test_bulk_approve_marked(backend: EmbeddedBackend, clock: ManualClock,
                                    tmp_path: Path) -> None:
     await backend.apply_flow(APPROVAL)
@@ -105,6 +108,7 @@ async def test_bulk_approve_marked(backend: EmbeddedBackend, clock: ManualClock,
         await wait_for(lambda: app.pending_approvals == 0)
 
 
+@both_backends
 async def test_flows_list_detail_and_run_form(backend: EmbeddedBackend, clock: ManualClock,
                                               tmp_path: Path) -> None:
     await backend.apply_flow(HELLO)

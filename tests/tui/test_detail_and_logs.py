@@ -8,7 +8,7 @@ from flowdeck.client.embedded import EmbeddedBackend
 from flowdeck.core.clock import ManualClock
 from flowdeck.tui.screens.execution import ExecutionScreen
 from flowdeck.tui.widgets.log_view import LogView
-from tui.deck_helpers import make_app, screen_text, wait_for
+from tui.deck_helpers import both_backends, make_app, screen_text, wait_for
 
 NOISY = """
 id: noisy
@@ -34,6 +34,7 @@ tasks:
 """
 
 
+@both_backends
 async def test_detail_tree_io_and_log_actions(backend: EmbeddedBackend, clock: ManualClock,
                                               tmp_path: Path) -> None:
     await backend.apply_flow(NOISY)
@@ -49,8 +50,9 @@ async def test_detail_tree_io_and_log_actions(backend: EmbeddedBackend, clock: M
         await wait_for(lambda: screen.execution is not None
                        and screen.execution.state.current == "SUCCESS", timeout=20)
         await wait_for(lambda: any("the error line" in t for t in log.lines_plain()))
-        text = screen_text(app)
-        assert "chatter" in text and "bad" in text and "▕" in text  # tree + gantt strip
+        # tree + gantt strip (painted after the snapshot arrives: wait for the frame)
+        await wait_for(lambda: all(part in screen_text(app) for part in ("chatter", "bad", "▕")),
+                       message="task tree painted")
         # follow is on and the end is shown; scrolling up turns it off, End back on
         assert log.follow
         await wait_for(lambda: app.focused is log)
@@ -119,5 +121,52 @@ async def test_log_view_caps_lines_and_marks_attempts() -> None:
         assert any("attempt 2" in ln for ln in lines)
         view.add_entries([entry(i, 2) for i in range(4, 12)])
         assert len(view.rows) == 5 and view.dropped == 6
+        # the dropped rows' display lines went too (trimmed from the front, no re-layout)
+        lines = view.lines_plain()
+        assert len(lines) == 5 and "m7" in lines[0] and "m11" in lines[-1]
         view.add_entries([entry(5, 2)])  # a repeated sequence number is not shown twice
         assert len(view.rows) == 5
+
+
+TICKER = """
+id: ticker
+namespace: team.logs
+inputs:
+  - id: gate
+    type: STRING
+tasks:
+  - id: tick
+    type: io.kestra.plugin.scripts.shell.Commands
+    commands:
+      - echo "tick-one"
+      - while [ ! -e "{{ inputs.gate }}" ]; do sleep 0.05; done
+      - echo "tick-two"
+      - sleep 30
+"""
+
+
+@both_backends
+async def test_log_pane_follows_a_running_execution(backend: EmbeddedBackend,
+                                                    clock: ManualClock,
+                                                    tmp_path: Path) -> None:
+    """Lines printed while the pane is open arrive without a keypress, and follow stays on."""
+    await backend.apply_flow(TICKER)
+    gate = tmp_path / "gate"
+    ex = await backend.create_execution("team.logs", "ticker", {"gate": str(gate)})
+    app = make_app(backend, clock, tmp_path)
+    async with app.run_test(size=(100, 30)):
+        await wait_for(lambda: app.connection == "connected")
+        app.push_screen(ExecutionScreen(ex.id))
+        screen = await wait_for(lambda: isinstance(app.screen, ExecutionScreen) and app.screen)
+        log = await wait_for(lambda: screen.query_one(LogView))
+        await wait_for(lambda: any("tick-one" in t for t in log.lines_plain()), timeout=15)
+        assert not any("tick-two" in t for t in log.lines_plain())
+        assert screen.execution is not None and screen.execution.state.current == "RUNNING"
+        gate.touch()  # the task prints its next line only now, with the pane open
+        await wait_for(lambda: any("tick-two" in t for t in log.lines_plain()), timeout=15,
+                       message="a live line")
+        assert log.follow
+        await wait_for(lambda: "tick-two" in screen_text(app))
+        await backend.kill(ex.id)
+        await wait_for(lambda: screen.execution is not None
+                       and screen.execution.state.current == "KILLED", timeout=20)

@@ -12,7 +12,7 @@ from flowdeck.tui.screens.execution import ExecutionScreen
 from flowdeck.tui.screens.executions import PAGE, ExecutionsScreen
 from flowdeck.tui.widgets.confirm import ConfirmScreen
 from tui.deck_flows import FAIL, HELLO, SLOW
-from tui.deck_helpers import make_app, screen_text, wait_for
+from tui.deck_helpers import both_backends, make_app, screen_text, wait_for
 
 
 def test_filter_grammar() -> None:
@@ -28,6 +28,7 @@ async def open_list(app, pilot) -> ExecutionsScreen:  # type: ignore[no-untyped-
     return await wait_for(lambda: isinstance(app.screen, ExecutionsScreen) and app.screen)
 
 
+@both_backends
 async def test_live_rows_filter_sort_and_marks(backend: EmbeddedBackend, clock: ManualClock,
                                                tmp_path: Path) -> None:
     for src in (HELLO, FAIL, SLOW):
@@ -71,6 +72,7 @@ async def test_live_rows_filter_sort_and_marks(backend: EmbeddedBackend, clock: 
         await backend.kill(slow.id)
 
 
+@both_backends
 async def test_kill_confirms_with_safe_choice_focused(backend: EmbeddedBackend,
                                                       clock: ManualClock,
                                                       tmp_path: Path) -> None:
@@ -95,6 +97,7 @@ async def test_kill_confirms_with_safe_choice_focused(backend: EmbeddedBackend,
                        timeout=20, message="row shows KILLED")
 
 
+@both_backends
 async def test_restart_and_replay(backend: EmbeddedBackend, clock: ManualClock,
                                   tmp_path: Path) -> None:
     await backend.apply_flow(FAIL)
@@ -117,6 +120,7 @@ async def test_restart_and_replay(backend: EmbeddedBackend, clock: ManualClock,
             h.state == "RESTARTED" for h in restarted.state.histories)
 
 
+@both_backends
 async def test_enter_opens_detail_and_escape_goes_back(backend: EmbeddedBackend,
                                                        clock: ManualClock,
                                                        tmp_path: Path) -> None:

@@ -11,11 +11,14 @@ Profile keys: `kind` (`embedded` | `remote`), `url`, `username`, `password`, `to
 the secrets, better than inline values, `username_env`, `password_env`, `token_env` (the name
 of an environment variable) or `password_file`, `token_file` (a file holding only the secret);
 `timeout` and `poll_interval` (seconds) for remote; `data_dir`, `max_concurrent_executions`
-and `scheduler` for embedded. A bad profile is a `ValidationError` naming the key.
+and `scheduler` for embedded (applied over `engine_settings` when both are given). A bad
+profile is a `ValidationError` naming the key, under `key_prefix` (`profile.` by default; the
+CLI passes `profiles.NAME.` so the message matches the config file).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -81,11 +84,29 @@ def make_backend(url: str | None = None, *, profile: Mapping[str, Any] | None = 
                  data_dir: Path | None = None, username: str | None = None,
                  password: str | None = None, token: str | None = None,
                  timeout: float | None = None, engine_settings: EngineSettings | None = None,
-                 environ: Mapping[str, str] | None = None) -> Backend:
+                 environ: Mapping[str, str] | None = None,
+                 key_prefix: str = "profile.") -> Backend:
     """The backend for a URL, a profile, or the embedded engine (see the module docstring).
 
     Nothing is opened here: call `await backend.connect()`.
     """
+    try:
+        return _make_backend(url, profile=profile, data_dir=data_dir, username=username,
+                             password=password, token=token, timeout=timeout,
+                             engine_settings=engine_settings, environ=environ)
+    except ValidationError as exc:
+        if key_prefix == "profile.":
+            raise
+        problems = [(key_prefix + path.removeprefix("profile.") if path.startswith("profile.")
+                     else path, msg) for path, msg in exc.problems]
+        raise ValidationError(problems) from None
+
+
+def _make_backend(url: str | None, *, profile: Mapping[str, Any] | None,
+                  data_dir: Path | None, username: str | None, password: str | None,
+                  token: str | None, timeout: float | None,
+                  engine_settings: EngineSettings | None,
+                  environ: Mapping[str, str] | None) -> Backend:
     env = os.environ if environ is None else environ
     profile = dict(profile or {})
     unknown = sorted(set(profile) - PROFILE_KEYS)
@@ -115,19 +136,22 @@ def make_backend(url: str | None = None, *, profile: Mapping[str, Any] | None = 
         if poll is not None:
             options["poll_interval"] = poll
         return HttpBackend(url, username=username, password=password, token=token, **options)
-    settings = engine_settings
-    if settings is None:
+    if engine_settings is not None:  # a copy: the caller's settings stay as they were
+        settings = dataclasses.replace(engine_settings)
+        if profile.get("data_dir"):
+            settings.data_dir = Path(str(profile["data_dir"])).expanduser()
+    else:
         chosen = profile.get("data_dir") or data_dir or default_data_dir()
         settings = EngineSettings(data_dir=Path(str(chosen)).expanduser())
-        limit = profile.get("max_concurrent_executions")
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise ValidationError([("profile.max_concurrent_executions",
-                                        "must be a whole number of at least 1")])
-            settings.max_concurrent_executions = limit
-        scheduler = profile.get("scheduler")
-        if scheduler is not None:
-            if not isinstance(scheduler, bool):
-                raise ValidationError([("profile.scheduler", "must be true or false")])
-            settings.scheduler = scheduler
+    limit = profile.get("max_concurrent_executions")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValidationError([("profile.max_concurrent_executions",
+                                    "must be a whole number of at least 1")])
+        settings.max_concurrent_executions = limit
+    scheduler = profile.get("scheduler")
+    if scheduler is not None:
+        if not isinstance(scheduler, bool):
+            raise ValidationError([("profile.scheduler", "must be true or false")])
+        settings.scheduler = scheduler
     return EmbeddedBackend(settings)

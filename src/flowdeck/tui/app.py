@@ -8,6 +8,7 @@ messages; the app owns the connection state, the approvals badge and the live fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -70,7 +71,9 @@ class FlowdeckApp(App[None]):
                  show_toasts: bool = True, theme_dirs: list[Path] | None = None,
                  initial: str = "executions", profile: str | None = None,
                  startup: Callable[[Backend], Awaitable[None]] | None = None,
-                 close_backend: bool = False) -> None:
+                 close_backend: bool = False,
+                 open_profile: Callable[[str], Backend] | None = None,
+                 profile_names: Iterable[str] = ()) -> None:
         super().__init__()
         self.backend = backend
         self.clock: Clock = clock or SystemClock()
@@ -86,6 +89,9 @@ class FlowdeckApp(App[None]):
         self.capabilities: Capabilities | None = None
         self._startup = startup
         self._close_backend = close_backend
+        #: Builds (does not connect) the backend of a named profile; raises FlowdeckError.
+        self._open_profile = open_profile
+        self.profile_names = sorted(profile_names)
         self._user = user
         self._keymap = dict(keymap or {})
         self._wanted_theme = theme or DEFAULT_THEME
@@ -338,8 +344,12 @@ class FlowdeckApp(App[None]):
                 self.toast(f"no theme {arg!r}; have: {', '.join(sorted(self.available_themes))}",
                            severity="error")
         elif name == "profile":
-            self.toast(f"switching to profile {arg!r} needs a restart: flowdeck --profile "
-                       f"{arg}" if arg else "usage: :profile NAME", severity="warning")
+            if not arg:
+                have = ", ".join(self.profile_names) or "none configured"
+                self.toast(f"profile: {self.profile or self.backend.name}; profiles: {have}. "
+                           "Usage: :profile NAME")
+            else:
+                self.switch_profile(arg)
         elif name in ("staging", "releases"):
             version = self.capabilities.version if self.capabilities else "?"
             kind = self.capabilities.kind if self.capabilities else self.backend.name
@@ -349,6 +359,62 @@ class FlowdeckApp(App[None]):
             self.exit()
         elif name == "help":
             self.action_help()
+
+    # -- profiles -----------------------------------------------------------------------
+
+    @work(group="profile", exclusive=True)
+    async def switch_profile(self, name: str) -> None:
+        """`:profile NAME`: connect the profile's backend; only once it answers, stop the
+        live streams, close the old backend, and reload every screen from the new one."""
+        if self._open_profile is None:
+            self.toast("profiles are not available here (no configuration)", severity="error")
+            return
+        try:
+            new = self._open_profile(name)
+        except FlowdeckError as exc:  # unknown name, an unset variable, a bad key
+            self.toast(f"profile {name}: {exc}", severity="error")
+            return
+        self.toast(f"connecting to profile {name} ({new.name})…")
+        try:
+            caps = await new.connect()
+        except FlowdeckError as exc:
+            with contextlib.suppress(FlowdeckError, OSError):
+                await new.close()
+            self.toast(f"profile {name}: cannot connect: {exc}; staying on "
+                       f"{self.profile or self.backend.name}", severity="error")
+            return
+        old = self.backend
+        for group in ("connect", "watch-executions", "watch-approvals", "pending"):
+            self.workers.cancel_group(self, group)
+        await self._reset_screens()
+        self.backend, self.profile = new, name
+        self.capabilities = None
+        self._startup = None
+        self._pending.clear()
+        self._failed_seen.clear()
+        self._pending_ready = False
+        self.pending_approvals = 0
+        self.namespace = None
+        if self._close_backend:
+            with contextlib.suppress(FlowdeckError, OSError):
+                await old.close()
+        self._close_backend = True  # the deck opened this one: it closes it
+        self.post_message(Connected(caps))
+        self.toast(f"profile {name}: {new.name}")
+
+    async def _reset_screens(self) -> None:
+        """Drop every screen that shows one backend's objects (details, forms, dialogs) and
+        empty the lists, so nothing from the old backend is shown as the new one's."""
+        current = self.current_mode
+        while len(self.screen_stack) > 1:
+            await self.pop_screen()
+        for mode, base in type(self).MODES.items():
+            if mode != current and mode in self._screen_stacks:
+                await self.remove_mode(mode)
+                self.add_mode(mode, base)
+        reset = getattr(self.screen, "reset_for_backend", None)
+        if reset is not None:
+            reset()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

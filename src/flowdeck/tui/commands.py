@@ -115,7 +115,7 @@ COMMANDS_HELP: tuple[tuple[str, str], ...] = (
     (":ap  :approvals", "the approvals queue"),
     (":ns NAMESPACE", "show only this namespace (:ns alone shows all)"),
     (":theme NAME", "switch theme"),
-    (":profile NAME", "switch backend profile (restart)"),
+    (":profile NAME", "switch to a [profiles.NAME] backend (no NAME: list them)"),
     (":st  :rel", "staging environments, releases"),
     (":q", "quit"),
 )

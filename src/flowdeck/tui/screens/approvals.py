@@ -121,6 +121,13 @@ class ApprovalsScreen(DeckScreen, Decider):
         self.set_interval(1.0, self.tick)
         self.set_interval(self.deck.refresh_seconds, self.poll)
 
+    def reset_for_backend(self) -> None:
+        """Another backend (`:profile`): forget every row and mark; the reload refills."""
+        self.approvals = {}
+        self.table.marked.clear()
+        self.updated_at = None
+        self.rebuild()
+
     def reload(self) -> None:
         if self.deck.capabilities is None:
             return  # the app reloads every screen once connected

@@ -182,6 +182,17 @@ class ExecutionsScreen(DeckScreen):
         query.sort = [(SORTS[self.sort_index][0], self.sort_desc)]
         return query
 
+    def reset_for_backend(self) -> None:
+        """Another backend (`:profile`): forget every row and mark; the reload refills."""
+        self.source.generation += 1
+        self.source.pages.clear()
+        self.source.requested.clear()
+        self.source.total = 0
+        self.table.marked.clear()
+        self.updated_at = None
+        self.table.reset()
+        self.update_title()
+
     def reload(self, new_query: bool = False) -> None:
         """Re-fetch what is on screen and drop the pages that are not. A new query (filter,
         sort, namespace) starts a new generation: answers to older ones are dropped."""
@@ -231,6 +242,15 @@ class ExecutionsScreen(DeckScreen):
     def need_rows(self, message: VirtualTable.NeedRows) -> None:
         for page in range(message.first // PAGE, message.last // PAGE + 1):
             self.request_page(page)
+
+    @on(VirtualTable.CursorMoved)
+    def read_ahead(self, message: VirtualTable.CursorMoved) -> None:
+        """Fetch the page one screen further down before it is on screen, so paging down
+        rarely waits for a query (never upwards: what was above was on screen already)."""
+        first, last = self.table.visible_rows()
+        ahead = min(last + (last - first + 1), self.source.total - 1)
+        if ahead >= 0 and (ahead // PAGE) not in self.source.pages:
+            self.request_page(ahead // PAGE)
 
     def on_live_event(self, message: object) -> None:
         if not isinstance(message, Execution) or not self.query("#table"):

@@ -97,6 +97,13 @@ class FlowsScreen(DeckScreen):
         if self.app.screen is self:
             self.reload()
 
+    def reset_for_backend(self) -> None:
+        """Another backend (`:profile`): forget every row; the reload refills."""
+        self.flows = []
+        self.recent = {}
+        self.updated_at = None
+        self.rebuild()
+
     def reload(self) -> None:
         if self.deck.capabilities is None:
             return  # the app reloads every screen once connected

@@ -47,7 +47,7 @@ class _Row:
 
 @dataclass(slots=True)
 class _Line:
-    row: int  # index into rows; -1 for a separator
+    row: int  # absolute row number (rows[row - base]); -1 for a separator
     text: str
     separator_of: int = -1
     offset: int = 0  # where this wrapped piece starts in the row's plain text
@@ -85,6 +85,8 @@ class LogView(ScrollView, can_focus=True):
         self.rows: deque[_Row] = deque(maxlen=max_lines)
         self.dropped = 0
         self._lines: list[_Line] = []
+        self._base = 0  # the absolute number of rows[0]: rows dropped so far
+        self._max_width = 0
         self._attempts: dict[str, int] = {}
         self.cursor = -1  # display line; -1: none (follow shows the end)
         self.query_text = ""
@@ -93,7 +95,9 @@ class LogView(ScrollView, can_focus=True):
     # -- data -------------------------------------------------------------------------
 
     def add_entries(self, entries: list[LogEntry]) -> None:
-        rebuild = False
+        """Append a batch: O(batch), whatever the number of lines kept (the oldest rows and
+        their display lines are dropped from the front, never re-laid out)."""
+        added: list[_Line] = []
         for entry in entries:
             if entry.seq and entry.seq <= self.last_seq:
                 continue  # already shown (a resumed stream repeats nothing twice)
@@ -108,20 +112,35 @@ class LogView(ScrollView, can_focus=True):
                     self._attempts[entry.task_run_id] = entry.attempt_number
             if len(self.rows) == self.max_lines:
                 self.dropped += 1
-                rebuild = True
+                self._base += 1  # the deque drops rows[0] on append
             row = _Row(entry.seq, entry.timestamp, entry.level,
                        sanitize_line(entry.task_id or "-", 60), entry.task_run_id,
                        entry.attempt_number, sanitize_line(entry.message), separator)
             self.rows.append(row)
-            if not rebuild:
-                self._lines.extend(self._layout(len(self.rows) - 1, row))
-        if rebuild:
-            self._relayout()
-        else:
-            self._resize()
+            added.extend(self._layout(self._base + len(self.rows) - 1, row))
+        self._lines.extend(added)
+        self._trim()
+        if added and not self.wrap:
+            self._max_width = max(self._max_width, max(len(ln.text) for ln in added))
+        self._resize(measure=False)
         if self.follow:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         self.refresh()
+
+    def _trim(self) -> None:
+        """Drop the display lines of rows that are no longer kept (a prefix of _lines)."""
+        base, lines = self._base, self._lines
+        k = 0
+        while k < len(lines) and (lines[k].row if lines[k].row >= 0
+                                  else lines[k].separator_of) < base:
+            k += 1
+        if k:
+            del lines[:k]
+            if self.cursor >= 0:
+                self.cursor = max(0, self.cursor - k)
+
+    def _row(self, line: _Line) -> _Row:
+        return self.rows[line.row - self._base]
 
     def _visible(self, row: _Row) -> bool:
         return LEVEL_RANK.get(row.level, 2) >= LEVEL_RANK.get(self.min_level, 0)
@@ -143,22 +162,46 @@ class LogView(ScrollView, can_focus=True):
 
     def _relayout(self) -> None:
         keep = self._lines[self.cursor].row if 0 <= self.cursor < len(self._lines) else None
-        self._lines = []
-        for i, row in enumerate(self.rows):
-            self._lines.extend(self._layout(i, row))
+        if self.wrap:
+            self._lines = []
+            for i, row in enumerate(self.rows, start=self._base):
+                self._lines.extend(self._layout(i, row))
+        else:  # the common case, inlined: a key (t, v) re-lays out 10,000 rows at once
+            lines: list[_Line] = []
+            append = lines.append
+            stamps = self.timestamps
+            floor = LEVEL_RANK.get(self.min_level, 0)
+            rank = LEVEL_RANK.get
+            for i, row in enumerate(self.rows, start=self._base):
+                if rank(row.level, 2) < floor:
+                    continue
+                if row.separator:
+                    append(_Line(-1, row.separator, separator_of=i))
+                append(_Line(i, row.plain(stamps)))
+            self._lines = lines
+            self._max_width = max(map(len, (ln.text for ln in lines)), default=0)
+            if keep is not None:
+                self.cursor = next((n for n, ln in enumerate(lines) if ln.row >= keep), -1)
+            self._resize(measure=False)
+            self.refresh()
+            return
         if keep is not None:
             self.cursor = next((n for n, ln in enumerate(self._lines) if ln.row >= keep), -1)
         self._resize()
         self.refresh()
 
-    def _resize(self) -> None:
-        width = max((len(ln.text) for ln in self._lines), default=0) if not self.wrap else 0
+    def _resize(self, *, measure: bool = True) -> None:
+        if measure:
+            self._max_width = (max((len(ln.text) for ln in self._lines), default=0)
+                               if not self.wrap else 0)
+        width = self._max_width if not self.wrap else 0
         self.virtual_size = Size(max(width, self.scrollable_content_region.width),
                                  len(self._lines))
 
     def clear(self) -> None:
         self.rows.clear()
         self._lines = []
+        self._base = 0
         self._attempts = {}
         self.cursor = -1
         self.last_seq = 0
@@ -211,7 +254,7 @@ class LogView(ScrollView, can_focus=True):
         if line.row < 0:
             text = Text(line.text, style=self.get_component_rich_style("log-view--separator"))
         else:
-            row = self.rows[line.row]
+            row = self._row(line)
             text = Text(line.text)
             lvl_start = (13 if self.timestamps else 0) - line.offset
             if 0 <= lvl_start < len(line.text):
@@ -304,7 +347,7 @@ class LogView(ScrollView, can_focus=True):
         for i in range(start + 1, start + 1 + n):
             k = i % n
             line = self._lines[k]
-            if line.row >= 0 and line.offset == 0 and self.rows[line.row].level == "ERROR":
+            if line.row >= 0 and line.offset == 0 and self._row(line).level == "ERROR":
                 self.follow = False
                 self._set_cursor(k)
                 return True
@@ -323,7 +366,7 @@ class LogView(ScrollView, can_focus=True):
         line = self._lines[n]
         if line.row < 0:
             return line.text
-        return self.rows[line.row].plain(True)
+        return self._row(line).plain(True)
 
     def export_text(self) -> str:
         """Every kept entry, sanitized, in Kestra's download format."""
