@@ -125,6 +125,18 @@ tasks:
                 type: io.kestra.plugin.core.output.OutputValues
                 values:
                   v: "{{ taskrun.value }}"
+              - id: stcheck
+                type: flowdeck.staging.ValidateClone
+                clientName: "{{ taskrun.value }}"
+              - id: stclone
+                type: flowdeck.staging.Clone
+                clientName: "{{ taskrun.value }}"
+                skipDatabase: true
+              - id: stlist
+                type: flowdeck.staging.List
+              - id: stdelete
+                type: flowdeck.staging.Delete
+                environmentName: staging-x
         else:
           - id: boom
             type: io.kestra.plugin.core.execution.Fail
@@ -281,7 +293,7 @@ def test_full_flow_parses_into_typed_definition() -> None:
     assert set(flow.tasks_by_id) == {
         "log", "shell", "script", "bash", "par", "seq", "ret", "nap", "cond", "each", "outv",
         "boom", "wait", "call", "fetch", "kvset", "kvget", "kvdel", "approve", "onerr",
-        "cleanup"}
+        "cleanup", "stcheck", "stclone", "stlist", "stdelete"}
     assert flow.tasks_by_id["outv"] is each.tasks[0]
 
     [schedule] = flow.schedules
