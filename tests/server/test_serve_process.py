@@ -411,3 +411,24 @@ def test_token_create_list_revoke(tmp_path: Path, servers: list[Served]) -> None
         assert result.returncode == 2 and expected in result.stderr, result.stderr
     bad_role = cli(tmp_path, "token", "create", "--role", "root")
     assert bad_role.returncode == 2 and "invalid choice" in bad_role.stderr
+
+
+def test_serve_installs_the_staging_flows_and_names_the_keys_to_set(
+        tmp_path: Path, servers: list[Served]) -> None:
+    served = serve(servers, tmp_path, tmp_path / "d",
+                   env={"ENV_STAGING_LIST_KEY": "list-key-123"})
+    url = served.wait_ready()
+    assert served.proc.stdout is not None
+    note = served.proc.stdout.readline() + served.proc.stdout.readline()
+    assert "ENV_STAGING_CLONE_KEY" in note and "ENV_STAGING_DELETE_KEY" in note
+    assert "ENV_STAGING_LIST_KEY" not in note
+    with httpx.Client(base_url=url, timeout=10) as client:
+        for flow_id in ("clone-staging-api", "list-staging-environments",
+                        "delete-staging-environment"):
+            assert client.get(f"{API}/flows/dev.deployment/{flow_id}").status_code == 200
+        listed = client.post(f"{API}/executions/webhook/dev.deployment/"
+                             "list-staging-environments/list-key-123")
+        assert listed.status_code == 200 and listed.json()["state"] == "CREATED"
+        refused = client.post(f"{API}/executions/webhook/dev.deployment/clone-staging-api/x",
+                              json={"client_name": "acme"})
+        assert refused.status_code == 401

@@ -151,6 +151,22 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def install_staging_flows(engine: Engine) -> str | None:
+    """Apply the bundled dev.deployment staging flows (idempotent: unchanged ones stay put).
+
+    Returns a line naming the variables still to set: until a key is set, its webhook accepts
+    nothing.
+    """
+    from flowdeck.engine.staging import bundled_flow_sources, missing_staging_keys
+
+    for source in bundled_flow_sources():
+        await engine.apply_flow(source)
+    missing = missing_staging_keys(engine.envs)
+    if not missing:
+        return None
+    return ("staging webhooks refuse every call until these are set: " + ", ".join(missing))
+
+
 async def serve_engine(engine: Engine, options: ServerOptions, stopper: Stopper, *,
                        announce: Callable[[str], None], access_log: bool = False) -> int:
     """Serve `engine` (opened, not yet started) until `stopper` says stop; returns 0.
@@ -163,6 +179,7 @@ async def serve_engine(engine: Engine, options: ServerOptions, stopper: Stopper,
         port = sock.getsockname()[1]
         options = replace(options, port=port)
         await engine.start()  # recovery, then the scheduler
+        staging_note = await install_staging_flows(engine)
         app = create_app(engine, options)
         log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
         log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout: the URL
@@ -188,6 +205,8 @@ async def serve_engine(engine: Engine, options: ServerOptions, stopper: Stopper,
             if server.started:
                 announce(f"flowdeck serving {url_for(options.host, port)}")
                 announce(how)
+                if staging_note:
+                    announce(staging_note)
             await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
             app.state.auth.shutdown.set()  # open event streams end now
             server.should_exit = True
