@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from helpers import open_engine
 
 from flowdeck.engine.engine import Engine
+from helpers import open_engine
 
 os.environ.setdefault("TZ", "UTC")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import textwrap
 from pathlib import Path
 
@@ -37,10 +38,8 @@ async def wait_for_state(engine: Engine, execution_id: str, state: str,
                 current = await engine.get_execution(execution_id)
                 if current.state.current == state:
                     return current
-                try:
+                with contextlib.suppress(TimeoutError):
                     await sub.get(0.5)
-                except TimeoutError:
-                    pass
     finally:
         sub.close()
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+
 from client.test_embedded import (
     CHECKS,
     HELLO,
@@ -30,7 +31,6 @@ from client.test_embedded import (
     finished,
     flow,
 )
-
 from flowdeck.client.backend import Backend
 from flowdeck.client.factory import make_backend
 from flowdeck.client.http import HttpBackend

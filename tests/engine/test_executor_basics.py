@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from helpers import apply, run_flow, states
-
 from flowdeck.engine.engine import Engine
+from helpers import apply, run_flow, states
 
 
 async def test_log_and_shell_tasks_run_in_order_and_store_outputs(engine: Engine) -> None:

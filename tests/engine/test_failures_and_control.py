@@ -7,10 +7,10 @@ import signal
 from pathlib import Path
 
 import pytest
-from helpers import apply, run_flow, states, wait_for_state
 
 from flowdeck.core.errors import ConflictError
 from flowdeck.engine.engine import Engine
+from helpers import apply, run_flow, states, wait_for_state
 
 
 async def test_retry_runs_exact_number_of_attempts(engine: Engine) -> None:

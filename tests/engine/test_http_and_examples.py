@@ -9,14 +9,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 
 import pytest
-from helpers import apply, run_flow, states, wait_for_state
 
 from flowdeck.engine.engine import Engine
 from flowdeck.engine.flows import parse_flow
+from helpers import apply, run_flow, states, wait_for_state
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's naming
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length) or b"null")
         status = 201 if self.path == "/ok" else 503

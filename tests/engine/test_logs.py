@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from helpers import apply, run_flow
-
 from flowdeck.core.models import LogEntry
 from flowdeck.engine.engine import Engine
+from helpers import apply, run_flow
 
 CHATTY = """
     id: chatty

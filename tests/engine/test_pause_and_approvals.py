@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from helpers import apply, wait_for_state
 
 from flowdeck.core.errors import ConflictError, InvalidInputsError, ValidationError
 from flowdeck.engine.bus import APPROVAL
 from flowdeck.engine.engine import Engine
+from helpers import apply, wait_for_state
 
 PAUSE_FLOW = """
     id: gate

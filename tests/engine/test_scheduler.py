@@ -6,12 +6,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from helpers import apply, open_engine
-
 from flowdeck.core.clock import ManualClock
 from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.engine import Engine, EngineSettings
 from flowdeck.engine.scheduler import ScheduleService
+from helpers import apply, open_engine
 
 FLOW = """
     id: every5

@@ -24,7 +24,6 @@ from flowdeck.core.states import FAILED_STATES, SUCCESSFUL_STATES, TERMINAL_STAT
 from flowdeck.core.timefmt import format_duration, format_instant
 from flowdeck.engine.flows import FlowDefinition
 from flowdeck.engine.inputs import resolve_inputs
-from flowdeck.engine.templating import has_expression
 from flowdeck.engine.tasks.base import (
     FlowableTask,
     RetryPolicy,
@@ -32,6 +31,7 @@ from flowdeck.engine.tasks.base import (
     TaskDef,
     TaskFailure,
 )
+from flowdeck.engine.templating import has_expression
 
 if TYPE_CHECKING:
     from flowdeck.engine.engine import Engine

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
 
@@ -90,7 +90,7 @@ def actions_for(scope: str) -> list[DeckAction]:
     return [a for a in CATALOGUE if scope in a.scopes]
 
 
-def bindings_for(scope: str) -> list[Binding]:
+def bindings_for(scope: str) -> list[BindingType]:
     """Textual bindings for one scope (the App gets GLOBAL); ids allow user rebinding."""
     return [Binding(a.key, a.action.removeprefix("app.") if scope == GLOBAL else a.action,
                     a.description, show=a.footer, id=a.id, key_display=a.key_display)

@@ -79,8 +79,9 @@ def theme_from_file(path: Path) -> Theme:
     variables = {str(k): _check_colour(path, f"variables.{k}", v)
                  for k, v in variables_in.items()}
     dark = bool(data.get("dark", True))
+    colours: dict[str, Any] = dict(fields)  # only colour names from _FIELDS, all strings
     return Theme(name=name, dark=dark, variables=with_domain_variables(fields, variables),
-                 **fields)
+                 **colours)
 
 
 def with_domain_variables(fields: dict[str, str], variables: dict[str, str]) -> dict[str, str]:

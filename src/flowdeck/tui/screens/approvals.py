@@ -170,7 +170,7 @@ class ApprovalsScreen(DeckScreen, Decider):
         if self.approvals:
             self.rebuild()
 
-    def visible(self) -> list[Approval]:
+    def shown_approvals(self) -> list[Approval]:
         items = sorted(self.approvals.values(), key=lambda a: a.created_at)
         if self.filter_text:
             needle = self.filter_text.lower()
@@ -184,7 +184,7 @@ class ApprovalsScreen(DeckScreen, Decider):
         now = self.deck.clock.now()
         app = self.deck
         rows = []
-        for a in self.visible():
+        for a in self.shown_approvals():
             rows.append((a.id, [
                 Text(waiting_text((now - a.created_at).total_seconds()),
                      style=rich_style(app, "state-paused")),
