@@ -23,8 +23,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from flowdeck.config import ConfigError, Settings, load_settings
-from flowdeck.core.errors import FlowdeckError, ValidationError
-from flowdeck.core.models import LEVEL_RANK, Execution, LogEntry
+from flowdeck.core.errors import (
+    BadRequestError,
+    ConflictError,
+    FlowdeckError,
+    ValidationError,
+)
+from flowdeck.core.models import LEVEL_RANK, Approval, Execution, LogEntry
 from flowdeck.core.sanitize import sanitize, sanitize_line
 from flowdeck.core.states import RESTARTABLE_STATES, is_known, is_terminal
 from flowdeck.core.timefmt import format_instant, parse_duration
@@ -62,20 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     flow = sub.add_parser("flow", help="manage flows").add_subparsers(dest="action",
                                                                      metavar="ACTION")
     flow.required = True
-    apply = flow.add_parser("apply", help="create or update flows from YAML files")
+    apply = remote_flags(flow.add_parser("apply", help="create or update flows from YAML files"))
     apply.add_argument("files", nargs="+")
-    listing = flow.add_parser("list", help="list flows")
+    listing = remote_flags(flow.add_parser("list", help="list flows"))
     listing.add_argument("--namespace")
     listing.add_argument("--json", action="store_true")
-    show = flow.add_parser("show", help="show one flow")
+    show = remote_flags(flow.add_parser("show", help="show one flow"))
     show.add_argument("namespace")
     show.add_argument("flow_id")
     show.add_argument("--json", action="store_true")
-    delete = flow.add_parser("delete", help="delete a flow (its executions are kept)")
+    delete = remote_flags(flow.add_parser("delete", help="delete a flow (its executions are kept)"))
     delete.add_argument("namespace")
     delete.add_argument("flow_id")
 
-    run = sub.add_parser("run", help="run a flow; exits 0 only if it ends in SUCCESS")
+    run = remote_flags(sub.add_parser("run", help="run a flow; exits 0 only if it ends in SUCCESS"))
     run.add_argument("namespace")
     run.add_argument("flow_id")
     run.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE")
@@ -88,18 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("executions", help="list and act on executions").add_subparsers(
         dest="action", metavar="ACTION")
     ex.required = True
-    ex_list = ex.add_parser("list")
+    ex_list = remote_flags(ex.add_parser("list"))
     ex_list.add_argument("--state", action="append")
     ex_list.add_argument("--namespace")
     ex_list.add_argument("--flow")
     ex_list.add_argument("--limit", type=int, default=25)
     ex_list.add_argument("--json", action="store_true")
     for name in ("show", "kill", "restart"):
-        p = ex.add_parser(name)
+        p = remote_flags(ex.add_parser(name))
         p.add_argument("execution_id")
         p.add_argument("--json", action="store_true")
 
-    logs = sub.add_parser("logs", help="print an execution's logs")
+    logs = remote_flags(sub.add_parser("logs", help="print an execution's logs"))
     logs.add_argument("execution_id")
     logs.add_argument("-f", "--follow", action="store_true")
     logs.add_argument("--level", help="minimum level (TRACE, DEBUG, INFO, WARN, ERROR)")
@@ -107,11 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap = sub.add_parser("approvals", help="list and decide approvals").add_subparsers(
         dest="action", metavar="ACTION")
     ap.required = True
-    ap_list = ap.add_parser("list")
+    ap_list = remote_flags(ap.add_parser("list"))
     ap_list.add_argument("--all", action="store_true", help="include decided ones")
     ap_list.add_argument("--json", action="store_true")
     for name in ("approve", "reject"):
-        p = ap.add_parser(name)
+        p = remote_flags(ap.add_parser(name))
         p.add_argument("approval_id")
         p.add_argument("--comment")
         p.add_argument("--by", default=None, help="who decides (default: $USER)")
@@ -142,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     token_list.add_argument("--json", action="store_true")
     revoke = token.add_parser("revoke", help="revoke a token at once")
     revoke.add_argument("token_id")
+    return parser
+
+
+def remote_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """`--url`/`--profile` after the subcommand too (`flowdeck run ns f --url U`); SUPPRESS so
+    an absent one does not override the top-level flag."""
+    parser.add_argument("--url", default=argparse.SUPPRESS,
+                        help="run against this server (flowdeck serve or Kestra); credentials "
+                        "from FLOWDECK_TOKEN or FLOWDECK_USERNAME/FLOWDECK_PASSWORD")
+    parser.add_argument("--profile", default=argparse.SUPPRESS,
+                        help="run against the [profiles.NAME] backend")
     return parser
 
 
@@ -280,17 +296,20 @@ async def follow_until_settled(engine: Engine, execution_id: str, printer: Print
     return await waiter
 
 
+def read_flow_file(name: str) -> str:
+    try:
+        return Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+
+
 async def cmd_flow(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
     async with open_engine(settings, start=False) as engine:
         if args.action == "apply":
             for name in args.files:
-                path = Path(name)
-                try:
-                    source = path.read_text(encoding="utf-8")
-                except OSError as exc:
-                    raise UsageError(f"{name}: cannot be read: {exc.strerror or exc}") from None
-                except UnicodeDecodeError as exc:
-                    raise UsageError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+                source = read_flow_file(name)
                 try:
                     flow, what = await engine.apply_flow(source)
                 except FlowdeckError as exc:
@@ -348,6 +367,14 @@ def report_final(final: Execution, as_json: bool, p: Printer) -> int:
     return EXIT_OK if final.state.current == "SUCCESS" else EXIT_FAILED
 
 
+def show_execution(execution: Execution, p: Printer) -> None:
+    p.table(EXECUTION_HEADERS, [execution_row(execution)])
+    p.line()
+    p.table(["TASK", "STATE", "ATTEMPTS", "VALUE"], [
+        [t.task_id, t.state.current, str(len(t.attempts)), t.value or ""]
+        for t in execution.task_runs])
+
+
 async def cmd_executions(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
     states = [s.upper() for s in args.state] if getattr(args, "state", None) else None
     for state in states or []:
@@ -373,11 +400,7 @@ async def cmd_executions(args: argparse.Namespace, settings: Settings, p: Printe
             if args.json:
                 p.json(execution.to_dict(datetime.now(UTC)))
             else:
-                p.table(EXECUTION_HEADERS, [execution_row(execution)])
-                p.line()
-                p.table(["TASK", "STATE", "ATTEMPTS", "VALUE"], [
-                    [t.task_id, t.state.current, str(len(t.attempts)), t.value or ""]
-                    for t in execution.task_runs])
+                show_execution(execution, p)
             return EXIT_OK
         current = await engine.get_execution(args.execution_id)
         if args.action == "kill":
@@ -417,27 +440,35 @@ async def cmd_logs(args: argparse.Namespace, settings: Settings, p: Printer) -> 
         return EXIT_OK
 
 
+def show_approvals(items: list[Approval], as_json: bool, p: Printer) -> None:
+    if as_json:
+        p.json([a.to_dict() for a in items])
+        return
+    now = datetime.now(UTC)
+    p.table(["ID", "STATUS", "FLOW", "TITLE", "WAITING"], [
+        [a.id, a.status, f"{a.namespace}.{a.flow_id}", a.title,
+         f"{(now - a.created_at).total_seconds() / 60:.0f}m"] for a in items])
+
+
+def decider(args: argparse.Namespace) -> str:
+    """Who decides an approval: --by, else the login name."""
+    import getpass
+
+    if args.by is not None:
+        return str(args.by)
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        raise UsageError("cannot tell who you are; pass --by NAME") from None
+
+
 async def cmd_approvals(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
     async with open_engine(settings, start=False) as engine:
         if args.action == "list":
-            items = await engine.approvals.list(None if args.all else "pending")
-            if args.json:
-                p.json([a.to_dict() for a in items])
-            else:
-                now = datetime.now(UTC)
-                p.table(["ID", "STATUS", "FLOW", "TITLE", "WAITING"], [
-                    [a.id, a.status, f"{a.namespace}.{a.flow_id}", a.title,
-                     f"{(now - a.created_at).total_seconds() / 60:.0f}m"] for a in items])
+            show_approvals(await engine.approvals.list(None if args.all else "pending"),
+                           args.json, p)
             return EXIT_OK
-        import getpass
-
-        if args.by is not None:
-            who = args.by
-        else:
-            try:
-                who = getpass.getuser()
-            except (KeyError, OSError):
-                raise UsageError("cannot tell who you are; pass --by NAME") from None
+        who = decider(args)
         approve = args.action == "approve"
         current = await engine.approvals.get(args.approval_id)
         if current.status != "pending":
@@ -656,6 +687,332 @@ def example_sources() -> list[str]:
             if item.name.endswith(".yml")]
 
 
+# -- the same commands over the Backend protocol (--url / --profile) ------------------------
+
+REMOTE_COMMANDS = frozenset({"flow", "run", "executions", "logs", "approvals"})
+#: How long `executions kill` waits for the killed run to end.
+KILL_WAIT = 60.0
+
+
+def client_backend(args: argparse.Namespace, settings: Settings) -> Any:
+    """The backend `--url`/`--profile` name (not connected yet). Credentials come from the
+    profile, else from FLOWDECK_TOKEN or FLOWDECK_USERNAME/FLOWDECK_PASSWORD; never a flag."""
+    from flowdeck.client.factory import make_backend
+
+    url = getattr(args, "url", None)
+    profile_name = getattr(args, "profile", None)
+    env = os.environ
+    token = env.get("FLOWDECK_TOKEN") or None
+    username = env.get("FLOWDECK_USERNAME") or None
+    password = env.get("FLOWDECK_PASSWORD")
+    credentials: dict[str, Any] = {}
+    if token is not None or username is not None:
+        credentials = {"token": token, "username": username,
+                       "password": password if username is not None else None}
+    if profile_name:
+        profile = settings.profiles.get(profile_name)
+        if profile is None:
+            have = ", ".join(sorted(settings.profiles)) or "none"
+            raise UsageError(f"{settings.source}: no [profiles.{profile_name}] "
+                             f"(profiles defined: {have})")
+        options = profile.backend_options()
+        if any(options.get(k) is not None for k in (
+                "username", "password", "token", "username_env", "password_env", "token_env",
+                "password_file", "token_file")):
+            credentials = {}  # the profile's own credentials win over the environment
+        try:
+            return make_backend(url, profile=options,
+                                engine_settings=engine_settings(settings, scheduler=True),
+                                key_prefix=f"profiles.{profile_name}.", **credentials)
+        except ValidationError as exc:
+            raise UsageError(f"{settings.source}: {exc}") from None
+    try:
+        return make_backend(url, **credentials)
+    except ValidationError as exc:
+        raise UsageError(f"--url {url}: {exc}") from None
+
+
+@asynccontextmanager
+async def open_backend(args: argparse.Namespace, settings: Settings) -> Any:
+    backend = client_backend(args, settings)
+    try:
+        capabilities = await backend.connect()
+        yield backend, capabilities
+    finally:
+        await backend.close()
+
+
+def flow_dict(flow: Any, *, with_source: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": flow.id, "namespace": flow.namespace, "revision": flow.revision,
+        "description": flow.description,
+        "labels": [{"key": k, "value": v} for k, v in flow.labels],
+        "inputs": flow.inputs, "triggers": flow.triggers, "disabled": flow.disabled}
+    if with_source:
+        out["source"] = flow.source
+    return out
+
+
+async def remote_flow(args: argparse.Namespace, backend: Any, p: Printer) -> int:
+    from flowdeck.core.errors import NotFoundError
+
+    if args.action == "apply":
+        sources = [(name, read_flow_file(name)) for name in args.files]
+        for name, source in sources:
+            identity = flow_identity(source)
+            before = None
+            if identity is not None:
+                with contextlib.suppress(NotFoundError):
+                    before = await backend.get_flow(*identity)
+            try:
+                flow = await backend.apply_flow(source)
+            except (ValidationError, BadRequestError) as exc:
+                raise UsageError(f"{name}: {exc}") from None
+            what = ("created" if before is None else
+                    "unchanged" if before.revision == flow.revision else "updated")
+            p.line(f"{what:<9} {flow.namespace}.{flow.id} (revision {flow.revision})")
+        return EXIT_OK
+    if args.action == "list":
+        flows = await backend.list_flows(args.namespace)
+        if args.json:
+            p.json([flow_dict(f, with_source=False) for f in flows])
+        else:
+            p.table(["NAMESPACE", "ID", "REVISION", "TRIGGERS", "DESCRIPTION"], [
+                [f.namespace, f.id, str(f.revision),
+                 ",".join(str(t.get("id")) for t in f.triggers) or "-",
+                 (f.description or "").splitlines()[0] if f.description else ""]
+                for f in flows])
+        return EXIT_OK
+    if args.action == "show":
+        flow = await backend.get_flow(args.namespace, args.flow_id)
+        if args.json:
+            p.json(flow_dict(flow, with_source=True))
+        else:
+            p.line(f"# {flow.namespace}.{flow.id} revision {flow.revision}")
+            p.line((flow.source or "").rstrip("\n"))
+        return EXIT_OK
+    await backend.delete_flow(args.namespace, args.flow_id)
+    p.line(f"deleted {args.namespace}.{args.flow_id}")
+    return EXIT_OK
+
+
+def flow_identity(source: str) -> tuple[str, str] | None:
+    """(namespace, id) of a flow's YAML, if it reads as one (to tell created from updated)."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(source)
+    except yaml.YAMLError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("namespace"), str) \
+            and isinstance(doc.get("id"), str):
+        return doc["namespace"], doc["id"]
+    return None
+
+
+async def backend_settled(backend: Any, execution_id: str, *, through_pause: bool) -> Execution:
+    """The execution once it ended (or, without through_pause, once it waits)."""
+    last: Execution | None = None
+    stream = backend.follow_execution(execution_id)
+    try:
+        async for snapshot in stream:
+            last = snapshot
+            if is_terminal(snapshot.state.current):
+                break
+            if not through_pause and snapshot.state.current == "PAUSED":
+                break
+    finally:
+        await stream.aclose()
+    final: Execution = await backend.get_execution(execution_id)
+    if last is not None and is_terminal(last.state.current) \
+            and not is_terminal(final.state.current):
+        return last
+    return final
+
+
+async def backend_follow(backend: Any, execution_id: str, printer: Printer | None, *,
+                         through_pause: bool, level: str | None = None) -> Execution:
+    """`follow_until_settled` over a backend: print logs live until the execution settles."""
+    if printer is None:
+        return await backend_settled(backend, execution_id, through_pause=through_pause)
+    floor = LEVEL_RANK[level] if level else None
+    last = 0
+
+    def show(entry: LogEntry) -> None:
+        nonlocal last
+        last = max(last, entry.seq)
+        if floor is None or LEVEL_RANK.get(entry.level, 0) >= floor:
+            printer.log(entry)
+
+    async def pump() -> None:
+        stream = backend.follow_logs(execution_id)
+        try:
+            async for entry in stream:
+                show(entry)
+        finally:
+            await stream.aclose()
+
+    follower = asyncio.ensure_future(pump())
+    try:
+        final = await backend_settled(backend, execution_id, through_pause=through_pause)
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+    if follower.done() and not follower.cancelled() and follower.exception() is not None:
+        raise follower.exception()  # type: ignore[misc]
+    for rest in await backend.logs(execution_id, after_seq=last):
+        show(rest)  # whatever committed after the last line shown
+    return final
+
+
+async def remote_run(args: argparse.Namespace, backend: Any, p: Printer) -> int:
+    inputs = parse_pairs(args.input, "input")
+    labels = list(parse_pairs(args.label, "label").items())
+    await backend.get_flow(args.namespace, args.flow_id)  # an unknown flow: one line, exit 2
+    execution = await backend.create_execution(args.namespace, args.flow_id, inputs=inputs,
+                                               labels=labels)
+    if not args.json:
+        p.line(f"execution {execution.id} created")
+    final = await backend_follow(backend, execution.id, p if args.follow else None,
+                                 through_pause=args.wait)
+    return report_final(final, args.json, p)
+
+
+async def remote_executions(args: argparse.Namespace, backend: Any, p: Printer) -> int:
+    from flowdeck.client.backend import ExecutionFilter
+
+    states = [s.upper() for s in args.state] if getattr(args, "state", None) else None
+    if args.action == "list":
+        page = await backend.search_executions(ExecutionFilter(
+            namespace=args.namespace, flow_id=args.flow, states=states, size=args.limit))
+        if args.json:
+            now = datetime.now(UTC)
+            p.json({"results": [e.to_dict(now) for e in page.results], "total": page.total})
+        else:
+            p.table(EXECUTION_HEADERS, [execution_row(e) for e in page.results])
+            if page.total > len(page.results):
+                p.line(f"({len(page.results)} of {page.total}; use --limit to see more)")
+        return EXIT_OK
+    if args.action == "show":
+        execution = await backend.get_execution(args.execution_id)
+        if args.json:
+            p.json(execution.to_dict(datetime.now(UTC)))
+        else:
+            show_execution(execution, p)
+        return EXIT_OK
+    if args.action == "kill":
+        current = await backend.get_execution(args.execution_id)
+        if is_terminal(current.state.current):  # as the engine says it (a server may not)
+            raise ConflictError(f"execution {current.id} is already {current.state.current}")
+        await backend.kill(args.execution_id)
+        try:
+            async with asyncio.timeout(KILL_WAIT):
+                final = await backend_settled(backend, args.execution_id, through_pause=True)
+        except TimeoutError:
+            raise UsageError(f"execution {args.execution_id} did not end within "
+                             f"{KILL_WAIT:g} s of the kill") from None
+        if final.state.current != "KILLED":
+            return report_final(final, args.json, p)  # it ended on its own first
+        if args.json:
+            p.json(final.to_dict(datetime.now(UTC)))
+        else:
+            p.line(f"execution {final.id} KILLED")
+        return EXIT_OK
+    restarted = await backend.restart(args.execution_id)
+    if not args.json:
+        p.line(f"execution {restarted.id} restarted")
+    final = await backend_settled(backend, restarted.id, through_pause=False)
+    return report_final(final, args.json, p)
+
+
+async def remote_logs(args: argparse.Namespace, backend: Any, p: Printer,
+                      level: str | None) -> int:
+    await backend.get_execution(args.execution_id)
+    if args.follow:
+        final = await backend_follow(backend, args.execution_id, p, through_pause=False,
+                                     level=level)
+        return EXIT_OK if final.state.current == "SUCCESS" else EXIT_FAILED
+    for entry in await backend.logs(args.execution_id, min_level=level):
+        p.log(entry)
+    return EXIT_OK
+
+
+async def remote_approvals(args: argparse.Namespace, backend: Any, p: Printer,
+                           capabilities: Any) -> int:
+    if not capabilities.approvals:
+        raise UsageError(f"approvals are not available on this server ({backend.name})")
+    if args.action == "list":
+        show_approvals(await backend.list_approvals(None if args.all else "pending"),
+                       args.json, p)
+        return EXIT_OK
+    who = decider(args)
+    approve = args.action == "approve"
+    current = await backend.get_approval(args.approval_id)
+    if current.status != "pending":
+        # The server refuses it; its answer names who decided and when.
+        await backend.decide(current.id, approve=approve, by=who, comment=args.comment)
+    if current.require_comment and not (args.comment or "").strip():
+        raise UsageError(f"approval {current.id} requires a comment: pass --comment TEXT")
+    approval = await backend.decide(current.id, approve=approve, by=who, comment=args.comment)
+    p.line(f"approval {approval.id} {approval.status} by {approval.decided_by}")
+    final = await backend_after_decision(backend, approval.execution_id, approval.task_run_id)
+    p.line(f"execution {final.id} is {final.state.current}")
+    return EXIT_OK
+
+
+async def backend_after_decision(backend: Any, execution_id: str,
+                                 task_run_id: str) -> Execution:
+    """`settle_after_decision` over a backend: ended, or waiting again past the decided task."""
+    def settled(execution: Execution) -> bool:
+        if is_terminal(execution.state.current):
+            return True
+        decided = execution.find_task_run(task_run_id)
+        return execution.state.current == "PAUSED" and (
+            decided is None or decided.state.current != "PAUSED")
+
+    stream = backend.follow_execution(execution_id)
+    try:
+        async for snapshot in stream:
+            if settled(snapshot):
+                break
+    finally:
+        await stream.aclose()
+    final: Execution = await backend.get_execution(execution_id)
+    return final
+
+
+async def run_remote(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
+    """A command against the backend `--url`/`--profile` names: input is checked first, so a
+    typo never reaches the server."""
+    level = None
+    if args.command == "logs":
+        level = args.level.upper() if args.level else None
+        if level is not None and level not in LEVEL_RANK:
+            raise UsageError(f"--level {args.level}: not one of {', '.join(LEVEL_RANK)}")
+    if args.command == "executions":
+        for state in getattr(args, "state", None) or []:
+            if not is_known(state.upper()):
+                raise UsageError(f"--state {state.upper()}: not an execution state")
+        if args.action == "list" and args.limit < 1:
+            raise UsageError("--limit must be at least 1")
+    if args.command == "run":
+        parse_pairs(args.input, "input")
+        parse_pairs(args.label, "label")
+    if args.command == "approvals" and args.action != "list":
+        decider(args)
+    async with open_backend(args, settings) as (backend, capabilities):
+        if args.command == "flow":
+            return await remote_flow(args, backend, p)
+        if args.command == "run":
+            return await remote_run(args, backend, p)
+        if args.command == "executions":
+            return await remote_executions(args, backend, p)
+        if args.command == "logs":
+            return await remote_logs(args, backend, p, level)
+        return await remote_approvals(args, backend, p, capabilities)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Printer], Awaitable[int]]] = {
     "flow": cmd_flow, "run": cmd_run, "executions": cmd_executions, "logs": cmd_logs,
     "approvals": cmd_approvals, "demo": cmd_demo, "serve": cmd_serve, "passwd": cmd_passwd,
@@ -680,6 +1037,9 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     try:
+        if args.command in REMOTE_COMMANDS and (getattr(args, "url", None)
+                                                or getattr(args, "profile", None)):
+            return await run_remote(args, settings, Printer())
         return await COMMANDS[args.command](args, settings, Printer())
     except asyncio.CancelledError:
         if terminated:
