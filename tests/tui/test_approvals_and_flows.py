@@ -134,3 +134,20 @@ async def test_flows_list_detail_and_run_form(backend: EmbeddedBackend, clock: M
         await wait_for(lambda: run.execution is not None
                        and run.execution.state.current == "SUCCESS")
         assert run.execution.inputs["name"] == "deck"
+
+
+async def test_flows_filter_as_you_type_and_esc_clears_it(backend: EmbeddedBackend,
+                                                          clock: ManualClock,
+                                                          tmp_path: Path) -> None:
+    await backend.apply_flow(HELLO)
+    await backend.apply_flow(HELLO.replace("id: hello", "id: goodbye"))
+    app = make_app(backend, clock, tmp_path, initial="flows")
+    async with app.run_test(size=(120, 40)) as pilot:
+        flows = await wait_for(lambda: isinstance(app.screen, FlowsScreen) and app.screen)
+        await wait_for(lambda: flows.source.row_count() == 2)
+        await pilot.press("slash", *"good")
+        await wait_for(lambda: flows.source.row_count() == 1, message="filtered")
+        assert flows.filter_text == "good"
+        await pilot.press("enter", "escape")
+        await wait_for(lambda: flows.source.row_count() == 2 and not flows.filter_text,
+                       message="filter cleared")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
@@ -22,7 +22,7 @@ from flowdeck.core.timefmt import format_instant
 from flowdeck.tui.commands import bindings_for
 from flowdeck.tui.format import safe_text, short_id, waiting_text
 from flowdeck.tui.messages import ActionDone, ActionFailed, ApprovalsLoaded, ConnectionLost
-from flowdeck.tui.screens.base import DeckScreen
+from flowdeck.tui.screens.base import DeckScreen, FilteredListScreen
 from flowdeck.tui.theme import rich_style, state_variable
 from flowdeck.tui.widgets.confirm import ConfirmScreen, TextPrompt
 from flowdeck.tui.widgets.list_source import ListSource
@@ -87,7 +87,7 @@ class Decider:
             post(ActionFailed(str(exc)))
 
 
-class ApprovalsScreen(DeckScreen, Decider):
+class ApprovalsScreen(FilteredListScreen, Decider):
     SCOPE = "approvals"
     BINDINGS = bindings_for("approvals")
     DEFAULT_CSS = """
@@ -109,10 +109,6 @@ class ApprovalsScreen(DeckScreen, Decider):
         yield VirtualTable(COLUMNS, self.source, id="table")
         yield Input(placeholder="filter approvals", id="filter")
         yield Footer()
-
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#table", VirtualTable)
 
     def on_mount(self) -> None:
         self.table.focus()
@@ -206,27 +202,8 @@ class ApprovalsScreen(DeckScreen, Decider):
         key = self.table.current_key()
         return self.approvals.get(key) if key else None
 
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.add_class("-shown")
-        box.focus()
-
-    @on(Input.Changed, "#filter")
-    def filter_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value.strip()
-        self.table.cursor = 0
-        self.rebuild()
-
-    @on(Input.Submitted, "#filter")
-    def filter_submitted(self) -> None:
-        self.table.focus()
-
     def handle_back(self) -> bool:
-        box = self.query_one("#filter", Input)
-        if box.has_class("-shown") or self.filter_text:
-            box.value = ""
-            box.remove_class("-shown")
-            self.table.focus()
+        if self.close_filter():
             return True
         if self.table.marked:
             self.table.marked.clear()

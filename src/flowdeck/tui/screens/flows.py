@@ -22,7 +22,7 @@ from flowdeck.core.sanitize import sanitize, sanitize_line
 from flowdeck.tui.commands import bindings_for
 from flowdeck.tui.format import execution_seconds, safe_text, short_id
 from flowdeck.tui.messages import ActionDone, ActionFailed, ConnectionLost, FlowLoaded, FlowsLoaded
-from flowdeck.tui.screens.base import DeckScreen
+from flowdeck.tui.screens.base import DeckScreen, FilteredListScreen
 from flowdeck.tui.theme import rich_style, state_variable
 from flowdeck.tui.widgets.confirm import MODAL_CSS
 from flowdeck.tui.widgets.list_source import ListSource
@@ -59,7 +59,7 @@ def sparkline(app: Any, runs: list[Execution]) -> Text:
     return text
 
 
-class FlowsScreen(DeckScreen):
+class FlowsScreen(FilteredListScreen):
     SCOPE = "flows"
     BINDINGS = bindings_for("flows")
     DEFAULT_CSS = """
@@ -82,10 +82,6 @@ class FlowsScreen(DeckScreen):
         yield VirtualTable(COLUMNS, self.source, id="table")
         yield Input(placeholder="filter flows", id="filter")
         yield Footer()
-
-    @property
-    def table(self) -> VirtualTable:
-        return self.query_one("#table", VirtualTable)
 
     def on_mount(self) -> None:
         self.table.focus()
@@ -181,29 +177,8 @@ class FlowsScreen(DeckScreen):
         return next((f for f in self.flows if f.namespace == namespace and f.id == flow_id),
                     None)
 
-    def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
-        box.add_class("-shown")
-        box.focus()
-
-    @on(Input.Changed, "#filter")
-    def filter_changed(self, event: Input.Changed) -> None:
-        self.filter_text = event.value.strip()
-        self.table.cursor = 0
-        self.rebuild()
-
-    @on(Input.Submitted, "#filter")
-    def filter_submitted(self) -> None:
-        self.table.focus()
-
     def handle_back(self) -> bool:
-        box = self.query_one("#filter", Input)
-        if box.has_class("-shown") or self.filter_text:
-            box.value = ""
-            box.remove_class("-shown")
-            self.table.focus()
-            return True
-        return False
+        return self.close_filter()
 
     def action_reload(self) -> None:
         self.reload()
