@@ -149,7 +149,8 @@ class EmbeddedBackend:
                 await self._stop_thread()
                 raise
             self._capabilities = Capabilities(kind="embedded", version=flowdeck_version(),
-                                              approvals=True, action_paths="2.x")
+                                              approvals=True, staging=True,
+                                              action_paths="2.x")
             return self._capabilities
 
     @staticmethod

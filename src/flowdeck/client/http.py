@@ -240,7 +240,8 @@ class HttpBackend:
         info = detect_server(configs, login_endpoint=login_endpoint)
         self._info = info
         self._capabilities = Capabilities(
-            kind=info.kind, version=info.version, approvals=info.approvals, staging=False,
+            kind=info.kind, version=info.version, approvals=info.approvals,
+            staging=info.kind == "flowdeck",
             releases=False, kv=True, namespace_files=True, action_paths=info.action_paths)
         return self._capabilities
 

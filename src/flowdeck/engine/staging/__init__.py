@@ -24,11 +24,10 @@ blank) its webhook matches no key at all. `missing_staging_keys` names the ones 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flowdeck.engine.staging.base import (
     DELETABLE_PATTERN,
@@ -49,9 +48,7 @@ from flowdeck.engine.staging.base import (
     is_deletable,
     timestamp,
 )
-
-if TYPE_CHECKING:
-    from flowdeck.core.models import Execution
+from flowdeck.engine.staging.report import failure_reason, response_of, strip_failure
 
 __all__ = [
     "CLONE_FLOW",
@@ -74,6 +71,7 @@ __all__ = [
     "check_deletable",
     "check_new_name",
     "check_source_name",
+    "failure_reason",
     "generated_name",
     "is_deletable",
     "missing_staging_keys",
@@ -81,6 +79,7 @@ __all__ = [
     "provider_for",
     "response_of",
     "staging_config",
+    "strip_failure",
     "timestamp",
 ]
 
@@ -153,21 +152,3 @@ async def open_provider(engine: Any) -> AsyncIterator[StagingProvider]:
         yield provider
     finally:
         await provider.aclose()
-
-
-def response_of(execution: Execution) -> dict[str, Any] | None:
-    """The `response` a staging flow produced: the flow output, else the last task output."""
-    outputs = execution.outputs or {}
-    value = outputs.get("response")
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            value = None
-    if isinstance(value, dict):
-        return value
-    for task_run in reversed(execution.task_runs):
-        found = (task_run.outputs or {}).get("response")
-        if isinstance(found, dict) and task_run.state.current in ("SUCCESS", "WARNING"):
-            return found
-    return None

@@ -45,7 +45,9 @@ from flowdeck.engine.staging import (
     DELETE_FLOW,
     LIST_FLOW,
     NAMESPACE,
+    failure_reason,
     response_of,
+    strip_failure,
 )
 from flowdeck.server.dialects.kestra import webhooks
 from flowdeck.server.dialects.kestra.common import get_engine
@@ -128,11 +130,6 @@ def reported_state(state: str) -> str:
     return "CREATED" if state in AS_CREATED else "RUNNING"
 
 
-def _strip_failure(task_id: str, message: str) -> str:
-    prefix = f"task '{task_id}' failed: "
-    return message[len(prefix):] if message.startswith(prefix) else message
-
-
 def _attempt_logs(task_run: TaskRun, logs: list[LogEntry]) -> list[dict[str, Any]]:
     """`[{"logs": ["ERROR: ..."]}]`, one entry per attempt of the task run."""
     attempts: list[dict[str, Any]] = [{"logs": []} for _ in task_run.attempts] or [{"logs": []}]
@@ -141,28 +138,8 @@ def _attempt_logs(task_run: TaskRun, logs: list[LogEntry]) -> list[dict[str, Any
             continue
         index = entry.attempt_number if entry.attempt_number is not None else -1
         slot = attempts[index] if -len(attempts) <= index < len(attempts) else attempts[-1]
-        slot["logs"].append(f"{entry.level}: {_strip_failure(task_run.task_id, entry.message)}")
+        slot["logs"].append(f"{entry.level}: {strip_failure(task_run.task_id, entry.message)}")
     return attempts
-
-
-def _failure_reason(execution: Execution, logs: list[LogEntry]) -> str:
-    state = execution.state.current
-    for task_run in execution.task_runs:
-        if task_run.state.current != "FAILED":
-            continue
-        errors = [e.message for e in logs
-                  if e.task_run_id == task_run.id and e.level == "ERROR"]
-        if errors:
-            return _strip_failure(task_run.task_id, errors[-1])
-    errors = [e.message for e in logs if e.level == "ERROR"]
-    if errors:
-        return errors[-1]
-    if state == "KILLED":
-        return "the execution was killed"
-    if state == "CANCELLED":
-        warnings = [e.message for e in logs if e.level == "WARN"]
-        return warnings[-1] if warnings else "the execution was cancelled"
-    return f"the execution ended {state}"
 
 
 async def simplified(request: Request, execution: Execution) -> dict[str, Any]:
@@ -194,7 +171,7 @@ async def simplified(request: Request, execution: Execution) -> dict[str, Any]:
         doc["outputs"] = {"response": response} if response is not None else (
             execution.outputs or {})
     elif state in FAILURE_STATES:
-        doc["failureReason"] = _failure_reason(execution, logs)
+        doc["failureReason"] = failure_reason(execution, logs)
     return doc
 
 
