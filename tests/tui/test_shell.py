@@ -11,6 +11,7 @@ from flowdeck.tui.screens.approvals import ApprovalsScreen
 from flowdeck.tui.screens.executions import ExecutionsScreen
 from flowdeck.tui.screens.flows import FlowsScreen
 from flowdeck.tui.screens.help import HelpScreen
+from flowdeck.tui.screens.staging import StagingScreen
 from flowdeck.tui.theme import load_themes
 from tui.deck_flows import APPROVAL, HELLO
 from tui.deck_helpers import make_app, screen_text, wait_for
@@ -69,11 +70,10 @@ async def test_command_mode_switches_screens(backend: EmbeddedBackend, clock: Ma
         await type_command(pilot, ":theme flowdeck-light")
         await wait_for(lambda: app.theme == "flowdeck-light")
         await type_command(pilot, ":st")
+        await wait_for(lambda: isinstance(app.screen, StagingScreen))
+        await type_command(pilot, ":rel")
         await wait_for(lambda: any("not available yet" in str(n.message)
                                    for n in app._notifications))
-        await type_command(pilot, ":rel")
-        await wait_for(lambda: sum("not available yet" in str(n.message)
-                                   for n in app._notifications) == 2)
 
 
 async def test_help_lists_current_screen_actions(backend: EmbeddedBackend, clock: ManualClock,

@@ -16,8 +16,7 @@ from typing import Any
 from flowdeck.client.backend import Backend, Capabilities
 from flowdeck.core.errors import FlowdeckError, NotFoundError
 from flowdeck.core.models import Execution
-from flowdeck.core.states import is_terminal
-from flowdeck.engine.staging import (
+from flowdeck.core.staging import (
     CLONE_FLOW,
     DELETE_FLOW,
     LIST_FLOW,
@@ -26,6 +25,7 @@ from flowdeck.engine.staging import (
     failure_reason,
     response_of,
 )
+from flowdeck.core.states import is_terminal
 
 __all__ = [
     "CLONE_FLOW",

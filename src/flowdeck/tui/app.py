@@ -45,6 +45,7 @@ from flowdeck.tui.screens.approvals import ApprovalsScreen
 from flowdeck.tui.screens.executions import ExecutionsScreen
 from flowdeck.tui.screens.flows import FlowsScreen
 from flowdeck.tui.screens.help import CommandPrompt, HelpScreen
+from flowdeck.tui.screens.staging import StagingScreen
 from flowdeck.tui.theme import DEFAULT_THEME, register_themes, with_domain_variables
 
 Severity = Literal["information", "warning", "error"]
@@ -54,7 +55,7 @@ class FlowdeckApp(App[None]):
     TITLE = "flowdeck"
     CSS_PATH = "app.tcss"
     MODES = {"executions": ExecutionsScreen, "flows": FlowsScreen,
-             "approvals": ApprovalsScreen}
+             "approvals": ApprovalsScreen, "staging": StagingScreen}
     BINDINGS = [*bindings_for(GLOBAL)]
     COMMANDS = App.COMMANDS | {DeckCommandProvider}
     ENABLE_COMMAND_PALETTE = True
@@ -73,7 +74,8 @@ class FlowdeckApp(App[None]):
                  startup: Callable[[Backend], Awaitable[None]] | None = None,
                  close_backend: bool = False,
                  open_profile: Callable[[str], Backend] | None = None,
-                 profile_names: Iterable[str] = ()) -> None:
+                 profile_names: Iterable[str] = (),
+                 before_close: Callable[[Backend], Awaitable[None]] | None = None) -> None:
         super().__init__()
         self.backend = backend
         self.clock: Clock = clock or SystemClock()
@@ -89,6 +91,10 @@ class FlowdeckApp(App[None]):
         self.capabilities: Capabilities | None = None
         self._startup = startup
         self._close_backend = close_backend
+        #: Runs before the deck closes its backend (e.g. stopping the `--serve` HTTP API).
+        self._before_close = before_close
+        #: The URL the HTTP API is served on from this process (`flowdeck --serve`), if any.
+        self.serving_url: str | None = None
         #: Builds (does not connect) the backend of a named profile; raises FlowdeckError.
         self._open_profile = open_profile
         self.profile_names = sorted(profile_names)
@@ -124,6 +130,10 @@ class FlowdeckApp(App[None]):
         self.connect()
 
     async def on_unmount(self) -> None:
+        if self._before_close is not None:
+            before, self._before_close = self._before_close, None
+            with contextlib.suppress(FlowdeckError, OSError):
+                await before(self.backend)
         if self._close_backend:
             await self.backend.close()
 
@@ -350,10 +360,12 @@ class FlowdeckApp(App[None]):
                            "Usage: :profile NAME")
             else:
                 self.switch_profile(arg)
-        elif name in ("staging", "releases"):
+        elif name == "staging":
+            self.switch_mode("staging")
+        elif name == "releases":
             version = self.capabilities.version if self.capabilities else "?"
             kind = self.capabilities.kind if self.capabilities else self.backend.name
-            self.toast(f":{'st' if name == 'staging' else 'rel'} — {name} not available yet "
+            self.toast(f":rel — {name} not available yet "
                        f"on this backend/version ({kind} {version})", severity="warning")
         elif name == "quit":
             self.exit()

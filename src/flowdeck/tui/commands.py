@@ -46,17 +46,19 @@ CATALOGUE: tuple[DeckAction, ...] = (
     DeckAction("show-flows", "", "app.show('flows')", "Show flows", (GLOBAL,), footer=False),
     DeckAction("show-approvals", "", "app.show('approvals')", "Show approvals", (GLOBAL,),
                footer=False),
+    DeckAction("show-staging", "", "app.show('staging')", "Show staging environments",
+               (GLOBAL,), footer=False),
     DeckAction("quit", "ctrl+q", "app.quit", "Quit", (GLOBAL,), footer=False),
     # lists
-    DeckAction("filter", "slash", "filter", "Filter", ("executions", "flows", "approvals"),
-               key_display="/"),
+    DeckAction("filter", "slash", "filter", "Filter",
+               ("executions", "flows", "approvals", "staging"), key_display="/"),
     DeckAction("open", "enter", "open", "Open", ("executions", "flows", "approvals")),
     DeckAction("mark", "space", "mark", "Mark", ("executions", "approvals")),
     DeckAction("sort", "s", "sort", "Sort column", ("executions",)),
     DeckAction("sort-reverse", "S", "sort_reverse", "Reverse sort", ("executions",),
                footer=False),
-    DeckAction("reload", "ctrl+r", "reload", "Reload", ("executions", "flows", "approvals"),
-               footer=False),
+    DeckAction("reload", "ctrl+r", "reload", "Reload",
+               ("executions", "flows", "approvals", "staging"), footer=False),
     # executions and execution detail
     DeckAction("kill", "ctrl+k", "kill", "Kill", ("executions", "execution"), mutates=True),
     DeckAction("restart", "r", "restart", "Restart", ("executions", "execution"),
@@ -81,6 +83,12 @@ CATALOGUE: tuple[DeckAction, ...] = (
     # flows
     DeckAction("run", "ctrl+o", "run_flow", "Run", ("flows", "flow"), mutates=True,
                key_display="^o"),
+    # staging environments (`d` or k9s's ctrl+d; the dialog asks for the name typed exactly)
+    DeckAction("clone-environment", "c", "clone_environment", "Clone", ("staging",),
+               mutates=True),
+    DeckAction("delete-environment", "d,ctrl+d", "delete_environment", "Delete",
+               ("staging",), mutates=True),
+    DeckAction("open-run", "o", "open_run", "Open run", ("staging",)),
 )
 
 MUTATING_ACTIONS: frozenset[str] = frozenset(a.action for a in CATALOGUE if a.mutates)
@@ -116,7 +124,8 @@ COMMANDS_HELP: tuple[tuple[str, str], ...] = (
     (":ns NAMESPACE", "show only this namespace (:ns alone shows all)"),
     (":theme NAME", "switch theme"),
     (":profile NAME", "switch to a [profiles.NAME] backend (no NAME: list them)"),
-    (":st  :rel", "staging environments, releases"),
+    (":st  :staging", "staging environments: clone, delete, follow the run"),
+    (":rel", "releases (not available yet)"),
     (":q", "quit"),
 )
 

@@ -25,10 +25,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from flowdeck.core.staging import (
+    CLONE_FLOW,
+    DELETE_FLOW,
+    LIST_FLOW,
+    NAMESPACE,
+    bundled_flow_sources,
+    failure_reason,
+    response_of,
+    strip_failure,
+)
 from flowdeck.engine.staging.base import (
     DELETABLE_PATTERN,
     CloneRequest,
@@ -48,7 +57,6 @@ from flowdeck.engine.staging.base import (
     is_deletable,
     timestamp,
 )
-from flowdeck.engine.staging.report import failure_reason, response_of, strip_failure
 
 __all__ = [
     "CLONE_FLOW",
@@ -83,10 +91,6 @@ __all__ = [
     "timestamp",
 ]
 
-NAMESPACE = "dev.deployment"
-CLONE_FLOW = "clone-staging-api"
-LIST_FLOW = "list-staging-environments"
-DELETE_FLOW = "delete-staging-environment"
 #: Each bundled flow's webhook key, as an `envs` name (`ENV_` + upper case in the environment).
 FLOW_KEYS: dict[str, str] = {
     CLONE_FLOW: "staging_clone_key",
@@ -102,14 +106,6 @@ def missing_staging_keys(envs: Mapping[str, str] | None) -> list[str]:
     envs = envs or {}
     return [f"ENV_{name.upper()}" for name in FLOW_KEYS.values()
             if not str(envs.get(name) or "").strip()]
-
-
-def bundled_flow_sources() -> list[str]:
-    """The YAML of the three bundled staging flows (`flowdeck/examples/staging/*.yml`)."""
-    folder = resources.files("flowdeck.examples").joinpath("staging")
-    return [item.read_text(encoding="utf-8")
-            for item in sorted(folder.iterdir(), key=lambda i: i.name)
-            if item.name.endswith(".yml")]
 
 
 def staging_config(engine: Any) -> dict[str, Any]:

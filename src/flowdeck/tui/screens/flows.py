@@ -24,7 +24,7 @@ from flowdeck.tui.format import execution_seconds, safe_text, short_id
 from flowdeck.tui.messages import ActionDone, ActionFailed, ConnectionLost, FlowLoaded, FlowsLoaded
 from flowdeck.tui.screens.base import DeckScreen, FilteredListScreen
 from flowdeck.tui.theme import rich_style, state_variable
-from flowdeck.tui.widgets.confirm import MODAL_CSS
+from flowdeck.tui.widgets.confirm import scoped_modal_css
 from flowdeck.tui.widgets.list_source import ListSource
 from flowdeck.tui.widgets.status import StatusBar
 from flowdeck.tui.widgets.table import Column, VirtualTable
@@ -266,7 +266,7 @@ class FlowScreen(DeckScreen):
 class RunFormScreen(ModalScreen[str | None]):
     """Inputs form from the flow's declared inputs: types, defaults, required."""
 
-    DEFAULT_CSS = MODAL_CSS + """
+    DEFAULT_CSS = scoped_modal_css("RunFormScreen") + """
     RunFormScreen VerticalScroll { height: auto; max-height: 20; }
     RunFormScreen .field { height: auto; }
     RunFormScreen .hint { color: $text-muted; }

@@ -21,10 +21,17 @@ ModalScreen Button { margin-left: 1; min-width: 10; }
 """
 
 
+def scoped_modal_css(screen: str) -> str:
+    """`MODAL_CSS` written for one modal class. Textual scopes a class's DEFAULT_CSS to that
+    class, so a rule that starts with `ModalScreen` would only match a ModalScreen *inside*
+    this one (i.e. never): each rule has to start with the class's own name."""
+    return MODAL_CSS.replace("ModalScreen", screen)
+
+
 class ConfirmScreen(ModalScreen[bool]):
     """Yes/no with the SAFE choice focused: Enter on open never does the dangerous thing."""
 
-    DEFAULT_CSS = MODAL_CSS
+    DEFAULT_CSS = scoped_modal_css("ConfirmScreen")
     BINDINGS = [Binding("escape,n", "answer(False)", "Cancel"),
                 Binding("y", "answer(True)", "Confirm")]
 
@@ -58,7 +65,7 @@ class ConfirmScreen(ModalScreen[bool]):
 class TextPrompt(ModalScreen[str | None]):
     """One line of text (a comment, a reason); `required` refuses an empty answer."""
 
-    DEFAULT_CSS = MODAL_CSS
+    DEFAULT_CSS = scoped_modal_css("TextPrompt")
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, body: str = "", *, placeholder: str = "",

@@ -48,6 +48,8 @@ class StatusBar(Widget):
             seconds = age()
             stale = getattr(screen, "is_stale", lambda: False)()
             parts.append(("  " + age_text(seconds), "$stale" if stale else "$text-muted"))
+        if app.serving_url:
+            parts.append(("  ⇄ " + sanitize_line(app.serving_url, 60), "$secondary"))
         if app.namespace:
             parts.append(("  ns:" + sanitize_line(app.namespace, 40), "$secondary"))
         if app.read_only:

@@ -1,15 +1,31 @@
-"""What a finished staging execution says: its `response`, or why it failed.
+"""The staging flows' names and what a finished staging execution says.
 
-Pure functions over core models, shared by the server's simplified status document and by the
-client layer (the deck and the CLI read the same answer whether the engine is local or remote).
+Shared by the engine (which runs the flows), the server (its simplified status document) and
+the client layer (the deck and the CLI read the same answer whether the engine is local or
+remote), so it lives below all three: names, the bundled sources, and pure functions over
+core models.
 """
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from typing import Any
 
 from flowdeck.core.models import Execution, LogEntry
+
+NAMESPACE = "dev.deployment"
+CLONE_FLOW = "clone-staging-api"
+LIST_FLOW = "list-staging-environments"
+DELETE_FLOW = "delete-staging-environment"
+
+
+def bundled_flow_sources() -> list[str]:
+    """The YAML of the three bundled staging flows (`flowdeck/examples/staging/*.yml`)."""
+    folder = resources.files("flowdeck.examples").joinpath("staging")
+    return [item.read_text(encoding="utf-8")
+            for item in sorted(folder.iterdir(), key=lambda i: i.name)
+            if item.name.endswith(".yml")]
 
 
 def response_of(execution: Execution) -> dict[str, Any] | None:
