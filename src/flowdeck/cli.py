@@ -1,5 +1,10 @@
 """The `flowdeck` command line: scripts and CI drive the same engine the deck shows.
 
+flow, run, executions, logs, approvals and staging run on the client layer (the `Backend`
+protocol): the engine in --data-dir through `EmbeddedBackend`, or a server through `--url` /
+`--profile`, with one implementation. `demo`, `serve`, `passwd` and `token` use the engine
+directly.
+
 Exit codes: 0 success; 1 the run (or action) ended in a non-successful state; 2 bad input or
 configuration (a one-line message on stderr says what is wrong).
 """
@@ -9,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -34,7 +40,6 @@ from flowdeck.core.sanitize import sanitize, sanitize_line
 from flowdeck.core.states import RESTARTABLE_STATES, is_known, is_terminal
 from flowdeck.core.timefmt import format_instant, parse_duration
 from flowdeck.engine.engine import Engine, EngineSettings
-from flowdeck.engine.inputs import resolve_inputs
 from flowdeck.engine.keys import ROLES, ApiToken, open_token_store
 from flowdeck.engine.query import ExecutionQuery
 
@@ -60,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hide every state-changing action in the deck")
     parser.add_argument("--demo", action="store_true",
                         help="with the deck: apply the bundled examples and start some runs")
+    parser.add_argument("--serve", metavar="HOST:PORT",
+                        help="with the deck on the embedded engine: also serve the HTTP API "
+                        "(as `flowdeck serve` does) from the same process")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("demo", help="apply the bundled example flows, run one and follow it live")
@@ -121,6 +129,35 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--comment")
         p.add_argument("--by", default=None, help="who decides (default: $USER)")
 
+    st = sub.add_parser("staging", help="list, clone and delete staging environments "
+                        "(runs the dev.deployment staging flows)").add_subparsers(
+        dest="action", metavar="ACTION")
+    st.required = True
+    st_list = remote_flags(st.add_parser("list", help="list staging environments, newest first"))
+    st_list.add_argument("--prefix", default="staging-",
+                         help="only names starting with this (default: staging-)")
+    st_list.add_argument("--json", action="store_true")
+    clone = remote_flags(st.add_parser(
+        "clone", help="clone a source environment into a new staging environment; without "
+        "--wait, print the execution id and state (in-process, without --url, it always "
+        "waits: the engine runs in this command)"))
+    clone.add_argument("client_name", metavar="CLIENT",
+                       help="client identifier, e.g. acme-corp (lowercase letters, digits, '-')")
+    clone.add_argument("--name", dest="environment_name", metavar="NAME",
+                       help="staging-... (default: staging-CLIENT-YYYYMMDD-HHMMSS, UTC)")
+    clone.add_argument("--source", dest="source_environment", metavar="SRC",
+                       help="environment to clone from (default: production)")
+    clone.add_argument("--skip-database", action="store_true",
+                       help="create the environment without copying the database")
+    clone.add_argument("--wait", action="store_true",
+                       help="wait for the clone and print the environment's name and URL")
+    clone.add_argument("--json", action="store_true")
+    st_delete = remote_flags(st.add_parser(
+        "delete", help="delete a staging environment (only names matching "
+        "^staging-[a-z0-9][a-z0-9-]{0,62}$ exactly; the engine refuses the rest)"))
+    st_delete.add_argument("environment_name", metavar="NAME")
+    st_delete.add_argument("--json", action="store_true")
+
     serve = sub.add_parser("serve", help="serve the engine over HTTP (Kestra's API) until "
                            "SIGTERM/Ctrl-C")
     serve.add_argument("--host", help="address to bind (default: [server] host, 127.0.0.1); "
@@ -172,11 +209,16 @@ def parse_pairs(pairs: Sequence[str], what: str) -> dict[str, str]:
 
 
 def engine_settings(settings: Settings, *, scheduler: bool) -> EngineSettings:
+    try:
+        staging = settings.staging.engine_extra()  # reads the Railway token_env/token_file
+    except ValueError as exc:
+        raise ConfigError(f"{settings.source}: staging.railway.{exc}") from None
     return EngineSettings(
         data_dir=settings.resolved_data_dir(),
         max_concurrent_executions=settings.engine.max_concurrent_executions,
         readers=settings.engine.reader_connections,
-        scheduler=scheduler and settings.engine.scheduler)
+        scheduler=scheduler and settings.engine.scheduler,
+        extra={"staging": staging})
 
 
 @asynccontextmanager
@@ -305,57 +347,6 @@ def read_flow_file(name: str) -> str:
         raise UsageError(f"{name}: not UTF-8 text (byte {exc.start})") from None
 
 
-async def cmd_flow(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
-    async with open_engine(settings, start=False) as engine:
-        if args.action == "apply":
-            for name in args.files:
-                source = read_flow_file(name)
-                try:
-                    flow, what = await engine.apply_flow(source)
-                except FlowdeckError as exc:
-                    raise UsageError(f"{name}: {exc}") from None
-                p.line(f"{what:<9} {flow.namespace}.{flow.id} (revision {flow.revision})")
-            return EXIT_OK
-        if args.action == "list":
-            flows = engine.list_flows(args.namespace)
-            if args.json:
-                p.json([f.to_dict(with_source=False) for f in flows])
-            else:
-                p.table(["NAMESPACE", "ID", "REVISION", "TRIGGERS", "DESCRIPTION"], [
-                    [f.namespace, f.id, str(f.revision),
-                     ",".join(t.id for t in [*f.schedules, *f.webhooks]) or "-",
-                     (f.description or "").splitlines()[0] if f.description else ""]
-                    for f in flows])
-            return EXIT_OK
-        if args.action == "show":
-            flow = engine.get_flow(args.namespace, args.flow_id)
-            if args.json:
-                p.json(flow.to_dict())
-            else:
-                p.line(f"# {flow.namespace}.{flow.id} revision {flow.revision}")
-                p.line(flow.source.rstrip("\n"))
-            return EXIT_OK
-        await engine.delete_flow(args.namespace, args.flow_id)
-        p.line(f"deleted {args.namespace}.{args.flow_id}")
-        return EXIT_OK
-
-
-async def cmd_run(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
-    inputs = parse_pairs(args.input, "input")
-    labels = list(parse_pairs(args.label, "label").items())
-    async with open_engine(settings, start=False) as engine:
-        flow = engine.get_flow(args.namespace, args.flow_id)
-        resolve_inputs(flow.inputs, inputs)  # refuse bad inputs before anything runs
-        await engine.start()
-        execution = await engine.create_execution(args.namespace, args.flow_id, inputs=inputs,
-                                                  labels=labels)
-        if not args.json:
-            p.line(f"execution {execution.id} created")
-        final = await follow_until_settled(engine, execution.id, p if args.follow else None,
-                                           through_pause=args.wait)
-        return report_final(final, args.json, p)
-
-
 def report_final(final: Execution, as_json: bool, p: Printer) -> int:
     if as_json:
         p.json(final.to_dict(datetime.now(UTC)))
@@ -373,71 +364,6 @@ def show_execution(execution: Execution, p: Printer) -> None:
     p.table(["TASK", "STATE", "ATTEMPTS", "VALUE"], [
         [t.task_id, t.state.current, str(len(t.attempts)), t.value or ""]
         for t in execution.task_runs])
-
-
-async def cmd_executions(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
-    states = [s.upper() for s in args.state] if getattr(args, "state", None) else None
-    for state in states or []:
-        if not is_known(state):
-            raise UsageError(f"--state {state}: not an execution state")
-    if args.action == "list" and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
-    async with open_engine(settings, start=False) as engine:
-        if args.action == "list":
-            query = ExecutionQuery(namespace=args.namespace, flow_id=args.flow,
-                                   states=states, size=args.limit)
-            results, total = await engine.search_executions(query)
-            if args.json:
-                now = datetime.now(UTC)
-                p.json({"results": [e.to_dict(now) for e in results], "total": total})
-            else:
-                p.table(EXECUTION_HEADERS, [execution_row(e) for e in results])
-                if total > len(results):
-                    p.line(f"({len(results)} of {total}; use --limit to see more)")
-            return EXIT_OK
-        if args.action == "show":
-            execution = await engine.get_execution(args.execution_id)
-            if args.json:
-                p.json(execution.to_dict(datetime.now(UTC)))
-            else:
-                show_execution(execution, p)
-            return EXIT_OK
-        current = await engine.get_execution(args.execution_id)
-        if args.action == "kill":
-            if not is_terminal(current.state.current):
-                await engine.start()  # its runner lives in this process from now on
-            await engine.kill(args.execution_id)  # a finished one: a conflict, nothing started
-            final = await engine.wait_until_terminal(args.execution_id, timeout=60)
-            if final.state.current != "KILLED":
-                return report_final(final, args.json, p)  # it ended on its own first
-            if args.json:
-                p.json(final.to_dict(datetime.now(UTC)))
-            else:
-                p.line(f"execution {final.id} KILLED")
-            return EXIT_OK
-        if current.state.current in RESTARTABLE_STATES:
-            await engine.start()  # before the restart, or recovery would launch it twice
-        restarted = await engine.restart(args.execution_id)
-        if not args.json:
-            p.line(f"execution {restarted.id} restarted")
-        final = await follow_until_settled(engine, restarted.id, None, through_pause=False)
-        return report_final(final, args.json, p)
-
-
-async def cmd_logs(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
-    level = args.level.upper() if args.level else None
-    if level is not None and level not in LEVEL_RANK:
-        raise UsageError(f"--level {args.level}: not one of {', '.join(LEVEL_RANK)}")
-    async with open_engine(settings, start=False) as engine:
-        await engine.get_execution(args.execution_id)
-        if args.follow:
-            await engine.start()
-            final = await follow_until_settled(engine, args.execution_id, p,
-                                               through_pause=False, level=level)
-            return EXIT_OK if final.state.current == "SUCCESS" else EXIT_FAILED
-        for entry in await engine.logs.fetch(args.execution_id, min_level=level):
-            p.log(entry)
-        return EXIT_OK
 
 
 def show_approvals(items: list[Approval], as_json: bool, p: Printer) -> None:
@@ -460,55 +386,6 @@ def decider(args: argparse.Namespace) -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         raise UsageError("cannot tell who you are; pass --by NAME") from None
-
-
-async def cmd_approvals(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
-    async with open_engine(settings, start=False) as engine:
-        if args.action == "list":
-            show_approvals(await engine.approvals.list(None if args.all else "pending"),
-                           args.json, p)
-            return EXIT_OK
-        who = decider(args)
-        approve = args.action == "approve"
-        current = await engine.approvals.get(args.approval_id)
-        if current.status != "pending":
-            # Refused before anything starts; the store's answer names who decided and when.
-            await engine.approvals.decide(current.id, approve=approve, by=who,
-                                          comment=args.comment)
-        if current.require_comment and not (args.comment or "").strip():
-            raise UsageError(f"approval {current.id} requires a comment: "
-                             "pass --comment TEXT")
-        # The waiting execution must have its runner in this process when the decision lands.
-        await engine.start()
-        approval = await engine.approvals.decide(current.id, approve=approve, by=who,
-                                                 comment=args.comment)
-        p.line(f"approval {approval.id} {approval.status} by {approval.decided_by}")
-        final = await settle_after_decision(engine, approval.execution_id,
-                                            approval.task_run_id)
-        p.line(f"execution {final.id} is {final.state.current}")
-        return EXIT_OK
-
-
-async def settle_after_decision(engine: Engine, execution_id: str,
-                                task_run_id: str) -> Execution:
-    """Wait until the execution has acted on a decision: it ended, or it went on past the
-    decided task and is waiting again (a later pause or approval)."""
-    sub = engine.bus.subscribe("execution", execution_id=execution_id)
-    try:
-        while True:
-            execution = await engine.get_execution(execution_id)
-            if execution_id not in engine.runners:
-                return execution  # finished (or nothing in this process will move it on)
-            if is_terminal(execution.state.current):
-                return await engine.wait_until_terminal(execution_id)
-            decided = execution.find_task_run(task_run_id)
-            if execution.state.current == "PAUSED" and (
-                    decided is None or decided.state.current != "PAUSED"):
-                return execution
-            with contextlib.suppress(TimeoutError):
-                await sub.get(0.5)
-    finally:
-        sub.close()
 
 
 async def cmd_demo(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
@@ -639,6 +516,17 @@ def profile_backend(settings: Settings, name: str, *, url: str | None = None) ->
 def run_deck(args: argparse.Namespace, settings: Settings) -> int:
     """`flowdeck` with no command: the deck, on the embedded engine unless --url or --profile
     names another backend; `:profile NAME` in the deck switches to another profile."""
+    app, serving = build_deck(args, settings)
+    try:
+        app.run()
+    finally:
+        if serving is not None:
+            serving.sock.close()
+    return EXIT_OK
+
+
+def build_deck(args: argparse.Namespace, settings: Settings) -> tuple[Any, DeckServing | None]:
+    """The deck app for these flags (not running yet), and its `--serve` socket if asked."""
     from flowdeck.client.backend import Backend
     from flowdeck.tui.app import FlowdeckApp
 
@@ -663,14 +551,81 @@ def run_deck(args: argparse.Namespace, settings: Settings) -> int:
         backend: Backend = profile_backend(settings, name)
         return backend
 
+    if args.serve and (args.url or args.profile):
+        raise UsageError("--serve serves the embedded engine; it cannot be combined with "
+                         "--url or --profile")
+    serving = DeckServing.bind(args.serve, settings) if args.serve else None
+
+    async def startup(backend: Backend) -> None:
+        if args.demo:
+            await seed_demo(backend)
+        if serving is not None:
+            await serving.start(backend, app)
+
     app = FlowdeckApp(
         backend, read_only=bool(args.read_only) or read_only, theme=theme,
         refresh_seconds=tui.refresh, bell=tui.bell, keymap=dict(tui.keys),
-        max_log_lines=tui.max_log_lines, startup=seed_demo if args.demo else None,
+        max_log_lines=tui.max_log_lines,
+        startup=startup if args.demo or serving is not None else None,
         close_backend=True, profile=args.profile, open_profile=open_profile,
-        profile_names=sorted(settings.profiles))
-    app.run()
-    return EXIT_OK
+        profile_names=sorted(settings.profiles),
+        before_close=serving.stop if serving is not None else None)
+    return app, serving
+
+
+class DeckServing:
+    """`flowdeck --serve HOST:PORT`: the HTTP API on the deck's embedded engine.
+
+    The socket is bound before the deck takes the terminal, so a busy port is a one-line
+    error (exit 2); the server then runs on the engine's own loop once the engine is up, and
+    stops before the deck closes the engine. uvicorn's messages go to `serve.log` in the data
+    directory, since the terminal is the deck's.
+    """
+
+    def __init__(self, sock: Any, options: Any, log_file: Path) -> None:
+        self.sock = sock
+        self.options = options
+        self.log_file = log_file
+        self.service: Any = None
+
+    @classmethod
+    def bind(cls, spec: str, settings: Settings) -> DeckServing:
+        from flowdeck.server.app import ServerOptions
+        from flowdeck.server.serve import ServeError, bind, parse_listen
+
+        try:
+            host, port = parse_listen(spec)
+            sock = bind(host, port)
+        except ServeError as exc:
+            raise UsageError(str(exc)) from None
+        config = settings.server
+        options = ServerOptions(host=host, port=sock.getsockname()[1],
+                                basic_username=config.basic_username,
+                                basic_password_hash=config.basic_password_hash)
+        return cls(sock, options, settings.resolved_data_dir() / "serve.log")
+
+    async def start(self, backend: Any, app: Any) -> None:
+        from flowdeck.server.serve import serve_alongside
+
+        async def run(engine: Engine) -> Any:
+            return await serve_alongside(engine, self.options, self.sock,
+                                         log_file=str(self.log_file))
+
+        try:
+            self.service = await backend.engine_call(run)
+        except FlowdeckError as exc:
+            app.toast(f"not serving the HTTP API: {exc}", severity="error")
+            return
+        app.serving_url = self.service.url
+        app.toast(f"serving the HTTP API at {self.service.url} — {self.service.auth_line}")
+
+    async def stop(self, backend: Any) -> None:
+        service, self.service = self.service, None
+        if service is not None:
+            async def run(engine: Engine) -> None:
+                await service.stop()
+
+            await backend.engine_call(run)
 
 
 async def seed_demo(backend: Any) -> None:
@@ -687,20 +642,31 @@ def example_sources() -> list[str]:
             if item.name.endswith(".yml")]
 
 
-# -- the same commands over the Backend protocol (--url / --profile) ------------------------
+# -- the commands, over the Backend protocol: the embedded engine or --url / --profile --------
 
-REMOTE_COMMANDS = frozenset({"flow", "run", "executions", "logs", "approvals"})
 #: How long `executions kill` waits for the killed run to end.
 KILL_WAIT = 60.0
+#: How long, after an in-process execution ended, its runner may take to let go (its last
+#: log lines commit then).
+RUNNER_WAIT = 10.0
 
 
 def client_backend(args: argparse.Namespace, settings: Settings) -> Any:
-    """The backend `--url`/`--profile` name (not connected yet). Credentials come from the
-    profile, else from FLOWDECK_TOKEN or FLOWDECK_USERNAME/FLOWDECK_PASSWORD; never a flag."""
+    """The backend the command runs on (not connected yet): the engine in --data-dir, else the
+    one `--url`/`--profile` names. Credentials come from the profile, else from FLOWDECK_TOKEN
+    or FLOWDECK_USERNAME/FLOWDECK_PASSWORD; never a flag.
+
+    An in-process engine is opened without starting it (no recovery, no workers, no
+    scheduler), so a command that only reads changes nothing; `ensure_started` starts it just
+    before the first change, once the command's input has been checked.
+    """
+    from flowdeck.client.embedded import EmbeddedBackend
     from flowdeck.client.factory import make_backend
 
     url = getattr(args, "url", None)
     profile_name = getattr(args, "profile", None)
+    if not url and not profile_name:
+        return EmbeddedBackend(engine_settings(settings, scheduler=False), start=False)
     env = os.environ
     token = env.get("FLOWDECK_TOKEN") or None
     username = env.get("FLOWDECK_USERNAME") or None
@@ -721,11 +687,15 @@ def client_backend(args: argparse.Namespace, settings: Settings) -> Any:
                 "password_file", "token_file")):
             credentials = {}  # the profile's own credentials win over the environment
         try:
-            return make_backend(url, profile=options,
-                                engine_settings=engine_settings(settings, scheduler=True),
-                                key_prefix=f"profiles.{profile_name}.", **credentials)
+            backend = make_backend(url, profile=options,
+                                   engine_settings=engine_settings(settings, scheduler=True),
+                                   key_prefix=f"profiles.{profile_name}.", **credentials)
         except ValidationError as exc:
             raise UsageError(f"{settings.source}: {exc}") from None
+        if isinstance(backend, EmbeddedBackend):  # an embedded profile: as --data-dir is
+            return EmbeddedBackend(dataclasses.replace(backend.settings, scheduler=False),
+                                   start=False)
+        return backend
     try:
         return make_backend(url, **credentials)
     except ValidationError as exc:
@@ -736,24 +706,73 @@ def client_backend(args: argparse.Namespace, settings: Settings) -> Any:
 async def open_backend(args: argparse.Namespace, settings: Settings) -> Any:
     backend = client_backend(args, settings)
     try:
-        capabilities = await backend.connect()
+        try:
+            capabilities = await backend.connect()
+        except OSError as exc:  # only an embedded engine opens files here
+            data_dir = getattr(getattr(backend, "settings", None), "data_dir", "")
+            raise UsageError(f"data dir {data_dir} cannot be used: "
+                             f"{exc.strerror or exc}") from None
+        except sqlite3.DatabaseError as exc:
+            data_dir = getattr(getattr(backend, "settings", None), "data_dir", "")
+            raise UsageError(f"{Path(data_dir) / 'flowdeck.db'}: {exc}") from None
         yield backend, capabilities
     finally:
         await backend.close()
 
 
+def idle_engine(backend: Any) -> bool:
+    """Whether `backend` is an in-process engine that has not been started."""
+    from flowdeck.client.embedded import EmbeddedBackend
+
+    return isinstance(backend, EmbeddedBackend) and not backend.started
+
+
+async def ensure_started(backend: Any) -> None:
+    """Before a change: an in-process engine starts now (it resumes what an earlier process
+    left unfinished, and a run it starts or resumes has its runner here). A server runs."""
+    if idle_engine(backend):
+        await backend.start()
+
+
+async def runner_gone(backend: Any, execution_id: str) -> None:
+    """For an in-process engine: wait until the ended execution's runner has let go, so its
+    last log lines are committed too (they can trail the final state by one commit)."""
+    from flowdeck.client.embedded import EmbeddedBackend
+
+    if isinstance(backend, EmbeddedBackend) and backend.started:
+        with contextlib.suppress(TimeoutError):
+            await backend.engine_call(
+                lambda e: e.wait_until_terminal(execution_id, timeout=RUNNER_WAIT))
+
+
+#: Flow keys Kestra's flow JSON carries beyond what `FlowInfo` keeps (read from the source).
+FLOW_BODY_KEYS = ("outputs", "variables", "tasks", "errors", "finally", "afterExecution",
+                  "concurrency", "retry", "pluginDefaults")
+
+
 def flow_dict(flow: Any, *, with_source: bool) -> dict[str, Any]:
+    """A flow as Kestra's JSON shows it, `tasks` and all (taken from its YAML source)."""
+    import yaml
+
     out: dict[str, Any] = {
         "id": flow.id, "namespace": flow.namespace, "revision": flow.revision,
         "description": flow.description,
         "labels": [{"key": k, "value": v} for k, v in flow.labels],
-        "inputs": flow.inputs, "triggers": flow.triggers, "disabled": flow.disabled}
+        "inputs": flow.inputs}
+    doc: Any = None
+    if flow.source:
+        with contextlib.suppress(yaml.YAMLError):
+            doc = yaml.safe_load(flow.source)
+    if isinstance(doc, dict):
+        out.update({k: doc[k] for k in FLOW_BODY_KEYS if k in doc})
+    out["triggers"] = flow.triggers
+    out["disabled"] = flow.disabled
     if with_source:
         out["source"] = flow.source
     return out
 
 
-async def remote_flow(args: argparse.Namespace, backend: Any, p: Printer) -> int:
+async def client_flow(args: argparse.Namespace, backend: Any, p: Printer) -> int:
     from flowdeck.core.errors import NotFoundError
 
     if args.action == "apply":
@@ -823,6 +842,8 @@ async def backend_settled(backend: Any, execution_id: str, *, through_pause: boo
                 break
     finally:
         await stream.aclose()
+    if last is not None and is_terminal(last.state.current):
+        await runner_gone(backend, execution_id)
     final: Execution = await backend.get_execution(execution_id)
     if last is not None and is_terminal(last.state.current) \
             and not is_terminal(final.state.current):
@@ -832,7 +853,7 @@ async def backend_settled(backend: Any, execution_id: str, *, through_pause: boo
 
 async def backend_follow(backend: Any, execution_id: str, printer: Printer | None, *,
                          through_pause: bool, level: str | None = None) -> Execution:
-    """`follow_until_settled` over a backend: print logs live until the execution settles."""
+    """Print an execution's logs live (at `level` and above) until it settles."""
     if printer is None:
         return await backend_settled(backend, execution_id, through_pause=through_pause)
     floor = LEVEL_RANK[level] if level else None
@@ -866,10 +887,22 @@ async def backend_follow(backend: Any, execution_id: str, printer: Printer | Non
     return final
 
 
-async def remote_run(args: argparse.Namespace, backend: Any, p: Printer) -> int:
+def check_inputs(flow: Any, inputs: dict[str, str]) -> None:
+    """Refuse bad inputs as the engine would (`inputs.count: expected an integer, got 'abc'`),
+    before an in-process engine starts: a typo must not resume what an earlier process left
+    unfinished. A server checks them itself."""
+    from flowdeck.engine.inputs import InputDef, resolve_inputs
+
+    resolve_inputs([InputDef.model_validate(d) for d in flow.inputs], inputs)
+
+
+async def client_run(args: argparse.Namespace, backend: Any, p: Printer) -> int:
     inputs = parse_pairs(args.input, "input")
     labels = list(parse_pairs(args.label, "label").items())
-    await backend.get_flow(args.namespace, args.flow_id)  # an unknown flow: one line, exit 2
+    flow = await backend.get_flow(args.namespace, args.flow_id)  # unknown: one line, exit 2
+    if idle_engine(backend):
+        check_inputs(flow, inputs)
+        await ensure_started(backend)
     execution = await backend.create_execution(args.namespace, args.flow_id, inputs=inputs,
                                                labels=labels)
     if not args.json:
@@ -879,7 +912,7 @@ async def remote_run(args: argparse.Namespace, backend: Any, p: Printer) -> int:
     return report_final(final, args.json, p)
 
 
-async def remote_executions(args: argparse.Namespace, backend: Any, p: Printer) -> int:
+async def client_executions(args: argparse.Namespace, backend: Any, p: Printer) -> int:
     from flowdeck.client.backend import ExecutionFilter
 
     states = [s.upper() for s in args.state] if getattr(args, "state", None) else None
@@ -905,6 +938,7 @@ async def remote_executions(args: argparse.Namespace, backend: Any, p: Printer) 
         current = await backend.get_execution(args.execution_id)
         if is_terminal(current.state.current):  # as the engine says it (a server may not)
             raise ConflictError(f"execution {current.id} is already {current.state.current}")
+        await ensure_started(backend)  # its runner lives in this process from now on
         await backend.kill(args.execution_id)
         try:
             async with asyncio.timeout(KILL_WAIT):
@@ -919,6 +953,10 @@ async def remote_executions(args: argparse.Namespace, backend: Any, p: Printer) 
         else:
             p.line(f"execution {final.id} KILLED")
         return EXIT_OK
+    if idle_engine(backend):
+        current = await backend.get_execution(args.execution_id)
+        if current.state.current in RESTARTABLE_STATES:  # else the engine refuses it
+            await ensure_started(backend)  # first, or recovery would launch it twice
     restarted = await backend.restart(args.execution_id)
     if not args.json:
         p.line(f"execution {restarted.id} restarted")
@@ -926,10 +964,11 @@ async def remote_executions(args: argparse.Namespace, backend: Any, p: Printer) 
     return report_final(final, args.json, p)
 
 
-async def remote_logs(args: argparse.Namespace, backend: Any, p: Printer,
+async def client_logs(args: argparse.Namespace, backend: Any, p: Printer,
                       level: str | None) -> int:
     await backend.get_execution(args.execution_id)
     if args.follow:
+        await ensure_started(backend)  # an unfinished run goes on while it is followed
         final = await backend_follow(backend, args.execution_id, p, through_pause=False,
                                      level=level)
         return EXIT_OK if final.state.current == "SUCCESS" else EXIT_FAILED
@@ -938,7 +977,7 @@ async def remote_logs(args: argparse.Namespace, backend: Any, p: Printer,
     return EXIT_OK
 
 
-async def remote_approvals(args: argparse.Namespace, backend: Any, p: Printer,
+async def client_approvals(args: argparse.Namespace, backend: Any, p: Printer,
                            capabilities: Any) -> int:
     if not capabilities.approvals:
         raise UsageError(f"approvals are not available on this server ({backend.name})")
@@ -954,6 +993,8 @@ async def remote_approvals(args: argparse.Namespace, backend: Any, p: Printer,
         await backend.decide(current.id, approve=approve, by=who, comment=args.comment)
     if current.require_comment and not (args.comment or "").strip():
         raise UsageError(f"approval {current.id} requires a comment: pass --comment TEXT")
+    # The waiting execution must have its runner in this process when the decision lands.
+    await ensure_started(backend)
     approval = await backend.decide(current.id, approve=approve, by=who, comment=args.comment)
     p.line(f"approval {approval.id} {approval.status} by {approval.decided_by}")
     final = await backend_after_decision(backend, approval.execution_id, approval.task_run_id)
@@ -963,7 +1004,8 @@ async def remote_approvals(args: argparse.Namespace, backend: Any, p: Printer,
 
 async def backend_after_decision(backend: Any, execution_id: str,
                                  task_run_id: str) -> Execution:
-    """`settle_after_decision` over a backend: ended, or waiting again past the decided task."""
+    """Wait until the execution has acted on a decision: it ended, or it went on past the
+    decided task and is waiting again (a later pause or approval)."""
     def settled(execution: Execution) -> bool:
         if is_terminal(execution.state.current):
             return True
@@ -972,19 +1014,164 @@ async def backend_after_decision(backend: Any, execution_id: str,
             decided is None or decided.state.current != "PAUSED")
 
     stream = backend.follow_execution(execution_id)
+    ended = False
     try:
         async for snapshot in stream:
             if settled(snapshot):
+                ended = is_terminal(snapshot.state.current)
                 break
     finally:
         await stream.aclose()
+    if ended:
+        await runner_gone(backend, execution_id)
     final: Execution = await backend.get_execution(execution_id)
     return final
 
 
-async def run_remote(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
-    """A command against the backend `--url`/`--profile` names: input is checked first, so a
-    typo never reaches the server."""
+# -- staging environments (the dev.deployment flows, through any backend) ---------------------
+
+#: The engine's answers that refuse what was typed: its name rules and required fields
+#: (`flowdeck.engine.staging.base`: each names the field, or says "refusing to delete"), and a
+#: source environment that does not exist. A Kestra running the spec's flows logs the same
+#: way ("ERROR: client_name is required").
+_INPUT_REFUSED = re.compile(
+    r"(?:ERROR: )?(?:(?:client_name|environment_name|source_environment|skip_database)\b"
+    r"|refusing to delete |source environment '[^']*' does not exist)")
+#: The clone flow's task that checks its inputs (the spec's `validate-inputs`).
+VALIDATE_TASK = "validate-inputs"
+
+
+def staging_exit_code(action: str, execution: Execution, reason: str) -> int:
+    """2 when the engine refused the input (its own guard decided: nothing is checked here
+    beforehand), 1 for everything else: a name already taken, a provider error, a kill.
+
+    For a clone, only a `validate-inputs` failure can be the input's fault; that task also
+    checks state (the name is free, the source exists) through the provider, so the reason
+    tells the two apart. For a delete, the engine's reason does.
+    """
+    refused = _INPUT_REFUSED.match(reason) is not None
+    if action == "clone":
+        failed = [t.task_id for t in execution.task_runs if t.state.current == "FAILED"]
+        refused = refused and failed[:1] == [VALIDATE_TASK]
+    return EXIT_USAGE if refused else EXIT_FAILED
+
+
+def staging_error(message: str) -> None:
+    print(f"flowdeck: {sanitize_line(message, 2000)}", file=sys.stderr, flush=True)
+
+
+#: How long a failed staging run's reason may lag behind its final state (see below).
+REASON_LAG = 2.0
+
+
+async def staging_outcome(staging: Any, final: Execution) -> dict[str, Any]:
+    """`StagingClient.outcome`, patient with the reason: the engine can commit an execution's
+    final state one group commit before the log line that says why it failed, and a reason
+    read in between would only say "the execution ended FAILED" (and the input refusal would
+    go unrecognised). Read the logs again for a moment before settling for that."""
+    from flowdeck.client.staging import StagingFailed
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + REASON_LAG
+    while True:
+        try:
+            response: dict[str, Any] = await staging.outcome(final)
+            return response
+        except StagingFailed as exc:
+            if exc.reason != f"the execution ended {final.state.current}" \
+                    or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(0.05)
+
+
+def environment_dict(env: Any) -> dict[str, Any]:
+    return {"name": env.name, "id": env.id, "client_name": env.client_name,
+            "source_environment": env.source_environment, "url": env.url,
+            "status": env.status, "created_at": env.created_at}
+
+
+async def cmd_staging(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
+    """`staging list|clone|delete`: executions of the staging flows, through the embedded
+    engine (installing the flows on first use) or `--url`/`--profile`'s server."""
+    from flowdeck.client.staging import (
+        LIST_TIMEOUT,
+        StagingClient,
+        StagingFailed,
+        StagingUnavailable,
+        environments_of,
+    )
+
+    async with open_backend(args, settings) as (backend, capabilities):
+        await ensure_started(backend)  # every staging action runs an execution
+        staging = StagingClient(backend, capabilities)
+        started: Execution | None = None
+        try:
+            if args.action == "list":
+                started = await staging.start_list(args.prefix)
+                try:
+                    final = await staging.settle(started.id, timeout=LIST_TIMEOUT)
+                except TimeoutError:
+                    staging_error(f"staging list: execution {started.id} did not finish within "
+                                  f"{LIST_TIMEOUT:g} s")
+                    return EXIT_FAILED
+                await staging_outcome(staging, final)
+                found = sorted(environments_of(final), key=lambda e: (e.created_at or "", e.name),
+                               reverse=True)
+                if args.json:
+                    p.json([environment_dict(e) for e in found])
+                else:
+                    p.table(["NAME", "CLIENT", "SOURCE", "URL", "STATUS", "CREATED"], [
+                        [e.name, e.client_name or "-", e.source_environment or "-",
+                         e.url or "-", e.status or "-", e.created_at or "-"] for e in found])
+                return EXIT_OK
+            if args.action == "clone":
+                started = await staging.start_clone(
+                    args.client_name, environment_name=args.environment_name,
+                    source_environment=args.source_environment,
+                    skip_database=args.skip_database)
+                # In-process, the engine lives in this command: leaving now would strand the
+                # run until the next start, so it always waits.
+                wait = args.wait or capabilities.kind == "embedded"
+                if not wait:
+                    if args.json:  # the spec's webhook answer
+                        p.json({"executionId": started.id, "state": started.state.current})
+                    else:
+                        p.line(f"execution {started.id} {started.state.current}")
+                    return EXIT_OK
+                if not args.json:
+                    p.line(f"execution {started.id} {started.state.current}")
+            else:
+                started = await staging.start_delete(args.environment_name)
+            final = await staging.settle(started.id)
+            response = await staging_outcome(staging, final)
+        except StagingFailed as exc:
+            code = staging_exit_code(args.action, exc.execution, exc.reason)
+            if code == EXIT_USAGE:
+                raise UsageError(f"staging {args.action}: {exc.reason} "
+                                 f"(execution {exc.execution.id})") from None
+            staging_error(f"staging {args.action} failed: {exc.reason} "
+                          f"(execution {exc.execution.id})")
+            return code
+        except StagingUnavailable as exc:
+            # 1, not 2: nothing the user typed is wrong; the server lacks the flows (its
+            # operator installs them, or runs `flowdeck serve`, which does).
+            staging_error(str(exc))
+            return EXIT_FAILED
+        if args.json:
+            p.json({"executionId": final.id, "state": final.state.current,
+                    "response": response})
+        elif args.action == "clone":
+            p.line(f"environment {response.get('environment_name')} is ready at "
+                   f"{response.get('staging_url')}")
+        else:
+            p.line(f"environment {response.get('environment_name')} deleted")
+        return EXIT_OK
+
+
+async def run_client(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
+    """flow, run, executions, logs, approvals: on the engine in --data-dir or the server
+    `--url`/`--profile` names. Input is checked first, so a typo never reaches the server
+    (nor opens the engine)."""
     level = None
     if args.command == "logs":
         level = args.level.upper() if args.level else None
@@ -1003,20 +1190,20 @@ async def run_remote(args: argparse.Namespace, settings: Settings, p: Printer) -
         decider(args)
     async with open_backend(args, settings) as (backend, capabilities):
         if args.command == "flow":
-            return await remote_flow(args, backend, p)
+            return await client_flow(args, backend, p)
         if args.command == "run":
-            return await remote_run(args, backend, p)
+            return await client_run(args, backend, p)
         if args.command == "executions":
-            return await remote_executions(args, backend, p)
+            return await client_executions(args, backend, p)
         if args.command == "logs":
-            return await remote_logs(args, backend, p, level)
-        return await remote_approvals(args, backend, p, capabilities)
+            return await client_logs(args, backend, p, level)
+        return await client_approvals(args, backend, p, capabilities)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Printer], Awaitable[int]]] = {
-    "flow": cmd_flow, "run": cmd_run, "executions": cmd_executions, "logs": cmd_logs,
-    "approvals": cmd_approvals, "demo": cmd_demo, "serve": cmd_serve, "passwd": cmd_passwd,
-    "token": cmd_token,
+    "flow": run_client, "run": run_client, "executions": run_client, "logs": run_client,
+    "approvals": run_client, "staging": cmd_staging, "demo": cmd_demo, "serve": cmd_serve,
+    "passwd": cmd_passwd, "token": cmd_token,
 }
 
 
@@ -1037,9 +1224,6 @@ async def run_command(args: argparse.Namespace, settings: Settings) -> int:
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)
     try:
-        if args.command in REMOTE_COMMANDS and (getattr(args, "url", None)
-                                                or getattr(args, "profile", None)):
-            return await run_remote(args, settings, Printer())
         return await COMMANDS[args.command](args, settings, Printer())
     except asyncio.CancelledError:
         if terminated:

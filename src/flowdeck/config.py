@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -167,6 +168,160 @@ class ProfileConfig(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+#: The staging providers (`flowdeck.engine.staging`).
+STAGING_PROVIDERS = ("local", "railway")
+#: Fields a staging `url_template` may use.
+STAGING_URL_FIELDS = frozenset({"name", "id", "client_name", "source_environment"})
+#: A source environment's name (as the local provider accepts it).
+STAGING_SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,70}", re.ASCII)
+#: An environment variable's name.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class StagingSourceConfig(BaseModel):
+    """`[staging.sources.NAME]`: a source environment of the local provider."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: A SQLite database file to copy when cloning this source (default: a seeded one).
+    database: str | None = Field(default=None, min_length=1)
+
+
+class RailwayConfig(BaseModel):
+    """`[staging.railway]`: Railway's API. The token is never in the file: it comes from
+    `RAILWAY_TOKEN` (or `RAILWAY_API_TOKEN`), from the variable `token_env` names, or from
+    the file `token_file` names."""
+
+    model_config = ConfigDict(extra="forbid")
+    project_id: str | None = Field(default=None, min_length=1)
+    endpoint: str | None = Field(default=None, min_length=1)
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    #: "bearer" (an account or workspace token) or "project" (a project token).
+    token_header: Literal["bearer", "project"] = "bearer"
+    token_env: str | None = Field(default=None, min_length=1)
+    token_file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_token(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("token", "api_token"):
+                if key in data:  # the message never repeats the value
+                    raise ValueError(f"'{key}' is not accepted inline: set RAILWAY_TOKEN, or "
+                                     "name a variable with token_env or a file with "
+                                     "token_file")
+        return data
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and ENV_NAME.fullmatch(value) is None:
+            raise ValueError("must be the name of an environment variable, e.g. RAILWAY_TOKEN")
+        return value
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> RailwayConfig:
+        if self.token_env and self.token_file:
+            raise ValueError("give token_env or token_file, not both")
+        return self
+
+    def resolved_token(self) -> str | None:
+        """The token from `token_env`/`token_file`; None leaves it to RAILWAY_TOKEN. A named
+        variable that is unset or a file that cannot be read is a ValueError saying which."""
+        if self.token_env:
+            value = os.environ.get(self.token_env)
+            if not value:
+                raise ValueError(f"token_env: environment variable {self.token_env} is not set")
+            return value
+        if self.token_file:
+            path = Path(self.token_file).expanduser()
+            try:
+                value = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"token_file: cannot read {path}: "
+                                 f"{exc.strerror or exc}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"token_file: {path} is not UTF-8 text") from None
+            if not value:
+                raise ValueError(f"token_file: {path} is empty")
+            return value
+        return None
+
+
+class StagingConfig(BaseModel):
+    """`[staging]`: where `flowdeck staging clone|list|delete` (and the staging webhooks, the
+    deck's staging screen) make environments. Mapped onto `EngineSettings.extra["staging"]`."""
+
+    model_config = ConfigDict(extra="forbid")
+    provider: Literal["local", "railway"] = "local"
+    #: The URL an environment is reached at; fields {name}, {id}, {client_name},
+    #: {source_environment}. Default: the provider's own.
+    url_template: str | None = Field(default=None, min_length=1)
+    #: local: the directory environments live in (default: <data_dir>/staging).
+    root: str | None = Field(default=None, min_length=1)
+    #: local: the source environments (default: production, with a small seeded database).
+    sources: dict[str, StagingSourceConfig] | None = None
+    railway: RailwayConfig = Field(default_factory=RailwayConfig)
+
+    @field_validator("url_template")
+    @classmethod
+    def _url_fields(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        for name in fields:
+            if name not in STAGING_URL_FIELDS:
+                allowed = ", ".join("{" + f + "}" for f in sorted(STAGING_URL_FIELDS))
+                raise ValueError(f"unknown field {{{name}}} (use {allowed})")
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, StagingSourceConfig] | None
+                      ) -> dict[str, StagingSourceConfig] | None:
+        for name in value or {}:
+            if STAGING_SOURCE_NAME.fullmatch(name) is None:
+                raise ValueError(f"source name {name!r}: use lowercase letters, digits and "
+                                 "'-', starting with a letter or digit")
+        if value is not None and not value:
+            raise ValueError("at least one source environment (e.g. [staging.sources."
+                             "production])")
+        return value
+
+    def engine_extra(self) -> dict[str, Any]:
+        """The engine's `extra["staging"]` (`flowdeck.engine.staging`); the Railway token is
+        read here from `token_env`/`token_file` (a ValueError names the key)."""
+        out: dict[str, Any] = {"provider": self.provider}
+        if self.url_template is not None:
+            out["url_template"] = self.url_template
+        if self.root is not None:
+            out["root"] = str(Path(self.root).expanduser())
+        if self.sources is not None:
+            out["sources"] = {name: source.model_dump(exclude_none=True)
+                              for name, source in self.sources.items()}
+        if self.provider == "railway":
+            railway: dict[str, Any] = {"timeout": self.railway.timeout,
+                                       "token_header": self.railway.token_header}
+            if self.railway.project_id is not None:
+                railway["project_id"] = self.railway.project_id
+            if self.railway.endpoint is not None:
+                railway["endpoint"] = self.railway.endpoint
+            token = self.railway.resolved_token()
+            if token is not None:
+                railway["token"] = token
+            out["railway"] = railway
+        return out
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWDECK_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -176,6 +331,7 @@ class Settings(BaseSettings):
     tui: TuiConfig = Field(default_factory=TuiConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
+    staging: StagingConfig = Field(default_factory=StagingConfig)
     #: The file these settings were read from (None: defaults and environment only).
     _source: Path | None = PrivateAttr(default=None)
 

@@ -709,3 +709,66 @@ async def test_engine_errors_pass_through_as_the_same_classes(
     assert raised.value.details == {"why": "test"}
     with pytest.raises(NotFoundError):
         await embedded.engine_call(lambda e: e.get_execution("missing"))
+
+
+NAP = """
+    id: nap
+    namespace: t.client
+    triggers:
+      - id: often
+        type: io.kestra.plugin.core.trigger.Schedule
+        cron: "* * * * *"
+    tasks:
+      - id: nap
+        type: io.kestra.plugin.core.flow.Sleep
+        duration: PT0.3S
+    """
+
+
+async def test_start_false_opens_without_recovery_or_scheduler_until_start(
+        tmp_path: Path) -> None:
+    # A previous process leaves an execution RUNNING (its engine closed mid-task).
+    engine = await Engine.open(settings(tmp_path))
+    try:
+        await engine.apply_flow(flow(NAP))
+        left = await engine.create_execution("t.client", "nap")
+        async with asyncio.timeout(10):
+            while (await engine.get_execution(left.id)).state.current != "RUNNING":
+                await asyncio.sleep(0.01)
+    finally:
+        await engine.close()
+
+    async def running(engine: Engine) -> tuple[list[str], bool]:
+        return sorted(engine.runners), engine.scheduler is not None
+
+    backend = EmbeddedBackend(settings(tmp_path, scheduler=True), start=False)
+    await backend.connect()
+    try:
+        assert not backend.started
+        # Reading works and changes nothing: no runner, no scheduler, still RUNNING.
+        assert [f.id for f in await backend.list_flows()] == ["nap"]
+        page = await backend.search_executions(ExecutionFilter())
+        assert [(e.id, e.state.current) for e in page.results] == [(left.id, "RUNNING")]
+        assert await backend.engine_call(running) == ([], False)
+
+        await backend.start()
+        assert backend.started
+        await backend.start()  # once is enough; a second call is a no-op
+        _, scheduling = await backend.engine_call(running)
+        assert scheduling
+        async with asyncio.timeout(10):
+            async for snapshot in backend.follow_execution(left.id):
+                final = snapshot
+        assert final.state.current == "SUCCESS"
+    finally:
+        await backend.close()
+    assert not backend.started
+
+    # The default (start=True) recovers and schedules at connect, as before.
+    backend = EmbeddedBackend(settings(tmp_path, scheduler=True))
+    await backend.connect()
+    try:
+        assert backend.started
+        assert (await backend.engine_call(running))[1]
+    finally:
+        await backend.close()

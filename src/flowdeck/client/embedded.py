@@ -108,8 +108,13 @@ class EmbeddedBackend:
 
     def __init__(self, settings: EngineSettings, *, clock: Clock | None = None,
                  ids: Callable[[], str] | None = None,
-                 stream_credits: int = STREAM_CREDITS) -> None:
+                 stream_credits: int = STREAM_CREDITS, start: bool = True) -> None:
+        """`start=False` opens the engine without starting it: no recovery of what an earlier
+        process left unfinished, no scheduler, so reading (flows, executions, logs,
+        approvals) changes nothing; `await start()` starts it before a state change."""
         self.settings = settings
+        self._start = start
+        self._started = False
         self._clock = clock
         self._ids = ids
         self._credits = max(1, stream_credits)
@@ -123,6 +128,11 @@ class EmbeddedBackend:
     @property
     def name(self) -> str:
         return "embedded"
+
+    @property
+    def started(self) -> bool:
+        """Whether the connected engine runs (recovery done, scheduler on if configured)."""
+        return self._started
 
     @property
     def engine_loop(self) -> asyncio.AbstractEventLoop | None:
@@ -143,15 +153,26 @@ class EmbeddedBackend:
             self._loop, self._thread = loop, thread
             try:
                 future = asyncio.run_coroutine_threadsafe(
-                    Engine.open(self.settings, clock=self._clock, ids=self._ids), loop)
+                    Engine.open(self.settings, clock=self._clock, ids=self._ids,
+                                start=self._start), loop)
                 self._engine = await asyncio.wrap_future(future)
             except BaseException:
                 await self._stop_thread()
                 raise
+            self._started = self._start
             self._capabilities = Capabilities(kind="embedded", version=flowdeck_version(),
                                               approvals=True, staging=True,
                                               action_paths="2.x")
             return self._capabilities
+
+    async def start(self) -> None:
+        """Start an engine connected with `start=False` (recovery, then the scheduler if the
+        settings ask for it); a no-op once it runs."""
+        async with self._lock:
+            if self._started:
+                return
+            await self.engine_call(lambda e: e.start())
+            self._started = True
 
     @staticmethod
     def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -186,6 +207,7 @@ class EmbeddedBackend:
             engine, loop = self._engine, self._loop
             self._engine = None
             self._capabilities = None
+            self._started = False
             try:
                 if loop is not None and not loop.is_closed():
                     for pump in list(self._pumps):

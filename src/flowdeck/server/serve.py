@@ -129,6 +129,22 @@ async def resolve_auth(engine: Engine, options: ServerOptions) -> tuple[ServerOp
     return replace(options, auth_required=required), how
 
 
+def parse_listen(spec: str) -> tuple[str, int]:
+    """`HOST:PORT`, `[V6]:PORT` or a bare `PORT` (on 127.0.0.1) -> (host, port)."""
+    text = spec.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "127.0.0.1", text
+    host = host.strip()
+    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
+        raise ServeError(f"--serve {spec!r}: write an IPv6 address as [ADDRESS]:PORT")
+    if not host:
+        raise ServeError(f"--serve {spec!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ServeError(f"--serve {spec!r}: the port must be a number from 0 to 65535")
+    return host.strip("[]"), int(port_text)
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening-ready TCP socket on host:port (port 0: the kernel picks one)."""
     try:
@@ -167,6 +183,104 @@ async def install_staging_flows(engine: Engine) -> str | None:
     return ("staging webhooks refuse every call until these are set: " + ", ".join(missing))
 
 
+@dataclass
+class HttpService:
+    """The HTTP API running on the current loop over an engine; `stop()` ends it."""
+
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+    url: str
+    auth_line: str
+    app: Any
+
+    async def stop(self, forced: asyncio.Event | None = None) -> None:
+        """No new connections, open event streams end, requests in flight get `GRACEFUL_S`
+        (or until `forced` is set), then the server is gone."""
+        self.app.state.auth.shutdown.set()
+        self.server.should_exit = True
+        waiters: set[asyncio.Future[Any]] = {self.task}
+        force = asyncio.ensure_future(forced.wait()) if forced is not None else None
+        if force is not None:
+            waiters.add(force)
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if not self.task.done():
+                self.server.force_exit = True
+            await _result(self.task)
+        finally:
+            if force is not None:
+                force.cancel()
+
+
+def server_config(app: Any, options: ServerOptions, *, access_log: bool,
+                  log_config: dict[str, Any] | None = None) -> uvicorn.Config:
+    if log_config is None:
+        log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+        log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout: the URL
+    config = uvicorn.Config(
+        app, host=options.host, port=options.port, lifespan="off", log_level="warning",
+        log_config=log_config,
+        access_log=access_log, server_header=False, date_header=True,
+        proxy_headers=False, timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=GRACEFUL_S, ws="none")
+    config.load()
+    if access_log:
+        access = logging.getLogger("uvicorn.access")
+        access.setLevel(logging.INFO)  # its lines are INFO; the rest of uvicorn warns
+        if not any(isinstance(f, RedactWebhookKeys) for f in access.filters):
+            access.addFilter(RedactWebhookKeys())
+    return config
+
+
+async def launch(engine: Engine, options: ServerOptions, sock: socket.socket, auth_line: str,
+                 *, access_log: bool = False, log_config: dict[str, Any] | None = None,
+                 stop: asyncio.Event | None = None) -> HttpService | None:
+    """Serve on `sock` (already bound) from this loop; answers once connections are
+    accepted, or None when `stop` was set first. Raises ServeError if uvicorn cannot start."""
+    app = create_app(engine, options)
+    server = _Server(server_config(app, options, access_log=access_log,
+                                   log_config=log_config))
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="flowdeck-http")
+    service = HttpService(server, serving, url_for(options.host, options.port), auth_line, app)
+    while not server.started and not serving.done():
+        if stop is not None and stop.is_set():
+            await service.stop()
+            return None
+        await asyncio.sleep(0.01)
+    if not server.started:
+        await _result(serving)
+        raise ServeError("the HTTP server stopped while starting")
+    return service
+
+
+async def serve_alongside(engine: Engine, options: ServerOptions, sock: socket.socket, *,
+                          log_file: str | None = None) -> HttpService:
+    """The HTTP API next to a running engine (the deck's `--serve`): checks auth as `flowdeck
+    serve` does, installs the staging flows, serves on `sock` until `stop()`. uvicorn's own
+    messages go to `log_file` (the terminal belongs to the deck)."""
+    options, how = await resolve_auth(engine, options)
+    options = replace(options, port=sock.getsockname()[1])
+    await install_staging_flows(engine)
+    log_config = _file_log_config(log_file)
+    service = await launch(engine, options, sock, how, log_config=log_config)
+    assert service is not None  # no stop event: it runs or raises
+    return service
+
+
+def _file_log_config(path: str | None) -> dict[str, Any]:
+    handler: dict[str, Any] = (
+        {"class": "logging.FileHandler", "filename": path, "encoding": "utf-8",
+         "formatter": "default"} if path else {"class": "logging.NullHandler"})
+    return {"version": 1, "disable_existing_loggers": False,
+            "formatters": {"default": {"format": "%(asctime)s %(levelname)s %(message)s"}},
+            "handlers": {"default": handler},
+            "loggers": {"uvicorn": {"handlers": ["default"], "level": "WARNING",
+                                    "propagate": False},
+                        "uvicorn.error": {"level": "WARNING"},
+                        "uvicorn.access": {"handlers": ["default"], "level": "WARNING",
+                                           "propagate": False}}}
+
+
 async def serve_engine(engine: Engine, options: ServerOptions, stopper: Stopper, *,
                        announce: Callable[[str], None], access_log: bool = False) -> int:
     """Serve `engine` (opened, not yet started) until `stopper` says stop; returns 0.
@@ -176,52 +290,27 @@ async def serve_engine(engine: Engine, options: ServerOptions, stopper: Stopper,
     options, how = await resolve_auth(engine, options)
     sock = bind(options.host, options.port)
     try:
-        port = sock.getsockname()[1]
-        options = replace(options, port=port)
+        options = replace(options, port=sock.getsockname()[1])
         await engine.start()  # recovery, then the scheduler
         staging_note = await install_staging_flows(engine)
-        app = create_app(engine, options)
-        log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-        log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout: the URL
-        config = uvicorn.Config(
-            app, host=options.host, port=port, lifespan="off", log_level="warning",
-            log_config=log_config,
-            access_log=access_log, server_header=False, date_header=True,
-            proxy_headers=False, timeout_keep_alive=KEEP_ALIVE_S,
-            timeout_graceful_shutdown=GRACEFUL_S, ws="none")
-        config.load()
-        if access_log:
-            access = logging.getLogger("uvicorn.access")
-            access.setLevel(logging.INFO)  # its lines are INFO; the rest of uvicorn warns
-            if not any(isinstance(f, RedactWebhookKeys) for f in access.filters):
-                access.addFilter(RedactWebhookKeys())
-        server = _Server(config)
-        serving = asyncio.create_task(server.serve(sockets=[sock]), name="flowdeck-http")
+        service = await launch(engine, options, sock, how, access_log=access_log,
+                               stop=stopper.requested)
+        if service is None:
+            return 0
+        announce(f"flowdeck serving {service.url}")
+        announce(how)
+        if staging_note:
+            announce(staging_note)
         stop = asyncio.create_task(stopper.requested.wait())
-        forced = asyncio.create_task(stopper.forced.wait())
         try:
-            while not server.started and not serving.done() and not stop.done():
-                await asyncio.sleep(0.01)
-            if server.started:
-                announce(f"flowdeck serving {url_for(options.host, port)}")
-                announce(how)
-                if staging_note:
-                    announce(staging_note)
-            await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
-            app.state.auth.shutdown.set()  # open event streams end now
-            server.should_exit = True
-            await asyncio.wait({serving, forced}, return_when=asyncio.FIRST_COMPLETED)
-            if not serving.done():
-                server.force_exit = True
-            await _result(serving)
-            left = len(engine.runners)
-            if left:
-                announce(f"flowdeck stopping: {left} unfinished execution(s) continue when it "
-                         "starts again")
+            await asyncio.wait({service.task, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (stop, forced, serving):
-                task.cancel()
-            await asyncio.gather(stop, forced, serving, return_exceptions=True)
+            stop.cancel()
+        await service.stop(stopper.forced)
+        left = len(engine.runners)
+        if left:
+            announce(f"flowdeck stopping: {left} unfinished execution(s) continue when it "
+                     "starts again")
     finally:
         sock.close()
     return 0
