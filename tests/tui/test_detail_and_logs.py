@@ -170,3 +170,123 @@ async def test_log_pane_follows_a_running_execution(backend: EmbeddedBackend,
         await backend.kill(ex.id)
         await wait_for(lambda: screen.execution is not None
                        and screen.execution.state.current == "KILLED", timeout=20)
+
+
+async def test_log_view_toggles_reindex_without_losing_the_cursor_row() -> None:
+    """The display index holds no text: timestamps (unwrapped) keep the very same index, wrap
+    and the level filter re-index the kept rows, and the cursor stays on its row."""
+    from textual.app import App
+
+    from flowdeck.core.models import LogEntry
+
+    def entry(seq: int, level: str, attempt: int, message: str) -> LogEntry:
+        return LogEntry("e", seq, "ns", "f", "job", "tr1", attempt,
+                        f"2026-01-01T00:00:{seq:02d}.000000Z", level, message)
+
+    view = LogView(max_lines=40)
+
+    class Host(App[None]):
+        def compose(self):  # type: ignore[no-untyped-def]
+            yield view
+
+    entries = [entry(i, "ERROR" if i % 3 == 0 else "INFO", 1 if i < 20 else 2,
+                     f"m{i} " + ("x" * 90 if i == 7 else "short")) for i in range(1, 31)]
+    async with Host().run_test(size=(60, 10)) as pilot:
+        view.add_entries(entries)
+        lines = view.lines_plain()
+        assert len(lines) == 31 and "attempt 2" in lines[19]  # 30 rows and one separator
+        assert lines[0] == "00:00:01.000 INFO  job  m1 short"
+        region = view.scrollable_content_region.width
+        assert view.virtual_size.width == 13 + len("INFO  job  m7 " + "x" * 90) > region
+        view._set_cursor(9)  # the row of m10 (no separator before it)
+        assert view.line_text(9).endswith("m10 short")
+
+        index = view._lines
+        view.timestamps = False  # unwrapped: nothing re-indexed, only the width changes
+        await pilot.pause()
+        assert view._lines is index and view.cursor == 9
+        assert view.line_text(9) == "INFO  job  m10 short"
+        assert view.virtual_size.width == len("INFO  job  m7 " + "x" * 90)
+
+        view.wrap = True  # the long line becomes pieces no wider than the pane
+        await pilot.pause()
+        width = view._wrap_width
+        assert all(len(text) <= width for text in view.lines_plain())
+        pieces = [view.line_text(n) for n, ln in enumerate(view._lines) if view._row(ln).seq
+                  == 7 and ln.row >= 0]
+        assert len(pieces) > 1 and "".join(pieces) == "INFO  job  m7 " + "x" * 90
+        assert view.line_text(view.cursor).endswith("m10 short")  # still on its row
+        view.timestamps = True  # wrapped: the pieces move, so it re-indexes
+        await pilot.pause()
+        pieces = [view.line_text(n) for n, ln in enumerate(view._lines) if view._row(ln).seq
+                  == 7 and ln.row >= 0]
+        assert "".join(pieces) == "00:00:07.000 INFO  job  m7 " + "x" * 90
+        assert view.line_text(view.cursor).endswith("m10 short")
+
+        await pilot.resize_terminal(40, 10)  # narrower: every wrapped line is cut again
+        await pilot.pause()
+        assert view._wrap_width < width
+        pieces = [view.line_text(n) for n, ln in enumerate(view._lines) if view._row(ln).seq
+                  == 7 and ln.row >= 0]
+        assert all(len(p) <= view._wrap_width for p in pieces)
+        assert "".join(pieces) == "00:00:07.000 INFO  job  m7 " + "x" * 90
+        assert view.line_text(view.cursor).endswith("m10 short")
+        view.add_entries([entry(31, "INFO", 2, "y" * 50)])  # cut for the new width too
+        pieces = [view.line_text(n) for n, ln in enumerate(view._lines) if view._row(ln).seq
+                  == 31 and ln.row >= 0]
+        assert len(pieces) > 1 and all(len(p) <= view._wrap_width for p in pieces)
+        assert "".join(pieces) == "00:00:31.000 INFO  job  " + "y" * 50
+
+        view.wrap = False
+        view.min_level = "ERROR"  # only ERROR rows (the separator opens an INFO row: hidden)
+        await pilot.pause()
+        texts = view.lines_plain()
+        assert len(texts) == 10 and all(" ERROR " in t for t in texts)
+        view.min_level = "TRACE"
+        await pilot.pause()
+        assert view.line_count == 32
+
+        # more rows than kept: the front is trimmed (separators with their row)
+        view.add_entries([entry(i, "INFO", 3 if i >= 60 else 2, f"n{i}") for i in range(32, 71)])
+        texts = view.lines_plain()
+        assert len(view.rows) == 40 and view.dropped == 30
+        assert texts[0].endswith("y" * 50) and "attempt 3" in texts[29] and texts[-1].endswith(
+            "n70")
+        assert view.follow and view.scroll_offset.y == view.max_scroll_y
+        # the pane grew without a screen layout: its scrollbar still knows the new size
+        assert view.show_vertical_scrollbar
+        assert view.vertical_scrollbar.window_virtual_size == view.line_count
+        assert view.vertical_scrollbar.position == view.scroll_offset.y
+        await pilot.pause()
+        assert "n70" in screen_text(pilot.app)  # painted: the end shows while following
+
+
+async def test_log_view_wrapped_error_pieces_are_error_coloured_throughout() -> None:
+    """Every piece of a wrapped ERROR line has the error colour from its first cell (a
+    negative start once counted from the piece's end, leaving its head uncoloured)."""
+    from textual.app import App
+
+    from flowdeck.core.models import LogEntry
+    from flowdeck.tui.theme import rich_style
+
+    view = LogView(max_lines=10)
+
+    class Host(App[None]):
+        def get_theme_variable_defaults(self) -> dict[str, str]:
+            return {"level-error": "#ff2020"}
+
+        def compose(self):  # type: ignore[no-untyped-def]
+            yield view
+
+    async with Host().run_test(size=(40, 8)) as pilot:
+        view.wrap = True
+        view.add_entries([LogEntry("e", 1, "ns", "f", "job", "tr1", 1,
+                                   "2026-01-01T00:00:01.000000Z", "ERROR", "z" * 100)])
+        await pilot.pause()
+        assert view.line_count >= 3
+        colour = rich_style(pilot.app, "level-error").color
+        assert colour is not None
+        for y in range(1, view.line_count):  # the continuation pieces
+            cells = [seg for seg in view.render_line(y) if seg.text.strip()]
+            assert cells and all(seg.style is not None and seg.style.color == colour
+                                 for seg in cells), y

@@ -467,9 +467,10 @@ async def test_markup_and_escapes_in_urls_reasons_and_logs_render_literally(
             await wait_for(lambda: screen.source.row_count() == 1)
             await wait_for(lambda: any(literal in line
                                        for line in screen.run_log.lines_plain()))
+            # The panel, the row and the details line (each painted on its own refresh).
+            await wait_for(lambda: screen_text(app).count(literal) >= 3)
             text = screen_text(app)
             assert "\x1b" not in text and "pwned" not in text
-            assert text.count(literal) >= 3  # the panel, the row and the details line
             await toasted(app, literal)
 
             # The engine refuses a client name with markup; its reason quotes the name.

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -35,6 +36,15 @@ from flowdeck.tui.widgets.log_view import LogView
 from flowdeck.tui.widgets.status import StatusBar
 
 GANTT_WIDTH = 24
+
+
+def text_shape(widget: Static, text: Text) -> int | None:
+    """The height `text` takes in the `height: auto` `widget`, when it is its number of
+    lines (no line is wider than the widget); None when a line wraps (the height then
+    depends on the words) or the widget is not laid out yet."""
+    lines = text.plain.split("\n")
+    width = widget.content_region.width
+    return None if any(cell_len(line) > width for line in lines) else len(lines)
 
 
 def task_depths(runs: list[TaskRun]) -> list[tuple[int, TaskRun]]:
@@ -102,6 +112,7 @@ class ExecutionScreen(DeckScreen):
         self.execution_id = execution_id
         self.execution: Execution | None = None
         self.search_text = ""
+        self._shapes: dict[str, int | None] = {}  # what `update_text` last laid out
 
     def compose(self) -> ComposeResult:
         yield StatusBar()
@@ -223,7 +234,7 @@ class ExecutionScreen(DeckScreen):
             if labels:
                 summary.append("\n" + sanitize_line(labels, 300), style=rich_style(
                     app, "secondary"))
-        self.query_one("#summary", Static).update(summary)
+        self.update_text("summary", summary)
 
         start = ex.state.start_date
         span = max(0.001, execution_seconds(ex, now))
@@ -243,7 +254,7 @@ class ExecutionScreen(DeckScreen):
             lines.append(f" {duration_text((end - tr.state.start_date).total_seconds())}\n")
         if not ex.task_runs:
             lines.append("no task runs yet")
-        self.query_one("#tasks", Static).update(lines)
+        self.update_text("tasks", lines)
 
         io = Text(end="")
         io.append("Inputs\n", style="bold")
@@ -256,7 +267,22 @@ class ExecutionScreen(DeckScreen):
                 outputs.setdefault(tr.task_id + (f"[{tr.value}]" if tr.value else ""),
                                    tr.outputs)
         io.append(sanitize(json.dumps(outputs, indent=2, ensure_ascii=False, default=str)))
-        self.query_one("#io", Static).update(io)
+        self.update_text("io", io)
+
+    def update_text(self, widget_id: str, text: Text) -> None:
+        """`Static.update` that re-lays out the screen only when the pane's height may
+        change. The summary, task tree and io panes are `height: auto`, and the tick
+        rewrites them every second with the same shape (durations, bars): a layout of the
+        whole screen each time would compete with keys and the log pane for nothing."""
+        widget = self.query_one(f"#{widget_id}", Static)
+        if not widget.display:  # hidden (the io pane): showing it lays the screen out
+            self._shapes[widget_id] = None
+            widget.update(text, layout=False)
+            return
+        shape = text_shape(widget, text)
+        same = shape is not None and shape == self._shapes.get(widget_id)
+        self._shapes[widget_id] = shape
+        widget.update(text, layout=not same)
 
     def update_logbar(self) -> None:
         log = self.log_view
@@ -267,7 +293,8 @@ class ExecutionScreen(DeckScreen):
             parts.append(f"search: {sanitize_line(self.search_text, 40)}")
         if log.dropped:
             parts.append(f"{log.dropped} older lines dropped")
-        self.query_one("#logbar", Static).update(Content("  │  ".join(parts)))
+        # one line high whatever it says (CSS): repaint it, never re-lay out the screen
+        self.query_one("#logbar", Static).update(Content("  │  ".join(parts)), layout=False)
 
     @on(LogView.FollowChanged)
     def follow_changed(self) -> None:

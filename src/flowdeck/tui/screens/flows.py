@@ -267,7 +267,7 @@ class RunFormScreen(ModalScreen[str | None]):
     """Inputs form from the flow's declared inputs: types, defaults, required."""
 
     DEFAULT_CSS = scoped_modal_css("RunFormScreen") + """
-    RunFormScreen VerticalScroll { height: auto; max-height: 20; }
+    RunFormScreen VerticalScroll { height: auto; max-height: 50vh; }
     RunFormScreen .field { height: auto; }
     RunFormScreen .hint { color: $text-muted; }
     """
