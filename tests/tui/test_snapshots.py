@@ -20,7 +20,7 @@ from flowdeck.tui.screens.executions import ExecutionsScreen
 from flowdeck.tui.screens.flows import FlowScreen, FlowsScreen
 from flowdeck.tui.screens.help import HelpScreen
 from tui.deck_flows import APPROVAL, FAIL, HELLO
-from tui.deck_helpers import START, make_backend, wait_for
+from tui.deck_helpers import START, make_backend, screen_text, wait_for
 
 SIZES = [(120, 40), (80, 24)]
 IDS: dict[str, str] = {}
@@ -58,6 +58,8 @@ async def settled_list(pilot: Pilot[Any]) -> None:
                    and all(is_terminal(app.screen.source.execution(i).state.current)
                            or app.screen.source.execution(i).state.current == "PAUSED"
                            for i in range(3)))
+    # Painted and stamped: a screen pushed on top freezes what is behind it as it is now.
+    await wait_for(lambda: "PAUSED" in screen_text(app) and "updated 0s ago" in screen_text(app))
 
 
 async def go_executions(pilot: Pilot[Any]) -> None:
