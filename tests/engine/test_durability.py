@@ -173,3 +173,60 @@ async def test_clean_shutdown_leaves_running_work_recoverable(tmp_path: Path) ->
         assert seqs == list(range(1, len(seqs) + 1))
     finally:
         await eng.close()
+
+
+async def test_a_state_never_becomes_visible_before_the_log_lines_written_before_it(
+        tmp_path: Path) -> None:
+    """The writer snapshots executions when it takes a batch, not when it gets to write them:
+    a change made while a commit is in flight (here: held open by an operation) goes out with
+    the log lines staged alongside it, never ahead of them."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from flowdeck.core.models import Execution, LogEntry
+    from helpers import apply
+
+    engine = await open_engine(tmp_path / "data")
+    try:
+        await apply(engine, """
+            id: held
+            namespace: durability
+            tasks:
+              - id: wait
+                type: io.kestra.plugin.core.flow.Pause
+        """)
+        created = await engine.create_execution("durability", "held")
+        execution = Execution.from_dict(
+            (await engine.get_execution(created.id)).to_dict(engine.clock.now()))
+        store = engine.store
+        await store.flush()
+
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def held_open(conn: object) -> None:
+            entered.set()
+            await release.wait()
+
+        execution.state.to("RUNNING", datetime(2026, 1, 1, tzinfo=UTC))
+        store.stage_execution(execution)
+        operation = asyncio.create_task(store.run(held_open))
+        await asyncio.wait_for(entered.wait(), 10)
+        # While that commit is in flight: the line that explains the failure, then the failure.
+        store.stage_logs([LogEntry(execution.id, 10_000, "durability", "held", None, None, None,
+                                   "2026-01-01T00:00:01Z", "ERROR", "why it failed")])
+        execution.state.to("FAILED", datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC))
+        store.stage_execution(execution)
+        release.set()
+        await asyncio.wait_for(operation, 10)
+
+        row = await store.fetchone("SELECT state FROM executions WHERE id = ?", (execution.id,))
+        lines = await store.fetchall("SELECT message FROM logs WHERE execution_id = ? AND "
+                                     "seq = 10000", (execution.id,))
+        assert row is not None
+        assert (row["state"], len(lines)) in {("RUNNING", 0), ("FAILED", 1)}, (
+            row["state"], len(lines))
+        await store.flush()
+        row = await store.fetchone("SELECT state FROM executions WHERE id = ?", (execution.id,))
+        assert row is not None and row["state"] == "FAILED"
+    finally:
+        await engine.close()

@@ -50,6 +50,7 @@ from flowdeck.engine.query import ExecutionQuery, search_executions
 from flowdeck.engine.runner import ExecutionRunner
 from flowdeck.engine.store import DataDirLock, Store, execution_row
 from flowdeck.engine.templating import TemplateRenderer
+from flowdeck.engine.workdirs import WorkDirs
 
 ALLOWED_SYSTEM_LABELS = frozenset({"system.correlationId", "system.from"})
 
@@ -78,6 +79,7 @@ class Engine:
         self.new_id: Callable[[], str] = ids or new_id
         self.data_dir = settings.data_dir
         self.work_dir = self.data_dir / "work"
+        self.workdirs = WorkDirs(self.work_dir)
         self.lock = DataDirLock(self.data_dir)
         self.store = Store(self.data_dir / "flowdeck.db", self.clock, readers=settings.readers)
         self.bus = EventBus()
@@ -147,6 +149,7 @@ class Engine:
         for task in drivers:
             task.cancel()
         await asyncio.gather(*drivers, return_exceptions=True)
+        self.workdirs.drop_spare()
         await self.store.close()
         self.lock.release()
         self._opened = False
@@ -480,6 +483,8 @@ class Engine:
                         except TimeoutError:
                             break  # a periodic re-check from the store
                         if is_terminal(event.state):
+                            # Let the runner go first, so one read of the store settles it.
+                            await self._settled(execution_id)
                             break
                     sub.lagged = False
                     while not sub.queue.empty():

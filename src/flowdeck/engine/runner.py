@@ -103,6 +103,14 @@ class RunContext:
     def workdir(self) -> Path:
         return self.runner.engine.work_dir / self.execution.id / self.task_run.id
 
+    def create_workdir(self) -> Path:
+        """This task run's working directory, made if it does not exist yet."""
+        return self.runner.engine.workdirs.create(self.workdir)
+
+    def prepare_next_workdir(self) -> None:
+        """Make the next task run's directory ahead of need (while this task's process runs)."""
+        self.runner.engine.workdirs.prepare_spare()
+
     @property
     def services(self) -> Engine:
         return self.runner.engine
@@ -120,6 +128,9 @@ class RunContext:
 
     def log_lines(self, level: str, lines: list[str]) -> None:
         self.runner.emit_logs(self.task_run, level, lines)
+
+    def log_backlogged(self) -> bool:
+        return self.runner.engine.store.log_backlogged()
 
     async def log_room(self) -> None:
         await self.runner.engine.store.log_room()

@@ -109,6 +109,12 @@ class TaskContext(Protocol):
     @property
     def workdir(self) -> Path: ...
 
+    def create_workdir(self) -> Path:
+        """Make `workdir` exist (fresh and empty if new) and return it."""
+
+    def prepare_next_workdir(self) -> None:
+        """Make a directory for a later task ahead of need (call while waiting anyway)."""
+
     @property
     def services(self) -> Any: ...
 
@@ -119,6 +125,9 @@ class TaskContext(Protocol):
     def log(self, level: str, message: str) -> None: ...
 
     def log_lines(self, level: str, lines: list[str]) -> None: ...
+
+    def log_backlogged(self) -> bool:
+        """Whether `log_room` would wait now (too many lines waiting to be stored)."""
 
     async def log_room(self) -> None:
         """Wait while too many log lines are waiting to be stored (backpressure)."""

@@ -13,7 +13,9 @@ import fcntl
 import json
 import os
 import signal
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from flowdeck.engine.tasks.base import RunnableTask, TaskContext, TaskFailure
 
 CHUNK = 1 << 15
 KILL_GRACE_S = 1.0
+#: How often a child is looked at when no pidfd can be had for it (no file descriptor left).
+POLL_S = 0.005
 #: Pipe and reader buffer size. Small on purpose: a task that prints faster than lines can be
 #: stored waits in its own write() instead of building a backlog that delays live followers.
 PIPE_BYTES = 1 << 14
@@ -44,13 +48,7 @@ class _ShellTask(RunnableTask):
         raise NotImplementedError
 
     async def execute(self, ctx: TaskContext) -> dict[str, Any] | None:
-        workdir = ctx.workdir
-        try:
-            os.mkdir(workdir)
-        except FileNotFoundError:
-            workdir.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:
-            pass
+        workdir = ctx.create_workdir()
         for name, content in self.inputFiles.items():
             target = (workdir / str(ctx.render(name))).resolve()
             if workdir.resolve() not in target.parents:
@@ -62,7 +60,8 @@ class _ShellTask(RunnableTask):
         env.update({str(k): str(ctx.render(v)) for k, v in self.env.items()})
         env["WORKING_DIR"] = str(workdir)
         argv = [*self.interpreter, body]
-        return await run_process(ctx, argv, env, workdir, warning_on_stderr=self.warningOnStdErr)
+        return await run_process(ctx, argv, env, workdir, warning_on_stderr=self.warningOnStdErr,
+                                 while_running=ctx.prepare_next_workdir)
 
 
 class Commands(_ShellTask):
@@ -100,36 +99,51 @@ def _parse_vars(line: str, into: dict[str, Any]) -> bool:
     return False
 
 
-async def _pump(stream: asyncio.StreamReader, level: str, ctx: TaskContext,
-                found_vars: dict[str, Any], seen: list[bool]) -> None:
-    pending = b""
-    while True:
-        chunk = await stream.read(CHUNK)
-        if not chunk:
-            break
-        pending += chunk
+class _Output:
+    """One of the child's output pipes (the non-blocking read end) and its unfinished line."""
+
+    __slots__ = ("fd", "level", "pending", "seen")
+
+    def __init__(self, fd: int, level: str) -> None:
+        self.fd = fd
+        self.level = level
+        self.pending = b""
+        self.seen = False
+
+    def feed(self, chunk: bytes, ctx: TaskContext, found_vars: dict[str, Any]) -> bool:
+        """Log the complete lines in `chunk`; True if any line was logged."""
+        pending = self.pending + chunk if self.pending else chunk
         if b"\n" not in pending:
             if len(pending) > 1 << 20:  # a 1 MiB line with no newline: flush it as is
-                ctx.log_lines(level, [pending.decode("utf-8", "replace")])
+                self.seen = True
+                ctx.log_lines(self.level, [pending.decode("utf-8", "replace")])
                 pending = b""
-            continue
-        *complete, pending = pending.split(b"\n")
+            self.pending = pending
+            return False
+        *complete, self.pending = pending.split(b"\n")
         lines = [raw.decode("utf-8", "replace").rstrip("\r") for raw in complete]
         if any(line.startswith("::{") for line in lines):
             lines = [line for line in lines if not _parse_vars(line, found_vars)]
-        if lines:
-            seen[0] = True
-            ctx.log_lines(level, lines)
-            await ctx.log_room()
-    if pending:
-        line = pending.decode("utf-8", "replace").rstrip("\r")
-        if not _parse_vars(line, found_vars):
-            seen[0] = True
-            ctx.log_lines(level, [line])
+        if not lines:
+            return False
+        self.seen = True
+        ctx.log_lines(self.level, lines)
+        return True
+
+    def finish(self, ctx: TaskContext, found_vars: dict[str, Any]) -> None:
+        """The pipe reached its end: log a last line that had no newline."""
+        if self.pending:
+            line = self.pending.decode("utf-8", "replace").rstrip("\r")
+            self.pending = b""
+            if not _parse_vars(line, found_vars):
+                self.seen = True
+                ctx.log_lines(self.level, [line])
 
 
 def _small_pipe() -> tuple[int, int]:
+    """(read end, write end): close-on-exec, the read end non-blocking and small."""
     read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
     if set_size is not None:
         with contextlib.suppress(OSError):
@@ -137,12 +151,102 @@ def _small_pipe() -> tuple[int, int]:
     return read_fd, write_fd
 
 
-async def _reader(loop: asyncio.AbstractEventLoop, fd: int
-                  ) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-    reader = asyncio.StreamReader(limit=PIPE_BYTES, loop=loop)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(fd, "rb", buffering=0))
-    return reader, transport
+def _pidfd_works() -> bool:
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return False
+    try:
+        os.close(opener(os.getpid()))
+    except OSError:  # an old kernel, or a sandbox that forbids the call
+        return False
+    return True
+
+
+#: Whether child exits can be watched through a pidfd on the event loop (Linux 5.3+). If not,
+#: asyncio's child watcher does it (a thread per child on Python 3.11).
+USE_PIDFD = _pidfd_works()
+
+
+class _Child:
+    """A started child process, reaped without a watcher thread.
+
+    Usually its output pipes reach their end as it exits, and one non-blocking `waitpid`
+    then finds it gone; only if it is still running is it watched, through a pidfd on the
+    event loop (or, should no file descriptor be left for that, by looking again every few
+    milliseconds).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, popen: subprocess.Popen[bytes]) -> None:
+        self.pid = popen.pid
+        self._loop = loop
+        self._popen = popen
+        self._pidfd: int | None = None
+        self._watched = False
+        self._waiters: list[asyncio.Future[int]] = []
+
+    @property
+    def returncode(self) -> int | None:
+        return self._popen.returncode
+
+    def _poll(self) -> int | None:
+        """The exit code, reaping the child if it has exited; None while it runs."""
+        if self._popen.returncode is not None:
+            return self._popen.returncode
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped behind our back: asyncio's convention
+            code = 255
+        else:
+            if pid == 0:
+                return None
+            code = os.waitstatus_to_exitcode(status)
+        # Popen now knows it is gone, so it never waits for or warns about it itself.
+        self._popen.returncode = code
+        if self._pidfd is not None:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(code)
+        self._waiters.clear()
+        return code
+
+    def _poll_later(self) -> None:
+        if self._poll() is None:
+            self._loop.call_later(POLL_S, self._poll_later)
+
+    async def wait(self) -> int:
+        code = self._poll()
+        if code is not None:
+            return code
+        if not self._watched:
+            self._watched = True
+            try:
+                # Safe: the pid cannot be reused before we reap it.
+                self._pidfd = os.pidfd_open(self.pid)
+            except OSError:
+                self._loop.call_later(POLL_S, self._poll_later)
+            else:
+                self._loop.add_reader(self._pidfd, self._poll)  # readable once it has exited
+        waiter: asyncio.Future[int] = self._loop.create_future()
+        self._waiters.append(waiter)
+        return await waiter
+
+
+class _AsyncioChild:
+    """The same face over an asyncio subprocess, where pidfds are not available."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.pid = proc.pid
+        self._proc = proc
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    async def wait(self) -> int:
+        return await self._proc.wait()
 
 
 def _kill_group(pid: int, sig: int) -> None:
@@ -150,50 +254,99 @@ def _kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+async def _spawn(loop: asyncio.AbstractEventLoop, argv: list[str], env: dict[str, str],
+                 cwd: Path, out_w: int, err_w: int) -> _Child | _AsyncioChild:
+    if USE_PIDFD:
+        popen = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, env=env, cwd=cwd,
+            start_new_session=True)
+        return _Child(loop, popen)
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out_w, stderr=err_w, env=env,
+        cwd=cwd, start_new_session=True)
+    return _AsyncioChild(proc)
+
+
 async def run_process(ctx: TaskContext, argv: list[str], env: dict[str, str], cwd: Path,
-                      *, warning_on_stderr: bool = False) -> dict[str, Any]:
-    """Run argv, stream its output into the log, and return Kestra's shell outputs."""
+                      *, warning_on_stderr: bool = False,
+                      while_running: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Run argv, stream its output into the log, and return Kestra's shell outputs.
+
+    The pipes are watched straight on the event loop (one wake-up future for both, no
+    transports) and the child is reaped without a watcher thread: this is the per-task cost of
+    every shell task. It ends once both pipes are closed and the process has exited. Lines are
+    logged as they arrive; while too many lines wait to be stored, the pipes are left unread,
+    so a chatty task waits in its own write(). `while_running` is called once the process has
+    started: work that would otherwise make the next task wait.
+    """
     loop = asyncio.get_running_loop()
     out_r, out_w = _small_pipe()
     err_r, err_w = _small_pipe()
+    wake: asyncio.Future[None] | None = None
+
+    def poke() -> None:
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out_w, stderr=err_w, env=env,
-            cwd=str(cwd), start_new_session=True)
-    except OSError as exc:
-        for fd in (out_r, out_w, err_r, err_w):
-            os.close(fd)
-        raise TaskFailure(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
-    os.close(out_w)
-    os.close(err_w)
-    stdout, out_transport = await _reader(loop, out_r)
-    stderr, err_transport = await _reader(loop, err_r)
-    found_vars: dict[str, Any] = {}
-    stderr_seen = [False]
-    pumps = asyncio.gather(
-        _pump(stdout, "INFO", ctx, found_vars, [False]),
-        _pump(stderr, "WARN", ctx, found_vars, stderr_seen),
-    )
-    try:
-        await pumps
-        code = await proc.wait()
-    except asyncio.CancelledError:
-        await _terminate(proc)
-        pumps.cancel()
+        child = await _spawn(loop, argv, env, cwd, out_w, err_w)
+    except BaseException as exc:
+        os.close(out_r)
+        os.close(err_r)
+        if isinstance(exc, OSError):
+            raise TaskFailure(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
         raise
     finally:
-        out_transport.close()
-        err_transport.close()
+        os.close(out_w)
+        os.close(err_w)
+    found_vars: dict[str, Any] = {}
+    stdout, stderr = _Output(out_r, "INFO"), _Output(err_r, "WARN")
+    streams = [stdout, stderr]
+    for stream in streams:
+        loop.add_reader(stream.fd, poke)
+    try:
+        if while_running is not None:
+            while_running()
+        while streams:
+            wake = loop.create_future()
+            await wake
+            logged = False
+            for stream in list(streams):
+                try:
+                    chunk = os.read(stream.fd, CHUNK)
+                except BlockingIOError:
+                    continue
+                if chunk:
+                    logged = stream.feed(chunk, ctx, found_vars) or logged
+                    continue
+                stream.finish(ctx, found_vars)
+                loop.remove_reader(stream.fd)
+                os.close(stream.fd)
+                streams.remove(stream)
+            if logged and streams and ctx.log_backlogged():
+                for stream in streams:  # unread pipes would wake the loop over and over
+                    loop.remove_reader(stream.fd)
+                await ctx.log_room()
+                for stream in streams:
+                    loop.add_reader(stream.fd, poke)
+        code = await child.wait()
+    except asyncio.CancelledError:
+        await _terminate(child)
+        raise
+    finally:
+        for stream in streams:
+            loop.remove_reader(stream.fd)
+            os.close(stream.fd)
     outputs: dict[str, Any] = {"exitCode": code, "vars": found_vars}
     if code != 0:
         detail = f"was killed by signal {-code}" if code < 0 else f"failed with exit code {code}"
         raise TaskFailure(f"command {detail}")
-    if warning_on_stderr and stderr_seen[0]:
+    if warning_on_stderr and stderr.seen:
         outputs["_warning"] = True
     return outputs
 
 
-async def _terminate(proc: asyncio.subprocess.Process) -> None:
+async def _terminate(proc: _Child | _AsyncioChild) -> None:
     """SIGTERM the whole group, then SIGKILL whatever is left after a short grace."""
     if proc.returncode is None:
         _kill_group(proc.pid, signal.SIGTERM)
