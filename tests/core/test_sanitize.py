@@ -123,7 +123,7 @@ safe_text = st.text(
     )
 )
 
-many = settings(max_examples=2_000, deadline=None)
+many = settings(max_examples=500, deadline=None)
 
 
 @many

@@ -45,6 +45,8 @@ T = TypeVar("T")
 
 #: Items a stream may have in flight between the engine and a consumer that is not reading.
 STREAM_CREDITS = 256
+#: Credits a consumer hands back at once (fewer cross-thread wake-ups on a busy stream).
+CREDIT_BATCH = 32
 #: How long `close()` waits for the engine to stop cleanly.
 CLOSE_TIMEOUT = 30.0
 #: Approval statuses a list may ask for ("all" or None: every one).
@@ -292,18 +294,26 @@ class EmbeddedBackend:
                 with contextlib.suppress(RuntimeError):
                     caller.call_soon_threadsafe(finished.set)
 
-        def top_up() -> None:
+        def top_up(count: int) -> None:
             if emitters:
-                emitters[0].top_up()
+                for _ in range(count):
+                    emitters[0].top_up()
 
         future = asyncio.run_coroutine_threadsafe(pump(), loop)
         self._pumps.add(future)  # only ever touched from the caller's thread
+        owed = 0  # credits consumed here and not yet handed back
         try:
             while True:
                 kind, item = await queue.get()
                 if kind == "item":
-                    with contextlib.suppress(RuntimeError):  # the engine loop has stopped
-                        loop.call_soon_threadsafe(top_up)
+                    owed += 1
+                    # Hand credits back in batches (one wake-up of the engine thread per
+                    # batch, not per item), and all of them whenever the queue runs dry, so
+                    # the pump never waits on credits a caught-up consumer is holding.
+                    if owed >= CREDIT_BATCH or queue.empty():
+                        with contextlib.suppress(RuntimeError):  # the engine loop has stopped
+                            loop.call_soon_threadsafe(top_up, owed)
+                        owed = 0
                     yield item
                 elif kind == "error":
                     raise item
