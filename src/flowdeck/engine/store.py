@@ -33,7 +33,7 @@ from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.schema import migrate
 
 T = TypeVar("T")
-LOG_BACKLOG = 1024
+LOG_BACKLOG = 512
 #: How long staged snapshots and log lines may gather before a commit when nobody waits for
 #: one (an operation, a flush or a log backlog commits at once). Each commit re-serialises
 #: every staged execution whole and costs an fsync; a run of short tasks (shell `true`) pays
