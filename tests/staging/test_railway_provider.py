@@ -269,3 +269,32 @@ async def test_the_running_shape(tmp_path: Path) -> None:
                 assert json.dumps(final["outputs"]["response"])
         finally:
             await engine.close()
+
+
+async def test_the_five_slots_are_shared_by_the_three_staging_flows(tmp_path: Path) -> None:
+    """Four slow clones and two lists at once, with room for 20 executions engine-wide: the
+    three staging flows share one limit of 5, so one list waits (QUEUED) and never more than
+    five staging executions run together."""
+    async with running(RailwayStandIn(create_delay=1.0)) as standin:
+        engine = await open_staging_engine(tmp_path / "data", staging=railway_config(standin),
+                                           max_concurrent_executions=20)
+        try:
+            ids = [(await engine.create_execution(
+                "dev.deployment", "clone-staging-api", inputs={"client_name": f"c{i}"})).id
+                for i in range(4)]
+            ids += [(await engine.create_execution(
+                "dev.deployment", "list-staging-environments")).id for _ in range(2)]
+            executions = [await engine.wait_until_terminal(i, timeout=30) for i in ids]
+        finally:
+            await engine.close()
+    histories = [[h.state for h in e.state.histories] for e in executions]
+    assert all(states[-1] == "SUCCESS" for states in histories), histories
+    assert sum("QUEUED" in states for states in histories) == 1, histories
+    intervals = [(next(h.date for h in e.state.histories if h.state == "RUNNING"),
+                  e.state.histories[-1].date) for e in executions]
+    events = sorted([(s, 1) for s, _ in intervals] + [(end, -1) for _, end in intervals])
+    running_now = peak = 0
+    for _, delta in events:
+        running_now += delta
+        peak = max(peak, running_now)
+    assert peak == 5

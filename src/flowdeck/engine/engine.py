@@ -30,6 +30,8 @@ from flowdeck.core.errors import (
 )
 from flowdeck.core.ids import new_id
 from flowdeck.core.models import Execution, StateInfo, TaskRun
+from flowdeck.core.staging import CLONE_FLOW, DELETE_FLOW, LIST_FLOW
+from flowdeck.core.staging import NAMESPACE as STAGING_NAMESPACE
 from flowdeck.core.states import (
     FAILED_STATES,
     RESTARTABLE_STATES,
@@ -53,6 +55,19 @@ from flowdeck.engine.templating import TemplateRenderer
 from flowdeck.engine.workdirs import WorkDirs
 
 ALLOWED_SYSTEM_LABELS = frozenset({"system.correlationId", "system.from"})
+
+
+#: The bundled staging flows, which share one concurrency limit.
+STAGING_FLOWS = frozenset({CLONE_FLOW, LIST_FLOW, DELETE_FLOW})
+
+
+def concurrency_key(flow: FlowDefinition) -> tuple[str, str]:
+    """Whose slots a flow's `concurrency` limit counts: its own, except that the bundled staging
+    flows (clone, list, delete) share one limit, so at most that many staging executions run at
+    once whichever flows they are."""
+    if flow.namespace == STAGING_NAMESPACE and flow.id in STAGING_FLOWS:
+        return (STAGING_NAMESPACE, "*staging*")
+    return (flow.namespace, flow.id)
 
 
 @dataclass(slots=True)
@@ -287,7 +302,7 @@ class Engine:
     def _flow_changed(self, flow: FlowDefinition, kind: str) -> None:
         if self.scheduler is not None:
             self.scheduler.sync_flow(flow.namespace, flow.id)
-        slots = self._flow_slots.get((flow.namespace, flow.id))
+        slots = self._flow_slots.get(concurrency_key(flow))
         if slots is not None and flow.concurrency is not None:
             slots.limit = flow.concurrency.limit
         self.bus.publish(FLOW, FlowEvent(kind, flow.namespace, flow.id))
@@ -381,7 +396,7 @@ class Engine:
     def _slots_for(self, flow: FlowDefinition) -> Slots | None:
         if flow.concurrency is None:
             return None
-        key = (flow.namespace, flow.id)
+        key = concurrency_key(flow)
         slots = self._flow_slots.get(key)
         if slots is None:
             slots = self._flow_slots[key] = Slots(flow.concurrency.limit)
