@@ -1060,36 +1060,6 @@ def staging_error(message: str) -> None:
     print(f"flowdeck: {sanitize_line(message, 2000)}", file=sys.stderr, flush=True)
 
 
-#: How long a failed staging run's reason may lag behind its final state (see below).
-REASON_LAG = 2.0
-
-
-async def staging_outcome(staging: Any, final: Execution) -> dict[str, Any]:
-    """`StagingClient.outcome`, patient with the reason: the engine can commit an execution's
-    final state one group commit before the log line that says why it failed, and a reason
-    read in between would only say "the execution ended FAILED" (and the input refusal would
-    go unrecognised). Read the logs again for a moment before settling for that."""
-    from flowdeck.client.staging import StagingFailed
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + REASON_LAG
-    while True:
-        try:
-            response: dict[str, Any] = await staging.outcome(final)
-            return response
-        except StagingFailed as exc:
-            if exc.reason != f"the execution ended {final.state.current}" \
-                    or loop.time() >= deadline:
-                raise
-        await asyncio.sleep(0.05)
-
-
-def environment_dict(env: Any) -> dict[str, Any]:
-    return {"name": env.name, "id": env.id, "client_name": env.client_name,
-            "source_environment": env.source_environment, "url": env.url,
-            "status": env.status, "created_at": env.created_at}
-
-
 async def cmd_staging(args: argparse.Namespace, settings: Settings, p: Printer) -> int:
     """`staging list|clone|delete`: executions of the staging flows, through the embedded
     engine (installing the flows on first use) or `--url`/`--profile`'s server."""
@@ -1114,11 +1084,11 @@ async def cmd_staging(args: argparse.Namespace, settings: Settings, p: Printer) 
                     staging_error(f"staging list: execution {started.id} did not finish within "
                                   f"{LIST_TIMEOUT:g} s")
                     return EXIT_FAILED
-                await staging_outcome(staging, final)
+                await staging.outcome(final)
                 found = sorted(environments_of(final), key=lambda e: (e.created_at or "", e.name),
                                reverse=True)
                 if args.json:
-                    p.json([environment_dict(e) for e in found])
+                    p.json([dataclasses.asdict(e) for e in found])
                 else:
                     p.table(["NAME", "CLIENT", "SOURCE", "URL", "STATUS", "CREATED"], [
                         [e.name, e.client_name or "-", e.source_environment or "-",
@@ -1143,7 +1113,7 @@ async def cmd_staging(args: argparse.Namespace, settings: Settings, p: Printer) 
             else:
                 started = await staging.start_delete(args.environment_name)
             final = await staging.settle(started.id)
-            response = await staging_outcome(staging, final)
+            response = await staging.outcome(final)
         except StagingFailed as exc:
             code = staging_exit_code(args.action, exc.execution, exc.reason)
             if code == EXIT_USAGE:

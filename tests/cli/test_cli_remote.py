@@ -7,6 +7,7 @@ commands go over HTTP), and an environment that cannot see the user's configurat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -108,16 +109,15 @@ class Remote:
         return str(path)
 
 
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
-    root = tmp_path_factory.mktemp("remote")
+@contextlib.contextmanager
+def flowdeck_serve(root: Path, env: dict[str, str]) -> Iterator[str]:
+    """A real `flowdeck serve --port 0` subprocess on `root/server-data`; yields its URL."""
     stderr_path = root / "serve.err"
     with stderr_path.open("w") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "flowdeck.cli", "--data-dir", str(root / "server-data"),
              "serve", "--port", "0"],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, encoding="utf-8",
-            env=clean_env(root / "home"))
+            stdout=subprocess.PIPE, stderr=stderr, text=True, encoding="utf-8", env=env)
         try:
             assert proc.stdout is not None
             url, lines = "", []
@@ -136,7 +136,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
                 if match:
                     url = match.group(1)
             assert url, (lines, stderr_path.read_text(encoding="utf-8"))
-            yield Remote(root, url)
+            yield url
         finally:
             if proc.poll() is None:
                 proc.terminate()
@@ -147,6 +147,13 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
                     proc.wait(10)
             if proc.stdout is not None:
                 proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Remote]:
+    root = tmp_path_factory.mktemp("remote")
+    with flowdeck_serve(root, clean_env(root / "home")) as url:
+        yield Remote(root, url)
 
 
 def execution_id(stdout: str) -> str:

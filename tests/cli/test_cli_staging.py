@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-URL_LINE = re.compile(r"^flowdeck serving (http://[^\s/]+:\d+)$")
+from cli.test_cli_remote import flowdeck_serve
+
 GUARD = re.compile(r"^flowdeck: staging delete: refusing to delete .* only environments whose "
                    r"whole name matches \^staging-\[a-z0-9\]\[a-z0-9-\]\{0,62\}\$ can be "
                    r"deleted \(execution \S+\)$")
@@ -130,37 +129,8 @@ def test_a_bad_staging_config_names_the_file_and_the_key(tmp_path: Path) -> None
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     root = tmp_path_factory.mktemp("staging-remote")
-    stderr_path = root / "serve.err"
-    with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flowdeck.cli", "--data-dir", str(root / "server-data"),
-             "serve", "--port", "0"],
-            stdout=subprocess.PIPE, stderr=stderr, text=True, encoding="utf-8",
-            env=clean_env(root))
-        try:
-            assert proc.stdout is not None
-            url, lines = "", []
-            deadline = time.monotonic() + 20
-            while not url and time.monotonic() < deadline and proc.poll() is None:
-                ready, _, _ = select.select([proc.stdout], [], [], 0.1)
-                if ready:
-                    line = proc.stdout.readline()
-                    if not line:
-                        break
-                    lines.append(line.rstrip("\n"))
-                    match = URL_LINE.match(lines[-1])
-                    url = match.group(1) if match else ""
-            assert url, (lines, stderr_path.read_text(encoding="utf-8"))
-            yield root, url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-            if proc.stdout is not None:
-                proc.stdout.close()
+    with flowdeck_serve(root, clean_env(root)) as url:
+        yield root, url
 
 
 def test_staging_over_url(server: tuple[Path, str]) -> None:
