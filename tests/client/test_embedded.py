@@ -628,6 +628,37 @@ async def test_close_ends_open_streams(tmp_path: Path) -> None:
     await stream.aclose()  # type: ignore[attr-defined]
 
 
+async def test_close_cancels_calls_in_flight_and_reports_them_unavailable(
+        tmp_path: Path) -> None:
+    """A call still running on the engine when the backend closes (a list reload during a
+    profile switch) is cancelled before the store closes and reaches its caller as
+    BackendUnavailable, never as a storage driver's error."""
+    backend = EmbeddedBackend(settings(tmp_path))
+    await backend.connect()
+    started = threading.Event()
+
+    async def stuck(engine: Engine) -> None:
+        started.set()
+        await asyncio.Event().wait()  # only cancellation ends it
+
+    call = asyncio.create_task(backend.engine_call(stuck))
+    await eventually(started.is_set)
+    await asyncio.wait_for(backend.close(), 10)
+    with pytest.raises(BackendUnavailable, match="closed"):
+        await asyncio.wait_for(call, 5)
+
+
+async def test_errors_that_are_not_flowdeck_errors_are_translated_at_the_bridge(
+        embedded: EmbeddedBackend) -> None:
+    async def broken(engine: Engine) -> None:
+        raise ValueError("no active connection")
+
+    with pytest.raises(BackendUnavailable, match="ValueError: no active connection"):
+        await embedded.engine_call(broken)
+    with pytest.raises(NotFoundError):  # flowdeck's own errors pass through unchanged
+        await embedded.get_execution("nope")
+
+
 async def test_a_slow_consumer_holds_the_pump_back(tmp_path: Path) -> None:
     backend = EmbeddedBackend(settings(tmp_path), stream_credits=8)
     await backend.connect()

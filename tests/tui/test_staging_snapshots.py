@@ -25,7 +25,7 @@ from flowdeck.engine.engine import EngineSettings
 from flowdeck.tui.app import FlowdeckApp
 from flowdeck.tui.screens.staging import StagingScreen
 from flowdeck.tui.widgets.staging_forms import CloneFormScreen, CloneParams, TypedNameConfirm
-from tui.deck_helpers import START, wait_for
+from tui.deck_helpers import START, screen_text, wait_for
 
 SIZES = [(120, 40), (80, 24)]
 
@@ -60,14 +60,17 @@ async def go_list(pilot: Pilot[Any]) -> None:
     await wait_for(lambda: app.connection == "connected")
     screen = await wait_for(lambda: isinstance(app.screen, StagingScreen) and app.screen)
     await wait_for(lambda: settled(screen, 3), timeout=20)
+    # Painted and stamped: a dialog pushed on top freezes the header behind it as it is now.
+    await wait_for(lambda: "updated 0s ago" in screen_text(app))
 
 
 async def go_clone_form(pilot: Pilot[Any]) -> None:
     await go_list(pilot)
     app: Any = pilot.app
     await pilot.press("c")
-    await wait_for(lambda: isinstance(app.screen, CloneFormScreen))
+    form = await wait_for(lambda: isinstance(app.screen, CloneFormScreen) and app.screen)
     await pilot.press(*"delta")
+    await wait_for(lambda: form.query_one("#client").value == "delta")
 
 
 async def go_delete(pilot: Pilot[Any]) -> None:

@@ -16,7 +16,10 @@ second never delays a keypress. This module is the only bridge between the two l
 - engine objects never cross: every execution handed over is a fresh copy read from its
   committed JSON, so the engine can keep mutating its own.
 
-Errors from the engine pass through unchanged (the same exception classes and objects).
+Errors the engine reports to people (`FlowdeckError`) pass through unchanged; anything else
+that escapes the engine (a storage driver's error, a closed connection while the backend is
+closing) becomes `BackendUnavailable` at the bridge, so a caller only ever handles flowdeck's
+own errors. Closing cancels every call still in flight before the engine closes.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import Any, TypeVar
 
 from flowdeck.client.backend import Capabilities, ExecutionFilter, FlowInfo, Page
 from flowdeck.core.clock import Clock
-from flowdeck.core.errors import BackendUnavailable, BadRequestError
+from flowdeck.core.errors import BackendUnavailable, BadRequestError, FlowdeckError
 from flowdeck.core.models import Approval, Execution, LogEntry
 from flowdeck.core.states import is_terminal
 from flowdeck.engine.bus import APPROVAL, EXECUTION, ApprovalEvent, ExecutionEvent
@@ -124,7 +127,12 @@ class EmbeddedBackend:
         self._thread: threading.Thread | None = None
         self._engine: Engine | None = None
         self._capabilities: Capabilities | None = None
+        #: Calls and stream pumps running on the engine loop (touched only there), cancelled
+        #: and awaited by `close()` before the engine closes.
+        self._engine_tasks: set[asyncio.Task[Any]] = set()
+        #: Streams open on the caller's side (touched only there); for diagnostics and tests.
         self._pumps: set[concurrent.futures.Future[None]] = set()
+        self._closing = False
         self._lock = asyncio.Lock()
 
     @property
@@ -210,15 +218,34 @@ class EmbeddedBackend:
             self._engine = None
             self._capabilities = None
             self._started = False
+            self._closing = True
             try:
                 if loop is not None and not loop.is_closed():
-                    for pump in list(self._pumps):
-                        pump.cancel()
-                    if engine is not None:
-                        future = asyncio.run_coroutine_threadsafe(engine.close(), loop)
-                        await asyncio.wait_for(asyncio.wrap_future(future), CLOSE_TIMEOUT)
+                    future = asyncio.run_coroutine_threadsafe(self._shut(engine), loop)
+                    await asyncio.wait_for(asyncio.wrap_future(future), CLOSE_TIMEOUT)
             finally:
+                self._closing = False
                 await self._stop_thread()
+
+    async def _shut(self, engine: Engine | None) -> None:
+        """On the engine loop: cancel the calls and streams in flight and wait until they
+        have ended, so none of them touches the store while it closes; then close it."""
+        tasks = list(self._engine_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if engine is not None:
+            await engine.close()
+
+    async def _tracked(self, work: Awaitable[T]) -> T:
+        """Run `work` on the engine loop as a task `close()` can cancel and wait for."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._engine_tasks.add(task)
+        try:
+            return await work
+        finally:
+            self._engine_tasks.discard(task)
 
     async def __aenter__(self) -> EmbeddedBackend:
         await self.connect()
@@ -246,8 +273,22 @@ class EmbeddedBackend:
         async def run() -> T:
             return await fn(engine)
 
-        future = asyncio.run_coroutine_threadsafe(run(), loop)
-        return await asyncio.wrap_future(future)
+        future = asyncio.run_coroutine_threadsafe(self._tracked(run()), loop)
+        try:
+            return await asyncio.wrap_future(future)
+        except FlowdeckError:
+            raise
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if future.cancelled() and not (current is not None and current.cancelling()):
+                # Cancelled by close(), not by our caller: the engine went away.
+                raise BackendUnavailable("the embedded engine was closed") from None
+            raise
+        except Exception as exc:
+            if self._closing or self._engine is not engine:
+                raise BackendUnavailable("the embedded engine was closed") from None
+            raise BackendUnavailable(
+                f"the embedded engine failed: {type(exc).__name__}: {exc}") from exc
 
     async def _sync(self, fn: Callable[[Engine], T]) -> T:
         """Run a plain function of the engine on its loop (its state is not thread-safe)."""
@@ -299,8 +340,8 @@ class EmbeddedBackend:
                 for _ in range(count):
                     emitters[0].top_up()
 
-        future = asyncio.run_coroutine_threadsafe(pump(), loop)
-        self._pumps.add(future)  # only ever touched from the caller's thread
+        future = asyncio.run_coroutine_threadsafe(self._tracked(pump()), loop)
+        self._pumps.add(future)
         owed = 0  # credits consumed here and not yet handed back
         try:
             while True:
@@ -316,7 +357,12 @@ class EmbeddedBackend:
                         owed = 0
                     yield item
                 elif kind == "error":
-                    raise item
+                    if isinstance(item, FlowdeckError):
+                        raise item
+                    raise BackendUnavailable(
+                        "the embedded engine was closed" if self._engine is not engine
+                        else f"the embedded engine failed: {type(item).__name__}: {item}"
+                    ) from item
                 elif kind == "end":
                     return
                 else:
