@@ -218,7 +218,7 @@ def engine_settings(settings: Settings, *, scheduler: bool) -> EngineSettings:
         max_concurrent_executions=settings.engine.max_concurrent_executions,
         readers=settings.engine.reader_connections,
         scheduler=scheduler and settings.engine.scheduler,
-        extra={"staging": staging})
+        extra={"staging": staging, "webhooks": settings.webhooks.engine_extra()})
 
 
 @asynccontextmanager

@@ -322,6 +322,20 @@ class StagingConfig(BaseModel):
         return out
 
 
+class WebhooksConfig(BaseModel):
+    """`[webhooks]`: outgoing webhook deliveries (every API that emits events). Mapped onto
+    `EngineSettings.extra["webhooks"]`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Allow targets on private, loopback and link-local addresses (refused by default, so a
+    #: webhook URL cannot reach services inside the network flowdeck runs in).
+    allow_private_targets: bool = False
+
+    def engine_extra(self) -> dict[str, Any]:
+        return {"allow_private_targets": self.allow_private_targets}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWDECK_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -332,6 +346,7 @@ class Settings(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     staging: StagingConfig = Field(default_factory=StagingConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     #: The file these settings were read from (None: defaults and environment only).
     _source: Path | None = PrivateAttr(default=None)
 

@@ -43,11 +43,13 @@ from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.approvals import ApprovalService
 from flowdeck.engine.bus import EXECUTION, FLOW, EventBus, ExecutionEvent, FlowEvent, Subscription
 from flowdeck.engine.concurrency import Slots
+from flowdeck.engine.events import EVENTS, EventLog, EventReader
 from flowdeck.engine.files import NamespaceFiles
 from flowdeck.engine.flows import FlowDefinition, parse_flow
 from flowdeck.engine.inputs import resolve_inputs
 from flowdeck.engine.kv import KVStore
 from flowdeck.engine.logs import LogService
+from flowdeck.engine.outbox import Outbox, OutboxSettings
 from flowdeck.engine.query import ExecutionQuery, search_executions
 from flowdeck.engine.runner import ExecutionRunner
 from flowdeck.engine.store import DataDirLock, Store, execution_row
@@ -102,6 +104,13 @@ class Engine:
         self.kv = KVStore(self.store, self.clock)
         self.files = NamespaceFiles(self.data_dir / "files")
         self.approvals = ApprovalService(self)
+        #: Lifecycle events (written with the changes they describe) and their webhooks.
+        self.outbox = Outbox(self.store.fetchall, self.store.run, self.clock,
+                             OutboxSettings.from_extra(settings.extra.get("webhooks")))
+        self.events = EventLog(self.clock, self.new_id, self._events_committed)
+        self.store.hooks = self.events
+        self.event_reader = EventReader(self.store.fetchall,
+                                        lambda: self.bus.subscribe(EVENTS))
         self.renderer = TemplateRenderer()
         self.envs = settings.envs if settings.envs is not None else envs_from_environment()
         #: The environment shell tasks start from: the engine's own, as it was at start.
@@ -152,6 +161,12 @@ class Engine:
 
             self.scheduler = ScheduleService(self)
             await self.scheduler.start()
+        self.outbox.start()
+
+    def _events_committed(self, newest_seq: int) -> None:
+        """New events are durable: wake followers and the webhook outbox."""
+        self.bus.publish(EVENTS, newest_seq)
+        self.outbox.wake()
 
     async def close(self) -> None:
         """Stop cleanly: running executions stay recoverable, nothing is marked falsely."""
@@ -164,6 +179,7 @@ class Engine:
         for task in drivers:
             task.cancel()
         await asyncio.gather(*drivers, return_exceptions=True)
+        await self.outbox.stop()
         self.workdirs.drop_spare()
         await self.store.close()
         self.lock.release()

@@ -117,6 +117,39 @@ MIGRATIONS: list[str] = [
     CREATE INDEX executions_by_namespace ON executions (namespace, start_date);
     CREATE INDEX logs_by_time ON logs (ts);
     """,
+    # 4: the event log and the webhook outbox (engine/events.py, engine/outbox.py); how far
+    # each execution's state history has been turned into events (existing ones: all of it)
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        subject TEXT,
+        execution_id TEXT,
+        created TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX events_by_source ON events (source, seq);
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        event_seq INTEGER NOT NULL REFERENCES events (seq) ON DELETE CASCADE,
+        target TEXT NOT NULL,
+        url TEXT NOT NULL,
+        secret TEXT,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at TEXT,
+        last_status INTEGER,
+        last_error TEXT,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_at);
+    CREATE INDEX webhook_deliveries_by_created ON webhook_deliveries (created);
+    ALTER TABLE executions ADD COLUMN event_marks TEXT;
+    UPDATE executions SET event_marks = '*';
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
@@ -55,6 +55,18 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class CommitHooks(Protocol):
+    """Work that rides on every group commit (the event log: events derived from the
+    execution snapshots, written in the same transaction)."""
+
+    def derive_in_transaction(self, conn: sqlite3.Connection,
+                              rows: Sequence[tuple[Any, ...]]) -> None: ...
+
+    def committed(self) -> None: ...
+
+    def forget_marks(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -117,6 +129,8 @@ class Store:
         self.commits = 0
         #: Called after each commit with (execution id, state, Kestra JSON) of every snapshot.
         self.on_execution_committed: Callable[[str, str, dict[str, Any]], None] | None = None
+        #: Run inside every transaction that writes execution snapshots, on the writer thread.
+        self.hooks: CommitHooks | None = None
 
     async def open(self) -> None:
         self._writer = await aiosqlite.connect(self.db_path, isolation_level=None)
@@ -255,6 +269,8 @@ class Store:
                 results = await self._commit(rows, logs, ops)
             except Exception as exc:  # the disk is full, the file vanished...
                 self._busy_batch = None
+                if self.hooks is not None:
+                    self.hooks.forget_marks()
                 for pending in ops:
                     if not pending.future.done():
                         pending.future.set_exception(exc)
@@ -271,6 +287,8 @@ class Store:
                 continue
             self._busy_batch = None
             self.commits += 1
+            if self.hooks is not None:
+                self.hooks.committed()
             for pending, (ok, value) in zip(ops, results, strict=True):
                 if pending.future.done():
                     continue
@@ -299,8 +317,7 @@ class Store:
             # `_execute` is how aiosqlite runs anything on that thread; private, but the same
             # in every version the project allows (aiosqlite 0.21 and 0.22).
             await conn._execute(  # type: ignore[no-untyped-call]
-                _write_batch, conn, [(*r[4:8], r[9], r[0]) for r in rows],
-                _log_rows(logs))
+                _write_batch, conn, rows, _log_rows(logs), self.hooks)
             return results
         await conn.execute("BEGIN IMMEDIATE")
         try:
@@ -316,7 +333,10 @@ class Store:
                     await conn.execute(f"RELEASE op{i}")
                     results.append((True, value))
             if rows:
-                await conn.executemany(UPDATE_EXECUTION, [(*r[4:8], r[9], r[0]) for r in rows])
+                if self.hooks is not None:  # before the update: it reads what was committed
+                    await conn._execute(  # type: ignore[no-untyped-call]
+                        self.hooks.derive_in_transaction, conn._conn, rows)
+                await conn.executemany(UPDATE_EXECUTION, _update_rows(rows))
             if logs:
                 await conn.executemany(INSERT_LOG, _log_rows(logs))
             await conn.execute("COMMIT")
@@ -378,14 +398,20 @@ def _log_rows(logs: list[LogEntry]) -> list[tuple[Any, ...]]:
              e.level, e.message) for e in logs]
 
 
+def _update_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [(*r[4:8], r[9], r[0]) for r in rows]
+
+
 def _write_batch(writer: aiosqlite.Connection, executions: list[tuple[Any, ...]],
-                 logs: list[tuple[Any, ...]]) -> None:
+                 logs: list[tuple[Any, ...]], hooks: CommitHooks | None) -> None:
     """One group-commit transaction, run on the writer connection's own thread."""
     db = writer._conn
     db.execute("BEGIN IMMEDIATE")
     try:
         if executions:
-            db.executemany(UPDATE_EXECUTION, executions)
+            if hooks is not None:  # before the update: it reads what was committed
+                hooks.derive_in_transaction(db, executions)
+            db.executemany(UPDATE_EXECUTION, _update_rows(executions))
         if logs:
             db.executemany(INSERT_LOG, logs)
         db.execute("COMMIT")
