@@ -13,7 +13,7 @@ import gc
 import json
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +57,14 @@ from flowdeck.engine.templating import TemplateRenderer
 from flowdeck.engine.workdirs import WorkDirs
 
 ALLOWED_SYSTEM_LABELS = frozenset({"system.correlationId", "system.from"})
+
+#: Runs in the transaction that inserts a new execution, before the insert (see
+#: `Engine.create_execution`): raise to refuse, or complete the execution.
+Admit = Callable[[aiosqlite.Connection, Execution], Awaitable[None]]
+
+
+class _Duplicate(Exception):
+    """An execution with the same trigger key exists (rolls the insert's savepoint back)."""
 
 
 #: The bundled staging flows, which share one concurrency limit.
@@ -331,8 +339,15 @@ class Engine:
         trigger: dict[str, Any] | None = None, parent: Execution | None = None,
         parent_task_run_id: str | None = None, trigger_key: str | None = None,
         schedule_date: datetime | None = None, source: str = "api",
+        admit: Admit | None = None,
     ) -> Execution:
-        """Create and start an execution; returns once it is durably stored (CREATED)."""
+        """Create and start an execution; returns once it is durably stored (CREATED).
+
+        `admit` runs inside the transaction that inserts the execution, just before the
+        insert: it may refuse (raise, and nothing is written) or complete the execution
+        (system labels, variables). A quota charged there is charged exactly once per
+        execution that exists.
+        """
         flow = await self.get_flow_revision(namespace, flow_id, revision)
         if flow.disabled:
             raise ConflictError(f"flow '{namespace}.{flow_id}' is disabled")
@@ -345,7 +360,7 @@ class Engine:
             execution.parent_id = parent.id
             variables = {"parentTaskRunId": parent_task_run_id} if parent_task_run_id else None
             execution.variables = variables
-        inserted = await self._insert(execution, trigger_key)
+        inserted = await self._insert(execution, trigger_key, admit)
         if not inserted:
             raise ConflictError(f"an execution for '{trigger_key}' already exists")
         self.logs.start_fresh(execution.id)
@@ -379,10 +394,16 @@ class Engine:
                          flow_revision=flow.revision, state=StateInfo.new("CREATED", now),
                          inputs=inputs, labels=list(merged.items()), original_created=now)
 
-    async def _insert(self, execution: Execution, trigger_key: str | None) -> bool:
-        row = execution_row(execution, self.clock.now())
+    async def _insert(self, execution: Execution, trigger_key: str | None,
+                      admit: Admit | None = None) -> bool:
+        row = execution_row(execution, self.clock.now()) if admit is None else None
 
-        async def op(conn: aiosqlite.Connection) -> bool:
+        async def op(conn: aiosqlite.Connection) -> tuple[Any, ...]:
+            nonlocal row
+            if admit is not None:
+                await admit(conn, execution)
+                row = execution_row(execution, self.clock.now())
+            assert row is not None
             try:
                 await conn.execute(
                     "INSERT INTO executions(id, namespace, flow_id, flow_revision, state, "
@@ -391,13 +412,15 @@ class Engine:
             except sqlite3.IntegrityError:
                 if trigger_key is None:
                     raise
-                return False
-            return True
+                raise _Duplicate from None  # undoes what `admit` wrote, too
+            return row
 
-        inserted = await self.store.run(op)
-        if inserted:
-            self._publish_execution(execution.id, execution.state.current, row[10])
-        return inserted
+        try:
+            inserted = await self.store.run(op)
+        except _Duplicate:
+            return False
+        self._publish_execution(execution.id, execution.state.current, inserted[10])
+        return True
 
     def _launch(self, execution: Execution, flow: FlowDefinition) -> ExecutionRunner:
         runner = ExecutionRunner(self, execution, flow)
