@@ -8,6 +8,11 @@ Roles are ordered: viewer < operator < approver < admin. A token is *active* unt
 revoked or its `expires_at` passes; anything else authenticates nobody. Looking a token up costs
 one hash and one indexed read. A malformed secret is rejected before any query.
 
+The table also holds the public API's keys (`kind = 'public'`, `engine/public/keys.py`): one
+store of hashed secrets. Every query here is limited to `kind = 'token'`, so a public API key
+never authenticates against the Kestra API (or counts as one of its credentials), and a token
+never runs an agent.
+
 `open_token_store` manages tokens without taking the engine's data-dir lock, so
 `flowdeck token create|list|revoke` works while `flowdeck serve` runs on the same data dir:
 SQLite serialises the writes and the server sees a revocation on its next lookup.
@@ -132,12 +137,12 @@ class TokenStore:
 
     async def list_all(self) -> list[ApiToken]:
         rows = await self.store.fetchall(
-            f"SELECT {_COLUMNS} FROM api_tokens ORDER BY created_at, id")
+            f"SELECT {_COLUMNS} FROM api_tokens WHERE kind = 'token' ORDER BY created_at, id")
         return [_token(r) for r in rows]
 
     async def get(self, token_id: str) -> ApiToken:
-        row = await self.store.fetchone(f"SELECT {_COLUMNS} FROM api_tokens WHERE id = ?",
-                                        (token_id,))
+        row = await self.store.fetchone(
+            f"SELECT {_COLUMNS} FROM api_tokens WHERE id = ? AND kind = 'token'", (token_id,))
         if row is None:
             raise NotFoundError(f"no token '{token_id}'")
         return _token(row)
@@ -148,8 +153,8 @@ class TokenStore:
 
         async def op(conn: aiosqlite.Connection) -> int:
             cursor = await conn.execute(
-                "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-                (now, token_id))
+                "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? "
+                "AND kind = 'token'", (now, token_id))
             return cursor.rowcount
 
         if not await self.store.run(op):
@@ -158,7 +163,7 @@ class TokenStore:
 
     async def count_active(self) -> int:
         row = await self.store.fetchone(
-            "SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL "
+            "SELECT COUNT(*) FROM api_tokens WHERE kind = 'token' AND revoked_at IS NULL "
             "AND (expires_at IS NULL OR expires_at > ?)", (format_instant(self.clock.now()),))
         return int(row[0]) if row else 0
 
@@ -168,7 +173,8 @@ class TokenStore:
             return None
         hashed = digest(secret)
         row = await self.store.fetchone(
-            f"SELECT {_COLUMNS}, sha256 FROM api_tokens WHERE sha256 = ?", (hashed,))
+            f"SELECT {_COLUMNS}, sha256 FROM api_tokens WHERE sha256 = ? AND kind = 'token'",
+            (hashed,))
         # The index found it by equality; compare again in constant time all the same.
         if row is None or not hmac.compare_digest(row[8], hashed):
             return None

@@ -150,6 +150,42 @@ MIGRATIONS: list[str] = [
     ALTER TABLE executions ADD COLUMN event_marks TEXT;
     UPDATE executions SET event_marks = '*';
     """,
+    # 5: the public agent API (engine/public/): its API keys live in api_tokens beside the
+    # Kestra API's tokens (`kind` tells them apart; one store of hashed secrets), with their
+    # workflows, monthly usage and webhook; and the local outbox agents deliver messages to
+    """
+    ALTER TABLE api_tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'token'
+        CHECK (kind IN ('token', 'public'));
+    ALTER TABLE api_tokens ADD COLUMN allowed_workflows TEXT;
+    ALTER TABLE api_tokens ADD COLUMN usage_limit INTEGER;
+    ALTER TABLE api_tokens ADD COLUMN usage_month TEXT;
+    ALTER TABLE api_tokens ADD COLUMN usage_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE api_tokens ADD COLUMN webhook_url TEXT;
+    ALTER TABLE api_tokens ADD COLUMN webhook_events TEXT;
+    ALTER TABLE api_tokens ADD COLUMN webhook_secret TEXT;
+    CREATE INDEX api_tokens_by_kind ON api_tokens (kind, created_at);
+    CREATE TABLE agent_messages (
+        id TEXT PRIMARY KEY,
+        execution_id TEXT NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+        task_run_id TEXT NOT NULL,
+        row_index INTEGER NOT NULL,
+        namespace TEXT NOT NULL,
+        flow_id TEXT NOT NULL,
+        customer_id TEXT,
+        recipient TEXT,
+        channel TEXT NOT NULL,
+        content TEXT NOT NULL,
+        transport TEXT NOT NULL CHECK (transport IN ('local', 'http')),
+        status TEXT NOT NULL CHECK (status IN ('sending', 'sent', 'failed')),
+        external_id TEXT,
+        error TEXT,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        UNIQUE (task_run_id, row_index)
+    );
+    CREATE INDEX agent_messages_by_created ON agent_messages (created);
+    CREATE INDEX agent_messages_by_execution ON agent_messages (execution_id, row_index);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
