@@ -137,6 +137,18 @@ tasks:
               - id: stdelete
                 type: flowdeck.staging.Delete
                 environmentName: staging-x
+              - id: agwrite
+                type: flowdeck.agents.Personalise
+                rows: "[]"
+                template: "Hi {{ row.name }}"
+              - id: agcheck
+                type: flowdeck.agents.CheckCompliance
+                rows: "{{ outputs.agwrite.rows }}"
+                rules:
+                  maxLength: 100
+              - id: agsend
+                type: flowdeck.agents.Deliver
+                rows: "{{ outputs.agcheck.rows }}"
         else:
           - id: boom
             type: io.kestra.plugin.core.execution.Fail
@@ -293,7 +305,7 @@ def test_full_flow_parses_into_typed_definition() -> None:
     assert set(flow.tasks_by_id) == {
         "log", "shell", "script", "bash", "par", "seq", "ret", "nap", "cond", "each", "outv",
         "boom", "wait", "call", "fetch", "kvset", "kvget", "kvdel", "approve", "onerr",
-        "cleanup", "stcheck", "stclone", "stlist", "stdelete"}
+        "cleanup", "stcheck", "stclone", "stlist", "stdelete", "agwrite", "agcheck", "agsend"}
     assert flow.tasks_by_id["outv"] is each.tasks[0]
 
     [schedule] = flow.schedules

@@ -50,6 +50,7 @@ from flowdeck.engine.inputs import resolve_inputs
 from flowdeck.engine.kv import KVStore
 from flowdeck.engine.logs import LogService
 from flowdeck.engine.outbox import Outbox, OutboxSettings
+from flowdeck.engine.public.service import PublicService
 from flowdeck.engine.query import ExecutionQuery, search_executions
 from flowdeck.engine.runner import ExecutionRunner
 from flowdeck.engine.store import DataDirLock, Store, execution_row
@@ -123,6 +124,8 @@ class Engine:
         self.envs = settings.envs if settings.envs is not None else envs_from_environment()
         #: The environment shell tasks start from: the engine's own, as it was at start.
         self.task_env: dict[str, str] = dict(os.environ)
+        #: The public agent API: agents, API keys, their usage and webhooks.
+        self.public = PublicService(self)
         self.global_slots = Slots(settings.max_concurrent_executions)
         self.runners: dict[str, ExecutionRunner] = {}
         self._flow_slots: dict[tuple[str, str], Slots] = {}
