@@ -336,6 +336,70 @@ class WebhooksConfig(BaseModel):
         return {"allow_private_targets": self.allow_private_targets}
 
 
+#: A flow namespace (as flows accept it).
+NAMESPACE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,199}", re.ASCII | re.IGNORECASE)
+
+
+class PublicDeliveryConfig(BaseModel):
+    """`[public.delivery]`: where agents deliver the messages a reviewer approved. Without
+    `url` they go to flowdeck's local message outbox (listed by the deck and CLI)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str | None = Field(default=None, min_length=1, max_length=2000)
+    #: The environment variable holding the endpoint's Bearer token (never the token itself).
+    token_env: str | None = Field(default=None, min_length=1)
+    timeout: float = Field(default=10.0, gt=0, le=300)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_token(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("token", "api_token"):
+                if key in data:  # the message never repeats the value
+                    raise ValueError(f"'{key}' is not accepted inline: put it in an "
+                                     "environment variable and name it with token_env")
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and ENV_NAME.fullmatch(value) is None:
+            raise ValueError("must be the name of an environment variable, e.g. "
+                             "FLOWDECK_DELIVERY_TOKEN")
+        return value
+
+
+class PublicConfig(BaseModel):
+    """`[public]`: the public agent API. Agents are the flows of `namespace`. Mapped onto
+    `EngineSettings.extra["public"]`."""
+
+    model_config = ConfigDict(extra="forbid")
+    namespace: str = "agents"
+    delivery: PublicDeliveryConfig = Field(default_factory=PublicDeliveryConfig)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if NAMESPACE_NAME.fullmatch(value) is None:
+            raise ValueError("must be a flow namespace (letters, digits, '.', '_', '-')")
+        return value
+
+    def engine_extra(self) -> dict[str, Any]:
+        delivery: dict[str, Any] = {"timeout": self.delivery.timeout}
+        if self.delivery.url is not None:
+            delivery["url"] = self.delivery.url
+        if self.delivery.token_env is not None:
+            delivery["token_env"] = self.delivery.token_env
+        return {"namespace": self.namespace, "delivery": delivery}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWDECK_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -347,6 +411,7 @@ class Settings(BaseSettings):
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     staging: StagingConfig = Field(default_factory=StagingConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    public: PublicConfig = Field(default_factory=PublicConfig)
     #: The file these settings were read from (None: defaults and environment only).
     _source: Path | None = PrivateAttr(default=None)
 
