@@ -156,7 +156,7 @@ async def test_150_rows_become_100_and_the_execution_says_so(engine: Engine) -> 
     assert execution.label(CSV_TRUNCATED_LABEL) == "150 rows received, 100 kept"
     assert execution.label(API_KEY_LABEL) == key.id
     assert execution.label("system.from") == "public-api"
-    assert execution.variables == {"description": "big"}
+    assert execution.variables == {"apiKey": key.id, "description": "big"}
     await until_waiting(engine, started.execution_id)
     pending = await engine.public.pending_approval(key, started.execution_id)
     assert pending.to_dict()["approvalData"]["metadata"]["totalRows"] == 100
@@ -186,6 +186,16 @@ async def test_a_key_sees_only_its_own_executions(engine: Engine) -> None:
     for execution_id in (direct.id, "nope", "../../etc", "\ud800", "0" * 5000):
         with pytest.raises(NotFoundError, match=r"^Execution not found$"):
             await engine.public.status(mine, execution_id)
+    # a flow whose own labels name a key does not make its executions that key's
+    await engine.apply_flow(QUICK.replace("tasks:", f"labels:\n  system.apiKey: {mine.id}\n"
+                                                   "tasks:"))
+    forged = await engine.create_execution("agents", "quick")
+    assert forged.label(API_KEY_LABEL) == mine.id
+    with pytest.raises(NotFoundError, match=r"^Execution not found$"):
+        await engine.public.status(mine, forged.id)
+    await engine.wait_until_terminal(forged.id, timeout=15)
+    assert [e for e in await engine.event_reader.after(0, source="public")
+            if e.execution_id == forged.id] == []
     await until_waiting(engine, started.execution_id)
     assert (await engine.public.status(mine, started.execution_id)).status == "pending_approval"
     await engine.public.reject(mine, started.execution_id, by="mine")
@@ -340,6 +350,7 @@ async def test_nothing_waiting_is_a_conflict(engine: Engine) -> None:
     ({"csvData": [{"name": "\ud800"}]}, None, "input.csvData[0].name"),
     ({"csvData": float("nan")}, None, "input.csvData"),
     ({"x": {"y": object()}}, None, "input.x.y"),
+    ({"csvData": [{"n": 10 ** 400}]}, None, "input.csvData[0].n"),
     ({}, "d" * 2001, "description"),
     ({}, 42, "description"),
     ({}, "\udfff", "description"),

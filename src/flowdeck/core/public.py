@@ -22,8 +22,14 @@ CSV_MAX_ROWS = 100
 #: Executions a key may start per calendar month (UTC) unless created with another limit.
 DEFAULT_USAGE_LIMIT = 1000
 
-#: The system label naming the API key (its id) that started an execution.
+#: The system label naming the API key (its id) that started an execution, for people and
+#: searches. What proves it is the execution variable below, which only the public API sets
+#: (a flow's own labels could name any key).
 API_KEY_LABEL = "system.apiKey"
+#: The execution variable holding the id of the key that started it.
+API_KEY_VARIABLE = "apiKey"
+#: The execution variable holding the execute request's description.
+DESCRIPTION_VARIABLE = "description"
 #: The system label set when `csvData` was truncated: "<received> rows received, <kept> kept".
 CSV_TRUNCATED_LABEL = "system.csvTruncated"
 #: `system.from` of executions started through the public API.
@@ -281,6 +287,14 @@ class AgentMessage:
                 "transport": self.transport, "status": self.status,
                 "error": self.error, "createdAt": iso_ms(self.created),
                 "updatedAt": iso_ms(self.updated)}
+
+
+def started_by(variables: dict[str, Any] | None, labels: dict[str, str]) -> str | None:
+    """The id of the key that started an execution: its variable, when its label agrees."""
+    key_id = (variables or {}).get(API_KEY_VARIABLE)
+    if isinstance(key_id, str) and key_id and labels.get(API_KEY_LABEL) == key_id:
+        return key_id
+    return None
 
 
 def month_of(now: datetime) -> str:

@@ -37,9 +37,11 @@ from flowdeck.core.ids import is_uuid
 from flowdeck.core.models import Approval, Execution
 from flowdeck.core.public import (
     API_KEY_LABEL,
+    API_KEY_VARIABLE,
     CSV_MAX_ROWS,
     CSV_TRUNCATED_LABEL,
     DEFAULT_USAGE_LIMIT,
+    DESCRIPTION_VARIABLE,
     EXECUTION_NOT_FOUND,
     SOURCE,
     WORKFLOW_INACTIVE,
@@ -54,6 +56,7 @@ from flowdeck.core.public import (
     NewApiKey,
     PendingApproval,
     public_status,
+    started_by,
 )
 from flowdeck.core.states import is_terminal
 from flowdeck.core.timefmt import format_instant
@@ -76,6 +79,9 @@ MAX_COMMENT = 5000
 #: How deep a submitted input may nest, and how many values it may hold in all.
 MAX_DEPTH = 32
 MAX_VALUES = 200_000
+#: Integers beyond this many bits are refused (far past any id or amount; JSON text for them
+#: would be thousands of digits).
+MAX_INT_BITS = 256
 _NAMESPACE_LINE = re.compile(r"^namespace:.*$", re.MULTILINE)
 
 
@@ -94,6 +100,8 @@ def check_json(value: Any, path: str) -> None:
             _utf8(item, where)
         elif isinstance(item, float) and not math.isfinite(item):
             raise ValidationError([(where, "must be a finite number")])
+        elif isinstance(item, int) and item.bit_length() > MAX_INT_BITS:
+            raise ValidationError([(where, "is too large a number")])
         elif isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):
@@ -224,11 +232,13 @@ class PublicService:
         async def admit(conn: aiosqlite.Connection, execution: Execution) -> None:
             await self.keys.charge(conn, key.id, self.engine.clock.now())
             execution.set_label(API_KEY_LABEL, key.id)
+            variables: dict[str, Any] = {API_KEY_VARIABLE: key.id}
             if received is not None and kept is not None and received > kept:
                 execution.set_label(CSV_TRUNCATED_LABEL,
                                     f"{received} rows received, {kept} kept")
             if description:
-                execution.variables = {"description": description}
+                variables[DESCRIPTION_VARIABLE] = description
+            execution.variables = variables
 
         try:
             execution = await self.engine.create_execution(
@@ -249,7 +259,7 @@ class PublicService:
             execution = await self.engine.get_execution(execution_id.lower())
         except NotFoundError:
             raise NotFoundError(EXECUTION_NOT_FOUND) from None
-        if execution.label(API_KEY_LABEL) != key.id:
+        if started_by(execution.variables, dict(execution.labels)) != key.id:
             raise NotFoundError(EXECUTION_NOT_FOUND)
         return execution
 

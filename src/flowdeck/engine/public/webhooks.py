@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from flowdeck.core.public import API_KEY_LABEL, iso_ms
+from flowdeck.core.public import API_KEY_LABEL, iso_ms, started_by
 from flowdeck.core.timefmt import parse_instant
 from flowdeck.engine.events import ExecutionDelta, NewEvent, Target
 from flowdeck.engine.flows import FlowDefinition
@@ -74,6 +74,9 @@ class AgentEvents:
 
     def derive(self, delta: ExecutionDelta) -> list[NewEvent]:
         doc = delta.doc
+        labels = {label["key"]: label["value"] for label in doc.get("labels") or []}
+        if started_by(doc.get("variables"), labels) is None:
+            return []  # a flow's own label naming a key proves nothing
         histories: list[dict[str, Any]] = doc["state"]["histories"]
         first = len(histories) - len(delta.states)
         started_at = _instant(histories[0]["date"])

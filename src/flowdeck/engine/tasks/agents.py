@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -34,6 +35,8 @@ MAX_ROWS = 10_000
 MAX_MESSAGE = 10_000
 #: A phone number longer than this fails its check without meeting the pattern.
 MAX_PHONE = 64
+#: Rows handled between two yields to the event loop (rendering is CPU work).
+YIELD_EVERY = 100
 CONTENT = "generated_content"
 STATUS = "compliance_status"
 
@@ -72,6 +75,8 @@ class Personalise(RunnableTask):
         renderer = ctx.services.renderer
         out: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
+            if index and index % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a long batch never holds the event loop
             try:
                 text = str(renderer.render(self.template, {**base, "row": row,
                                                            "index": index}))
@@ -148,6 +153,8 @@ class CheckCompliance(RunnableTask):
         out: list[dict[str, Any]] = []
         findings: list[dict[str, Any]] = []
         for index, row in enumerate(rows):
+            if index and index % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             phone = row.get(self.phoneField)
             problems = self.rules.problems(_text(row.get(self.contentField)),
                                            None if phone is None else _text(phone))
