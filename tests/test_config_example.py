@@ -14,3 +14,4 @@ def test_example_config_loads_and_matches_defaults() -> None:
     defaults = Settings()
     assert settings.engine == defaults.engine
     assert settings.engine.max_concurrent_executions == 5
+    assert settings.forge == defaults.forge

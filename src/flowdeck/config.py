@@ -21,6 +21,8 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from flowdeck.core.errors import FlowdeckError
+from flowdeck.core.forge import DEFAULT_ENVIRONMENTS, EVENT_KINDS
+from flowdeck.core.timefmt import parse_duration
 
 APP = "flowdeck"
 
@@ -400,6 +402,129 @@ class PublicConfig(BaseModel):
         return {"namespace": self.namespace, "delivery": delivery}
 
 
+#: Fields a forge `oci_uri_template` may use.
+FORGE_OCI_FIELDS = frozenset({"repository", "owner", "name", "project", "commit_sha",
+                              "release_number", "tag"})
+FORGE_ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}", re.ASCII)
+
+
+class ForgeWebhookConfig(BaseModel):
+    """`[[forge.webhooks]]`: where forge events are delivered (signed when a secret is set)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1)
+    #: Event types to send (empty: every forge event).
+    events: list[str] = Field(default_factory=list)
+    secret: str | None = Field(default=None, min_length=1)
+    #: The name of an environment variable holding the secret (instead of `secret`).
+    secret_env: str | None = Field(default=None, min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        for kind in value:
+            if kind not in EVENT_KINDS:
+                raise ValueError(f"unknown event {kind!r} (one of {', '.join(EVENT_KINDS)})")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ForgeWebhookConfig:
+        if self.secret and self.secret_env:
+            raise ValueError("give secret or secret_env, not both")
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        secret = self.secret
+        if self.secret_env:
+            secret = os.environ.get(self.secret_env)
+            if not secret:
+                raise ValueError(f"secret_env: environment variable {self.secret_env} is not set")
+        return {"url": self.url, "events": list(self.events), "secret": secret}
+
+
+class ForgeConfig(BaseModel):
+    """`[forge]`: pipeline runs, releases, deployments and release approvals. Mapped onto
+    `EngineSettings.extra["forge"]`."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: The GitOps repository deployments commit to (default: <data_dir>/gitops, bare).
+    gitops_path: str | None = Field(default=None, min_length=1)
+    gitops_branch: str = Field(default="main", pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+    #: A release's oci_uri; fields {repository}, {owner}, {name}, {project}, {commit_sha},
+    #: {release_number}, {tag}. Default: the first container artifact's URI.
+    oci_uri_template: str | None = Field(default=None, min_length=1)
+    #: "namespace/flow_id": deployments stay pending until this flow's execution succeeds.
+    deploy_flow: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$")
+    environments: list[str] = Field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
+    #: Environments whose deployments need a release approval.
+    approval_environments: list[str] = Field(default_factory=lambda: ["production"])
+    approval_ttl: str = "PT24H"
+    run_retention: str = "P90D"
+    retention_interval: str = "PT1H"
+    max_runs_per_repository: int = Field(default=100, ge=1, le=10_000)
+    max_deployments_in_progress: int = Field(default=50, ge=1, le=10_000)
+    webhooks: list[ForgeWebhookConfig] = Field(default_factory=list)
+
+    @field_validator("oci_uri_template")
+    @classmethod
+    def _oci_fields(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid template: {exc}") from None
+        for name in fields:
+            if name not in FORGE_OCI_FIELDS:
+                allowed = ", ".join("{" + f + "}" for f in sorted(FORGE_OCI_FIELDS))
+                raise ValueError(f"unknown field {{{name}}} (use {allowed})")
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _environment_names(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one environment")
+        for name in value:
+            if FORGE_ENVIRONMENT.fullmatch(name) is None:
+                raise ValueError(f"{name!r}: lowercase letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("approval_ttl", "run_retention", "retention_interval")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            parsed = parse_duration(value)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        if parsed.total_seconds() <= 0:
+            raise ValueError("must be a positive duration")
+        return value
+
+    @model_validator(mode="after")
+    def _gated_exist(self) -> ForgeConfig:
+        for name in self.approval_environments:
+            if name not in self.environments:
+                raise ValueError(f"approval_environments: {name!r} is not one of environments")
+        return self
+
+    def engine_extra(self) -> dict[str, Any]:
+        """The engine's `extra["forge"]` (`flowdeck.engine.forge.settings`); webhook secrets
+        named by `secret_env` are read here (a ValueError names the variable)."""
+        out = self.model_dump(exclude_none=True, exclude={"webhooks"})
+        if self.gitops_path is not None:
+            out["gitops_path"] = str(Path(self.gitops_path).expanduser())
+        out["webhooks"] = [hook.resolved() for hook in self.webhooks]
+        return out
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWDECK_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -412,6 +537,7 @@ class Settings(BaseSettings):
     staging: StagingConfig = Field(default_factory=StagingConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     public: PublicConfig = Field(default_factory=PublicConfig)
+    forge: ForgeConfig = Field(default_factory=ForgeConfig)
     #: The file these settings were read from (None: defaults and environment only).
     _source: Path | None = PrivateAttr(default=None)
 

@@ -149,6 +149,16 @@ tasks:
               - id: agsend
                 type: flowdeck.agents.Deliver
                 rows: "{{ outputs.agcheck.rows }}"
+              - id: worker
+                type: flowdeck.pipeline.External
+                steps: [build, test]
+              - id: approvedeploy
+                type: flowdeck.forge.ApproveAndDeploy
+                releaseId: "{{ inputs.release }}"
+                environment: production
+                approver: bob
+                justification: checked
+                requestedBy: alice
         else:
           - id: boom
             type: io.kestra.plugin.core.execution.Fail
@@ -305,7 +315,8 @@ def test_full_flow_parses_into_typed_definition() -> None:
     assert set(flow.tasks_by_id) == {
         "log", "shell", "script", "bash", "par", "seq", "ret", "nap", "cond", "each", "outv",
         "boom", "wait", "call", "fetch", "kvset", "kvget", "kvdel", "approve", "onerr",
-        "cleanup", "stcheck", "stclone", "stlist", "stdelete", "agwrite", "agcheck", "agsend"}
+        "cleanup", "stcheck", "stclone", "stlist", "stdelete", "agwrite", "agcheck", "agsend",
+        "worker", "approvedeploy"}
     assert flow.tasks_by_id["outv"] is each.tasks[0]
 
     [schedule] = flow.schedules

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,10 @@ class ApprovalService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.store = engine.store
+        #: Checks a decision must pass before it is recorded, (approval, approve, by); each
+        #: raises (e.g. PermissionDenied) to refuse it. A domain that creates approvals adds
+        #: its own (the forge refuses a release's creator approving its deployment).
+        self.guards: builtins.list[Callable[[Approval, bool, str], Awaitable[None]]] = []
 
     def _publish(self, kind: str, approval: Approval) -> None:
         event = ApprovalEvent(kind, approval.to_dict())
@@ -127,6 +132,9 @@ class ApprovalService:
             raise ValidationError([("comment", "this approval requires a comment")])
         if not by.strip():
             raise ValidationError([("decidedBy", "must name who decides")])
+        if current.status == "pending":
+            for guard in self.guards:
+                await guard(current, approve, by)
         status = "approved" if approve else "rejected"
         return await self._settle(current, status, by, comment)
 

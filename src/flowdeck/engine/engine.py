@@ -46,6 +46,7 @@ from flowdeck.engine.concurrency import Slots
 from flowdeck.engine.events import EVENTS, EventLog, EventReader
 from flowdeck.engine.files import NamespaceFiles
 from flowdeck.engine.flows import FlowDefinition, parse_flow
+from flowdeck.engine.forge.service import ForgeService
 from flowdeck.engine.inputs import resolve_inputs
 from flowdeck.engine.kv import KVStore
 from flowdeck.engine.logs import LogService
@@ -120,6 +121,8 @@ class Engine:
         self.store.hooks = self.events
         self.event_reader = EventReader(self.store.fetchall,
                                         lambda: self.bus.subscribe(EVENTS))
+        #: Pipeline runs, releases, deployments and release approvals (engine/forge/).
+        self.forge = ForgeService(self)
         self.renderer = TemplateRenderer()
         self.envs = settings.envs if settings.envs is not None else envs_from_environment()
         #: The environment shell tasks start from: the engine's own, as it was at start.
@@ -172,6 +175,7 @@ class Engine:
 
             self.scheduler = ScheduleService(self)
             await self.scheduler.start()
+        await self.forge.start()
         self.outbox.start()
 
     def _events_committed(self, newest_seq: int) -> None:
@@ -186,6 +190,7 @@ class Engine:
         self.shutting_down = True
         if self.scheduler is not None:
             await self.scheduler.stop()
+        await self.forge.stop()
         drivers = list(self._drivers)
         for task in drivers:
             task.cancel()
@@ -330,8 +335,9 @@ class Engine:
         if self.scheduler is not None:
             self.scheduler.sync_flow(flow.namespace, flow.id)
         slots = self._flow_slots.get(concurrency_key(flow))
-        if slots is not None and flow.concurrency is not None:
-            slots.limit = flow.concurrency.limit
+        concurrency = self.forge.concurrency_for(flow)
+        if slots is not None and concurrency is not None:
+            slots.limit = concurrency.limit
         self.bus.publish(FLOW, FlowEvent(kind, flow.namespace, flow.id))
 
     # -- executions -------------------------------------------------------------------------
@@ -436,12 +442,13 @@ class Engine:
         return runner
 
     def _slots_for(self, flow: FlowDefinition) -> Slots | None:
-        if flow.concurrency is None:
+        concurrency = self.forge.concurrency_for(flow)  # pipelines: a limit per repository
+        if concurrency is None:
             return None
         key = concurrency_key(flow)
         slots = self._flow_slots.get(key)
         if slots is None:
-            slots = self._flow_slots[key] = Slots(flow.concurrency.limit)
+            slots = self._flow_slots[key] = Slots(concurrency.limit)
         return slots
 
     async def _drive(self, runner: ExecutionRunner) -> None:
@@ -450,10 +457,11 @@ class Engine:
         holds_flow_slot = False
         try:
             if flow_slots is not None:
-                assert runner.flow.concurrency is not None
+                concurrency = self.forge.concurrency_for(runner.flow)
+                assert concurrency is not None
                 holds_flow_slot = flow_slots.try_acquire()
                 if not holds_flow_slot:
-                    behavior = runner.flow.concurrency.behavior
+                    behavior = concurrency.behavior
                     if behavior in ("CANCEL", "FAIL"):
                         final = "CANCELLED" if behavior == "CANCEL" else "FAILED"
                         runner.execution_log(

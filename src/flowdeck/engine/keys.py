@@ -4,7 +4,9 @@ A token is `secrets.token_hex(32)` (64 hex characters, 256 random bits). Its ent
 slow password hash pointless, so the database keeps the SHA-256 of it (unique) and an 8-character
 display prefix; the secret itself is printed once, at creation, and never again.
 
-Roles are ordered: viewer < operator < approver < admin. A token is *active* until it is
+Roles are ordered: viewer < operator < approver < admin. `service` stands apart: a worker's
+token that may call only what declares `service` (pipeline task and step status updates), and
+nothing a person's role allows; no person's role reaches it either. A token is *active* until it is
 revoked or its `expires_at` passes; anything else authenticates nobody. Looking a token up costs
 one hash and one indexed read. A malformed secret is rejected before any query.
 
@@ -44,6 +46,10 @@ if TYPE_CHECKING:
 
 ROLES = ("viewer", "operator", "approver", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+#: The role of worker service tokens: it allows only what requires exactly `service`.
+SERVICE = "service"
+#: Every role a token may have.
+TOKEN_ROLES = (*ROLES, SERVICE)
 SECRET = re.compile(r"[0-9a-f]{64}")
 PREFIX_LEN = 8
 MAX_NAME = 200
@@ -53,7 +59,10 @@ _COLUMNS = "id, name, role, prefix, created_at, expires_at, revoked_at, last_use
 
 
 def role_allows(role: str, required: str) -> bool:
-    """Whether `role` is at least `required` in viewer < operator < approver < admin."""
+    """Whether `role` is at least `required` in viewer < operator < approver < admin; the
+    `service` role allows only what requires `service`, and only it does."""
+    if role == SERVICE or required == SERVICE:
+        return role == required
     return ROLE_RANK.get(role, -1) >= ROLE_RANK[required]
 
 
@@ -110,8 +119,8 @@ class TokenStore:
     async def create(self, role: str, name: str | None = None,
                      expires_in: timedelta | None = None) -> tuple[ApiToken, str]:
         """A new token and its secret; the secret is not stored and cannot be shown again."""
-        if role not in ROLE_RANK:
-            raise ValidationError([("role", f"'{role}' is not one of {', '.join(ROLES)}")])
+        if role not in TOKEN_ROLES:
+            raise ValidationError([("role", f"'{role}' is not one of {', '.join(TOKEN_ROLES)}")])
         if expires_in is not None and expires_in <= timedelta(0):
             raise ValidationError([("expiresIn", "must be a positive duration")])
         name = (name or "").strip()

@@ -23,6 +23,7 @@ from flowdeck.core.models import Attempt, Execution, LogEntry, StateInfo, TaskRu
 from flowdeck.core.states import FAILED_STATES, SUCCESSFUL_STATES, TERMINAL_STATES
 from flowdeck.core.timefmt import format_duration, format_instant
 from flowdeck.engine.flows import FlowDefinition
+from flowdeck.engine.forge.timeouts import phase_timeout
 from flowdeck.engine.inputs import resolve_inputs
 from flowdeck.engine.tasks.base import (
     FlowableTask,
@@ -362,21 +363,27 @@ class ExecutionRunner:
         if current in TERMINAL_STATES:
             return current
         ctx = RunContext(self, task, tr)
+        # A pipeline phase has a timeout even when its task gives none (the forge's defaults).
+        limit = phase_timeout(self.flow, task, parent is None)
         if isinstance(task, FlowableTask):
-            state = await self._run_flowable(task, tr, ctx)
+            state = await self._run_flowable(task, tr, ctx, limit)
         else:
             assert isinstance(task, RunnableTask)
-            state = await self._run_attempts(task, tr, ctx)
+            state = await self._run_attempts(task, tr, ctx, limit or task.timeout)
         if tr.outputs is not None and state in SUCCESSFUL_STATES:
             self._record_outputs(tr)
         return state
 
-    async def _run_flowable(self, task: FlowableTask, tr: TaskRun, ctx: RunContext) -> str:
+    async def _run_flowable(self, task: FlowableTask, tr: TaskRun, ctx: RunContext,
+                            limit: timedelta | None = None) -> str:
         if tr.state.current not in ("RUNNING", "PAUSED"):
             tr.state.to("RUNNING", self.now)
             self.save()
         try:
-            state = await task.orchestrate(ctx, self)
+            if limit is None:
+                state = await task.orchestrate(ctx, self)
+            else:
+                state = await self._orchestrate_within(task, tr, ctx, limit)
         except asyncio.CancelledError:
             raise
         except FlowdeckError as exc:
@@ -391,7 +398,35 @@ class ExecutionRunner:
         self.save()
         return state
 
-    async def _run_attempts(self, task: RunnableTask, tr: TaskRun, ctx: RunContext) -> str:
+    async def _orchestrate_within(self, task: FlowableTask, tr: TaskRun, ctx: RunContext,
+                                  limit: timedelta) -> str:
+        """Run a block for at most `limit`; what still runs inside it then is stopped and
+        fails (a pipeline phase's timeout)."""
+        try:
+            async with asyncio.timeout(limit.total_seconds()):
+                return await task.orchestrate(ctx, self)
+        except TimeoutError:
+            pass
+        now = self.now
+        inside = {tr.id}
+        for child in self.execution.task_runs:  # parents come before their children
+            if child.parent_task_run_id in inside:
+                inside.add(child.id)
+                if child.state.current not in TERMINAL_STATES:
+                    for attempt in child.attempts:
+                        if attempt.state.current not in TERMINAL_STATES:
+                            attempt.state.to("FAILED", now)
+                    child.state.to("FAILED", now)
+        self.emit_logs(tr, "ERROR", [f"task '{task.id}' failed: timed out after "
+                                     f"{format_duration(limit)}"])
+        if not self._holds_global_slot:  # it was waiting without one when time ran out
+            await self.engine.global_slots.acquire()
+            self._holds_global_slot = True
+        self.save()
+        return "FAILED"
+
+    async def _run_attempts(self, task: RunnableTask, tr: TaskRun, ctx: RunContext,
+                            timeout: timedelta | None = None) -> str:
         policy = task.retry
         first_start = now = self.now
         base = len(tr.attempts)  # attempts from before a restart do not count
@@ -405,12 +440,12 @@ class ExecutionRunner:
             failure: str | None = None
             outputs: dict[str, Any] | None = None
             try:
-                if task.timeout is not None:
+                if timeout is not None:
                     try:
-                        async with asyncio.timeout(task.timeout.total_seconds()):
+                        async with asyncio.timeout(timeout.total_seconds()):
                             outputs = await task.execute(ctx)
                     except TimeoutError:
-                        failure = f"timed out after {format_duration(task.timeout)}"
+                        failure = f"timed out after {format_duration(timeout)}"
                 else:
                     outputs = await task.execute(ctx)
             except asyncio.CancelledError:
@@ -475,6 +510,11 @@ class ExecutionRunner:
             self._pause_requested = asyncio.Event()
             self.execution_log("INFO", "execution paused on request; running tasks finish")
             self.set_state("PAUSED")
+
+    async def without_slot(self, awaitable: Any) -> Any:
+        """Await something another party finishes (a person, a worker) without holding a
+        global execution slot meanwhile."""
+        return await self._without_slot(awaitable)
 
     async def _without_slot(self, awaitable: Any) -> Any:
         """Wait without holding a global execution slot, so waiting runs never block others.

@@ -186,6 +186,111 @@ MIGRATIONS: list[str] = [
     CREATE INDEX agent_messages_by_created ON agent_messages (created);
     CREATE INDEX agent_messages_by_execution ON agent_messages (execution_id, row_index);
     """,
+    # 6: the forge domain (engine/forge/): releases numbered per repository and project,
+    # deployments with their GitOps commit, release approvals (single use), the ids of pipeline
+    # run tasks and steps (with what external workers reported); API tokens may be 'service'
+    """
+    CREATE TABLE forge_nodes (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('task', 'step')),
+        task_id TEXT NOT NULL,
+        step TEXT,
+        external INTEGER NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'running', 'success', 'failed')),
+        error TEXT,
+        exit_code INTEGER,
+        logs_s3_key TEXT,
+        updated_at TEXT
+    );
+    CREATE INDEX forge_nodes_by_run ON forge_nodes (run_id);
+    CREATE TABLE forge_releases (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        repository TEXT NOT NULL,
+        project TEXT NOT NULL,
+        commit_sha TEXT NOT NULL,
+        release_number INTEGER NOT NULL,
+        tag TEXT,
+        oci_uri TEXT,
+        oci_digest TEXT,
+        artifacts TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        pipeline_run_id TEXT,
+        trigger TEXT NOT NULL,
+        UNIQUE (repository, project, commit_sha),
+        UNIQUE (repository, project, release_number),
+        UNIQUE (repository, project, tag)
+    );
+    CREATE TABLE forge_approvals (
+        id TEXT PRIMARY KEY,
+        release_id TEXT NOT NULL REFERENCES forge_releases (id),
+        environment TEXT NOT NULL,
+        approver TEXT NOT NULL,
+        justification TEXT NOT NULL,
+        approved_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        revoked_at TEXT,
+        revoked_by TEXT,
+        used_by TEXT,
+        used_at TEXT
+    );
+    CREATE INDEX forge_approvals_by_release ON forge_approvals (release_id, environment,
+                                                                 approved_at);
+    CREATE TABLE forge_deployments (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        release_id TEXT NOT NULL REFERENCES forge_releases (id),
+        repository TEXT NOT NULL,
+        project TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        release_number INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'active', 'superseded', 'failed')),
+        deployed_by TEXT NOT NULL,
+        deployed_at TEXT NOT NULL,
+        completed_at TEXT,
+        approval_id TEXT,
+        gitops_commit_sha TEXT,
+        execution_id TEXT,
+        error TEXT
+    );
+    CREATE INDEX forge_deployments_by_environment ON forge_deployments (repository, project,
+                                                                       environment, seq);
+    CREATE INDEX forge_deployments_by_status ON forge_deployments (status);
+    CREATE TABLE api_tokens_v6 (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'approver', 'admin',
+                                           'service')),
+        sha256 TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT,
+        last_used_at TEXT,
+        kind TEXT NOT NULL DEFAULT 'token' CHECK (kind IN ('token', 'public')),
+        allowed_workflows TEXT,
+        usage_limit INTEGER,
+        usage_month TEXT,
+        usage_count INTEGER NOT NULL DEFAULT 0,
+        webhook_url TEXT,
+        webhook_events TEXT,
+        webhook_secret TEXT
+    );
+    INSERT INTO api_tokens_v6 (id, name, role, sha256, prefix, created_at, expires_at,
+                               revoked_at, last_used_at, kind, allowed_workflows, usage_limit,
+                               usage_month, usage_count, webhook_url, webhook_events,
+                               webhook_secret)
+        SELECT id, name, role, sha256, prefix, created_at, expires_at, revoked_at,
+               last_used_at, kind, allowed_workflows, usage_limit, usage_month, usage_count,
+               webhook_url, webhook_events, webhook_secret
+        FROM api_tokens;
+    DROP TABLE api_tokens;
+    ALTER TABLE api_tokens_v6 RENAME TO api_tokens;
+    CREATE INDEX api_tokens_by_kind ON api_tokens (kind, created_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
