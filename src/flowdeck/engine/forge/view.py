@@ -188,12 +188,14 @@ class RunView:
 
     def _external(self, task: External, tid: str, tr: TaskRun | None) -> PipelineTask:
         report = self.reports.get(tid) or WorkerReport("pending")
-        status = report.status
+        status, error = report.status, report.error
         engine_state = tr.state.current if tr is not None else None
         if (engine_state in TERMINAL_STATES and status not in ("success", "failed")) or (
                 tr is None and self.execution.state.current in TERMINAL_STATES
                 and status == "running"):
             status = "failed"  # timed out, killed, or the run ended around it
+            if error is None and tr is not None:
+                error = self.failures.get((tr.id, None))
         steps = []
         for key, name in layout.step_keys(task):
             sid = layout.step_uuid(tid, key)
@@ -201,7 +203,7 @@ class RunView:
             steps.append(Step(sid, name, step.status, step.exit_code,
                               logs_url(self.execution.id, sid), step.logs_s3_key))
         return PipelineTask(id=tid, project_name=task.id, status=status, steps=tuple(steps),
-                            external=True, error=report.error)
+                            external=True, error=error)
 
 
 def duration_seconds(start: datetime, end: datetime) -> int:
