@@ -126,6 +126,7 @@ async def test_a_hundred_races_of_revoke_and_deploy(engine: Engine) -> None:
             assert isinstance(errors[0], PermissionDenied)  # the deploy came too late
             outcomes["revoked"] += 1
     assert sum(outcomes.values()) == 100
+    assert outcomes["deployed"] and outcomes["revoked"], outcomes  # both orders really raced
     # zero deployments on an invalid approval: each used approval is unrevoked and used once
     rows = await engine.store.fetchall(
         "SELECT d.id, a.used_by, a.revoked_at FROM forge_deployments d "

@@ -152,6 +152,10 @@ class PipelineRun:
                 "started_at": self.started_at, "completed_at": self.completed_at,
                 "phases": [p.to_dict() for p in self.phases]}
 
+    def created(self) -> dict[str, Any]:
+        """The create response."""
+        return {"id": self.id, "status": self.status, "started_at": self.started_at}
+
     def summary(self) -> dict[str, Any]:
         """The list entry of `GET /v1/runs`."""
         return {"id": self.id, "repository": self.repository, "commit_sha": self.commit_sha,
