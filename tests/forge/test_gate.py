@@ -151,3 +151,25 @@ async def test_a_hundred_races_of_two_deploys_sharing_one_approval(engine: Engin
     page = await engine.forge.deployment_history("production", "acme/shop", "api", limit=1000)
     assert page.total == 100
     assert [d.status for d in page.items].count("active") == 1
+
+
+async def test_lookups_of_malformed_ids_are_not_found(engine: Engine) -> None:
+    for bad in ("\ud800", "x" * 10_000, "../../etc", ""):
+        with pytest.raises(NotFoundError):
+            await engine.forge.get_run(bad)
+        with pytest.raises(NotFoundError):
+            await engine.forge.cancel_run(bad)
+        with pytest.raises(NotFoundError):
+            await engine.forge.approval_status(bad, "production")
+        with pytest.raises(NotFoundError):
+            await engine.forge.get_approval(bad)
+        with pytest.raises(NotFoundError):
+            await engine.forge.get_deployment(bad)
+        with pytest.raises(NotFoundError):
+            await engine.forge.release_by_id(bad)
+        with pytest.raises(NotFoundError):
+            await engine.forge.update_task_status(bad, "running")
+        with pytest.raises(NotFoundError):
+            await engine.forge.list_approvals(bad)
+        with pytest.raises(ValidationError):
+            await engine.forge.create_deployment(bad, "dev", by="x")

@@ -88,8 +88,10 @@ class ReleaseApprovals:
 
     async def status(self, release_id: str, environment: str) -> ReleaseApproval:
         """The newest approval of a release for an environment."""
-        rid = release_id.lower() if isinstance(release_id, str) else ""
         env = validate.required_text("environment", environment, max_len=63)
+        if not isinstance(release_id, str) or not is_uuid(release_id):
+            raise NotFoundError(f"no approval of release '{release_id}' for {env}")
+        rid = release_id.lower()
         row = await self.engine.store.fetchone(
             f"{SELECT} WHERE release_id = ? AND environment = ? ORDER BY approved_at DESC, "
             "id DESC LIMIT 1", (rid, env))
@@ -98,6 +100,8 @@ class ReleaseApprovals:
         return approval_of(row, self._now())
 
     async def list(self, release_id: str) -> list[ReleaseApproval]:
+        if not isinstance(release_id, str) or not is_uuid(release_id):
+            raise NotFoundError(f"no release '{release_id}'")
         rows = await self.engine.store.fetchall(
             f"{SELECT} WHERE release_id = ? ORDER BY approved_at DESC, id DESC",
             (str(release_id).lower(),))

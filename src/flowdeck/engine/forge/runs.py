@@ -30,6 +30,7 @@ from flowdeck.core.forge import (
     Step,
     pipeline_flow,
 )
+from flowdeck.core.ids import is_uuid
 from flowdeck.core.models import Execution
 from flowdeck.core.states import TERMINAL_STATES
 from flowdeck.core.timefmt import format_duration, format_instant
@@ -219,7 +220,7 @@ class RunService:
 
     async def _node(self, node_id: str, kind: str) -> dict[str, Any]:
         row = None
-        if isinstance(node_id, str) and len(node_id) <= 64:
+        if isinstance(node_id, str) and is_uuid(node_id):
             row = await self.engine.store.fetchone(
                 "SELECT id, run_id, kind, task_id, step, external, status FROM forge_nodes "
                 "WHERE id = ?", (node_id.lower(),))
@@ -348,6 +349,8 @@ class RunService:
     # -- reading ------------------------------------------------------------------------------
 
     async def _run(self, run_id: str) -> tuple[Execution, FlowDefinition]:
+        if not isinstance(run_id, str) or not is_uuid(run_id):
+            raise NotFoundError(f"no pipeline run '{run_id}'")
         try:
             execution = await self.engine.get_execution(run_id)
         except NotFoundError:
