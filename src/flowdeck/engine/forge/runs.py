@@ -54,6 +54,12 @@ class RunService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._wakers: dict[str, asyncio.Event] = {}
+        self._recording: set[asyncio.Task[None]] = set()
+
+    async def settle(self) -> None:
+        """Wait until the ids of every run created so far are recorded."""
+        if self._recording:
+            await asyncio.gather(*self._recording, return_exceptions=True)
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -73,7 +79,12 @@ class RunService:
             flow.namespace, flow.id, inputs=dict(values), labels=labels, source="forge",
             trigger={"id": "forge", "type": "flowdeck.forge.PipelineRun", "variables": values})
         created = RunView(execution, flow, {}, {}).build()  # before the runner moves it on
-        await self._record_nodes(execution.id, flow)
+        # The ids ride on the run's next group commit instead of costing one of their own; an
+        # external task records them again (idempotent) before it waits for a report.
+        recording = asyncio.get_running_loop().create_task(
+            self._record_nodes(execution.id, flow), name=f"forge-nodes-{execution.id}")
+        self._recording.add(recording)
+        recording.add_done_callback(self._recording.discard)
         return created
 
     def pipeline(self, repository: str) -> FlowDefinition:
@@ -219,6 +230,7 @@ class RunService:
         return str(status)
 
     async def _node(self, node_id: str, kind: str) -> dict[str, Any]:
+        await self.settle()
         row = None
         if isinstance(node_id, str) and is_uuid(node_id):
             row = await self.engine.store.fetchone(
