@@ -94,7 +94,7 @@ class RunService:
         except NotFoundError:
             raise NotFoundError(
                 f"no pipeline for repository '{repository}': create the flow '{flow_id}' in "
-                f"namespace '{namespace}'", ) from None
+                f"namespace '{namespace}'") from None
 
     async def get(self, run_id: str) -> PipelineRun:
         execution, flow = await self._run(run_id)

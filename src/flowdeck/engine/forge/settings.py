@@ -26,9 +26,6 @@ from flowdeck.core.forge import DEFAULT_ENVIRONMENTS
 from flowdeck.core.timefmt import parse_duration
 
 ENVIRONMENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-#: Fields an `oci_uri_template` may use.
-OCI_FIELDS = frozenset({"repository", "owner", "name", "project", "commit_sha",
-                        "release_number", "tag"})
 
 
 @dataclass(frozen=True, slots=True)
