@@ -91,19 +91,26 @@ async def test_service_tokens_may_do_only_what_requires_service(engine: Engine) 
 
 
 def test_the_migration_keeps_existing_tokens(tmp_path: Path) -> None:
-    """A database at schema 4 with a token: migrating keeps it and accepts 'service'."""
+    """A database at the schema before the forge's, with a Kestra token and a public API key:
+    migrating keeps both (every column) and accepts 'service'."""
     import asyncio
 
     from flowdeck.engine.schema import MIGRATIONS, _statements
 
+    FORGE_MIGRATION = next(i for i, m in enumerate(MIGRATIONS) if "forge_nodes" in m)
+
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
-        for number, script in enumerate(MIGRATIONS[:4]):
+        for number, script in enumerate(MIGRATIONS[:FORGE_MIGRATION]):
             for statement in _statements(script):
                 db.execute(statement)
             db.execute(f"PRAGMA user_version = {number + 1}")
         db.execute("INSERT INTO api_tokens(id, name, role, sha256, prefix, created_at) "
                    "VALUES ('t1', 'ops', 'admin', 'h', 'p', '2026-01-01T00:00:00Z')")
+        db.execute("INSERT INTO api_tokens(id, name, role, sha256, prefix, created_at, kind, "
+                   "allowed_workflows, usage_limit, usage_count, webhook_url) VALUES "
+                   "('k1', 'site', 'viewer', 'hk', 'p', '2026-01-01T00:00:00Z', 'public', "
+                   "'[\"a\"]', 100, 7, 'https://x.example')")
 
     async def migrate() -> None:
         import aiosqlite
@@ -115,7 +122,12 @@ def test_the_migration_keeps_existing_tokens(tmp_path: Path) -> None:
 
     asyncio.run(migrate())
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT id, role FROM api_tokens").fetchall() == [("t1", "admin")]
+        assert db.execute("SELECT id, role, kind, allowed_workflows, usage_limit, usage_count, "
+                          "webhook_url FROM api_tokens ORDER BY id").fetchall() == [
+            ("k1", "viewer", "public", '["a"]', 100, 7, "https://x.example"),
+            ("t1", "admin", "token", None, None, 0, None)]
+        indexes = {r[1] for r in db.execute("PRAGMA index_list(api_tokens)")}
+        assert "api_tokens_by_kind" in indexes
         db.execute("INSERT INTO api_tokens(id, name, role, sha256, prefix, created_at) "
                    "VALUES ('t2', 'w', 'service', 'h2', 'p', '2026-01-01T00:00:00Z')")
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

@@ -54,12 +54,6 @@ class RunService:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._wakers: dict[str, asyncio.Event] = {}
-        self._recording: set[asyncio.Task[None]] = set()
-
-    async def settle(self) -> None:
-        """Wait until the ids of every run created so far are recorded."""
-        if self._recording:
-            await asyncio.gather(*self._recording, return_exceptions=True)
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -75,17 +69,16 @@ class RunService:
         layout.check_external_placement(flow)
         labels = [(f"forge.{key}", value) for key, value in values.items()]
         labels.append(("forge.created_by", by))
+        async def record_ids(conn: aiosqlite.Connection, execution: Execution) -> None:
+            await self._insert_nodes(conn, layout.node_rows(execution.id, flow))
+
+        # The ids are written in the transaction that inserts the execution (no commit of
+        # their own); an external task records them again, idempotently, before it waits.
         execution = await self.engine.create_execution(
             flow.namespace, flow.id, inputs=dict(values), labels=labels, source="forge",
-            trigger={"id": "forge", "type": "flowdeck.forge.PipelineRun", "variables": values})
-        created = RunView(execution, flow, {}, {}).build()  # before the runner moves it on
-        # The ids ride on the run's next group commit instead of costing one of their own; an
-        # external task records them again (idempotent) before it waits for a report.
-        recording = asyncio.get_running_loop().create_task(
-            self._record_nodes(execution.id, flow), name=f"forge-nodes-{execution.id}")
-        self._recording.add(recording)
-        recording.add_done_callback(self._recording.discard)
-        return created
+            trigger={"id": "forge", "type": "flowdeck.forge.PipelineRun", "variables": values},
+            admit=record_ids)
+        return RunView(execution, flow, {}, {}).build()  # before the runner moves it on
 
     def pipeline(self, repository: str) -> FlowDefinition:
         namespace, flow_id = pipeline_flow(repository)
@@ -230,7 +223,6 @@ class RunService:
         return str(status)
 
     async def _node(self, node_id: str, kind: str) -> dict[str, Any]:
-        await self.settle()
         row = None
         if isinstance(node_id, str) and is_uuid(node_id):
             row = await self.engine.store.fetchone(
@@ -348,15 +340,19 @@ class RunService:
 
     async def _record_nodes(self, run_id: str, flow: FlowDefinition) -> None:
         rows = layout.node_rows(run_id, flow)
-        if not rows:
-            return
 
         async def op(conn: aiosqlite.Connection) -> None:
-            await conn.executemany(
-                "INSERT OR IGNORE INTO forge_nodes(id, run_id, kind, task_id, step, external) "
-                "VALUES (?,?,?,?,?,?)", rows)
+            await self._insert_nodes(conn, rows)
 
-        await self.engine.store.run(op)
+        if rows:
+            await self.engine.store.run(op)
+
+    @staticmethod
+    async def _insert_nodes(conn: aiosqlite.Connection, rows: builtins.list[layout.NodeRow]
+                            ) -> None:
+        await conn.executemany(
+            "INSERT OR IGNORE INTO forge_nodes(id, run_id, kind, task_id, step, external) "
+            "VALUES (?,?,?,?,?,?)", rows)
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -70,7 +70,6 @@ class ForgeService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.runs.settle()
         await self.deployments.stop()
 
     def concurrency_for(self, flow: FlowDefinition) -> ConcurrencyDef | None:
