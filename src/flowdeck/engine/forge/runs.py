@@ -69,6 +69,7 @@ class RunService:
         layout.check_external_placement(flow)
         labels = [(f"forge.{key}", value) for key, value in values.items()]
         labels.append(("forge.created_by", by))
+
         async def record_ids(conn: aiosqlite.Connection, execution: Execution) -> None:
             await self._insert_nodes(conn, layout.node_rows(execution.id, flow))
 
