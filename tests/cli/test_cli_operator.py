@@ -224,3 +224,33 @@ def test_a_failed_run_names_its_failing_task_and_last_lines(served: Served) -> N
                       str(served.data_dir)).splitlines()
     error = shown.index("ERROR")
     assert shown[error + 1:] == lines[1:5]
+
+
+def test_show_sanitises_inputs_and_outputs(served: Served) -> None:
+    hostile = "\x1b]0;pwned\x07 \x1b[2J \u202e end"
+    execution_id = created(served.ok("run", "ops.test", "hello", "-i", f"name={hostile}",
+                                     "--url", served.url))
+    shown = served.ok("executions", "show", execution_id, "--url", served.url)
+    # No raw control or bidi character reaches the terminal: a string value is stripped of
+    # its sequences, a structured one (task outputs) is JSON with them escaped.
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown
+    assert re.search(r"^  name\s+<U\+202E> end$", shown, re.M), shown
+    assert "hi \\u001b]0;pwned\\u0007 \\u001b[2J <U+202E> end" in shown
+    as_json = served.ok("executions", "show", execution_id, "--json", "--url", served.url)
+    assert "\x1b" not in as_json and json.loads(as_json)["inputs"] == {"name": hostile}
+
+
+def test_in_process_an_approval_by_its_execution_and_a_token_by_its_end(
+        tmp_path: Path) -> None:
+    local = Served(tmp_path, "", tmp_path / "data")
+    assert local.local("flow", "apply", local.flow_file("gated", GATED)).returncode == 0
+    waiting = local.local("run", "ops.test", "gated")
+    assert waiting.returncode == 3, waiting.stderr
+    execution_id = created(waiting.stdout)
+    decided = local.local("approvals", "reject", execution_id, "--comment", "not today")
+    assert decided.returncode == 0, decided.stderr
+    assert decided.stdout.splitlines()[1] == f"execution {execution_id} is CANCELLED"
+
+    token = json.loads(local.local("token", "create", "--role", "viewer", "--json").stdout)
+    revoked = local.local("token", "revoke", token["id"][-8:])
+    assert revoked.stdout == f"token {token['id']} ({token['name']}) revoked\n", revoked.stderr

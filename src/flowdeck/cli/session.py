@@ -39,8 +39,11 @@ if TYPE_CHECKING:
 #: log lines commit then).
 RUNNER_WAIT = 10.0
 
-#: What a command does with the data it reaches.
-Access = enum.Enum("Access", "READ CHANGE")
+class Access(enum.Enum):
+    """What a command does with the data it reaches."""
+
+    READ = "read"
+    CHANGE = "change"
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from importlib import resources
 
-from flowdeck.cli.common import EXIT_OK, Context, Printer
+from flowdeck.cli.common import EXIT_OK, Context, Printer, closing
 from flowdeck.cli.engine import open_engine
 from flowdeck.cli.options import Commands
 from flowdeck.cli.views import EXECUTION_HEADERS, execution_row
@@ -68,9 +68,8 @@ async def follow_until_settled(engine: Engine, execution_id: str,
     if printer is None:
         return await settled()
     waiter = asyncio.ensure_future(settled())
-    follower = engine.follow_logs(execution_id, heartbeat=0.2)
     last = 0
-    try:
+    async with closing(engine.follow_logs(execution_id, heartbeat=0.2)) as follower:
         async for entry in follower:
             if entry is not None:
                 printer.log(entry)
@@ -80,6 +79,4 @@ async def follow_until_settled(engine: Engine, execution_id: str,
                 for rest in await engine.logs.fetch(execution_id, after_seq=last):
                     printer.log(rest)
                 break
-    finally:
-        await follower.aclose()  # type: ignore[attr-defined]
     return await waiter
