@@ -144,7 +144,7 @@ def test_reading_works_beside_the_server_and_changes_say_how_to_reach_it(
     pending = served.ok("approvals", "list", "--data-dir", str(served.data_dir))
     assert re.search(r"\spending\s+ops\.test\.gated\s+Ship it\?", pending)
 
-    # Changes need the engine: refused at once, naming the holder and the way in.
+    # Changes need the engine: refused at once, naming the holder and its URL.
     apply = served.local("flow", "apply", served.flow_file("hello", HELLO))
     for refused in (apply, served.local("run", "ops.test", "hello"),
                     served.local("approvals", "approve", gated[-8:]),
@@ -153,7 +153,8 @@ def test_reading_works_beside_the_server_and_changes_say_how_to_reach_it(
         line = one_line(refused)
         assert line.startswith("flowdeck: another flowdeck engine (pid ") \
             and f"is already using {served.data_dir}" in line, line
-        assert "`flowdeck --serve 127.0.0.1:8080`" in line and "--url" in line, line
+        assert line.endswith(f"--data-dir. It serves its HTTP API at {served.url}: add "
+                             f"--url {served.url} to this command"), line
 
     # Over HTTP the same change works; the approval is named by its execution's short id.
     out = served.ok("approvals", "approve", gated[-8:], "--by", "ada", "--url", served.url)

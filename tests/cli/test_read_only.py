@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -80,3 +81,16 @@ def test_the_cli_reads_an_older_schema_by_migrating_it(tmp_path: Path,
                                                "DESCRIPTION"]
     with closing(sqlite3.connect(data_dir / "flowdeck.db")) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_the_served_url_is_believed_only_from_the_lock_holder(tmp_path: Path) -> None:
+    from flowdeck.cli import endpoint
+
+    endpoint.record(tmp_path, "http://127.0.0.1:8123")
+    assert endpoint.served_at(tmp_path) is None  # nobody holds the lock
+    (tmp_path / "engine.lock").write_text("4194999", encoding="utf-8")
+    assert endpoint.served_at(tmp_path) is None  # a file left by another process
+    (tmp_path / "engine.lock").write_text(str(os.getpid()), encoding="utf-8")
+    assert endpoint.served_at(tmp_path) == "http://127.0.0.1:8123"
+    endpoint.clear(tmp_path)
+    assert not (tmp_path / endpoint.FILE).exists()

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flowdeck.cli import endpoint
 from flowdeck.cli.common import EXIT_OK, UsageError
 from flowdeck.cli.session import engine_settings
 from flowdeck.client.backend import Backend
@@ -144,6 +145,7 @@ class DeckServing:
         except FlowdeckError as exc:
             app.toast(f"not serving the HTTP API: {exc}", severity="error")
             return
+        endpoint.record(backend.data_dir, service.url)
         app.serving_url = service.url
         app.toast(f"serving the HTTP API at {service.url} — {service.auth_line}")
 
@@ -151,6 +153,7 @@ class DeckServing:
         service, self.service = self.service, None
         if service is None:
             return
+        endpoint.clear(backend.data_dir)
 
         async def run(engine: Engine) -> None:
             await service.stop()

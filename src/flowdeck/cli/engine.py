@@ -31,7 +31,7 @@ async def open_engine(settings: Settings, *, start: bool,
     except sqlite3.DatabaseError as exc:
         raise UsageError(f"{config.data_dir / 'flowdeck.db'}: {exc}") from None
     except EngineLockedError as exc:
-        raise UsageError(held_message(exc)) from None
+        raise UsageError(held_message(exc, config.data_dir)) from None
     try:
         yield engine
     finally:

@@ -84,8 +84,14 @@ def engine_settings(settings: Settings, *, scheduler: bool) -> EngineSettings:
         extra={"staging": staging})
 
 
-def held_message(exc: EngineLockedError) -> str:
-    """The lock's message, and how to reach the engine that holds the data dir."""
+def held_message(exc: EngineLockedError, data_dir: Path) -> str:
+    """The lock's message, and how to reach the engine that holds the data dir: the URL it
+    serves its API at if it says, else how to have it served."""
+    from flowdeck.cli.endpoint import served_at
+
+    url = served_at(data_dir)
+    if url is not None:
+        return f"{exc}. It serves its HTTP API at {url}: add --url {url} to this command"
     return (f"{exc}. To change anything while it runs, go through its HTTP API: `flowdeck "
             "serve` serves it, and so does a deck opened with `flowdeck --serve "
             "127.0.0.1:8080`; then add --url http://127.0.0.1:8080 to this command")
@@ -189,7 +195,7 @@ async def _open_embedded(settings: EngineSettings, access: Access
     try:
         return await _connect(backend, settings.data_dir), backend
     except EngineLockedError as exc:
-        raise UsageError(held_message(exc)) from None
+        raise UsageError(held_message(exc, settings.data_dir)) from None
 
 
 async def _connect(backend: EmbeddedBackend, data_dir: Path) -> Capabilities:

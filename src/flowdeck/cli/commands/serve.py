@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from flowdeck.cli import endpoint
 from flowdeck.cli.common import Context, UsageError
 from flowdeck.cli.engine import open_engine
 from flowdeck.cli.options import Commands
+
+#: How `serve_engine` announces its URL.
+SERVING = "flowdeck serving "
 
 
 def register(commands: Commands) -> None:
@@ -33,7 +37,17 @@ async def serve_api(ctx: Context) -> int:
         raise UsageError(f"--port {port}: must be between 0 and 65535")
     options = ServerOptions(host=host, port=port, basic_username=config.basic_username,
                             basic_password_hash=config.basic_password_hash)
+    data_dir = ctx.settings.resolved_data_dir()
+
+    def announce(line: str) -> None:
+        ctx.out.line(line)
+        if line.startswith(SERVING):  # so a command refused on this data dir can name it
+            endpoint.record(data_dir, line.removeprefix(SERVING).strip())
+
     with stop_on_signals() as stopper:
         async with open_engine(ctx.settings, start=False, scheduler=True) as engine:
-            return await serve_engine(engine, options, stopper, announce=ctx.out.line,
-                                      access_log=args.access_log)
+            try:
+                return await serve_engine(engine, options, stopper, announce=announce,
+                                          access_log=args.access_log)
+            finally:
+                endpoint.clear(data_dir)
