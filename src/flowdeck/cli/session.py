@@ -117,8 +117,9 @@ def choose(ctx: Context) -> HttpBackend | EngineSettings:
         credentials = {"token": token, "username": username,
                        "password": password if username is not None else None}
     if not profile_name:
-        try:
-            return resolve_backend(url, **credentials)
+        try:  # `--url embedded` names the engine in the data dir
+            return resolve_backend(url, engine_settings=engine_settings(settings, scheduler=False),
+                                   **credentials)
         except ValidationError as exc:
             raise UsageError(f"--url {url}: {exc}") from None
     profile = settings.profiles.get(profile_name)
