@@ -275,7 +275,7 @@ def test_kill_ends_the_run_and_a_second_kill_is_refused(remote: Remote) -> None:
 def test_approvals_list_approve_reject_and_a_second_decision(remote: Remote) -> None:
     remote.ok("flow", "apply", remote.flow_file("gated", GATED))
     first = remote("run", "remote.test", "gated")
-    assert first.returncode == 1, first.stderr  # it waits: not SUCCESS (yet)
+    assert first.returncode == 3, first.stderr  # it waits: not SUCCESS (yet)
     assert re.search(r"^execution \S+ PAUSED in ", first.stdout, re.M)
     first_id = execution_id(first.stdout)
     second_id = execution_id(remote("run", "remote.test", "gated").stdout)

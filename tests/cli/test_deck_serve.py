@@ -58,6 +58,9 @@ async def test_the_deck_serves_the_api_of_its_own_engine(
         await wait_until(lambda: app.serving_url is not None)
         url = app.serving_url
         assert url == f"http://127.0.0.1:{port}"
+        # Recorded, so a command refused on this data dir can name the URL.
+        endpoint = tmp_path / "data" / "serving.url"
+        assert endpoint.read_text(encoding="utf-8") == f"{os.getpid()} {url}\n"
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             configs = await client.get("/api/v1/configs")
             assert configs.status_code == 200
@@ -83,6 +86,7 @@ async def test_the_deck_serves_the_api_of_its_own_engine(
     serving.sock.close()
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
         pass
+    assert not endpoint.exists()
 
 
 def test_a_busy_port_is_a_one_line_error_before_the_deck_starts(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any, TypeVar
 
 from flowdeck.client.backend import Capabilities, ExecutionFilter, FlowInfo, Page
@@ -113,12 +114,18 @@ class EmbeddedBackend:
 
     def __init__(self, settings: EngineSettings, *, clock: Clock | None = None,
                  ids: Callable[[], str] | None = None,
-                 stream_credits: int = STREAM_CREDITS, start: bool = True) -> None:
+                 stream_credits: int = STREAM_CREDITS, start: bool = True,
+                 read_only: bool = False) -> None:
         """`start=False` opens the engine without starting it: no recovery of what an earlier
         process left unfinished, no scheduler, so reading (flows, executions, logs,
-        approvals) changes nothing; `await start()` starts it before a state change."""
+        approvals) changes nothing; `await start()` starts it before a state change.
+
+        `read_only=True` reads an existing database without the data dir's lock, beside the
+        engine of another process (a deck, `flowdeck serve`); it never starts, and every
+        change is refused."""
         self.settings = settings
-        self._start = start
+        self._read_only = read_only
+        self._start = start and not read_only
         self._started = False
         self._clock = clock
         self._ids = ids
@@ -145,6 +152,15 @@ class EmbeddedBackend:
         return self._started
 
     @property
+    def read_only(self) -> bool:
+        """Whether the engine was opened read-only, beside another process's engine."""
+        return self._read_only
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    @property
     def engine_loop(self) -> asyncio.AbstractEventLoop | None:
         """The engine's loop (None until connected); for diagnostics and tests."""
         return self._loop
@@ -164,7 +180,7 @@ class EmbeddedBackend:
             try:
                 future = asyncio.run_coroutine_threadsafe(
                     Engine.open(self.settings, clock=self._clock, ids=self._ids,
-                                start=self._start), loop)
+                                start=self._start, read_only=self._read_only), loop)
                 self._engine = await asyncio.wrap_future(future)
             except BaseException:
                 await self._stop_thread()
@@ -183,6 +199,19 @@ class EmbeddedBackend:
                 return
             await self.engine_call(lambda e: e.start())
             self._started = True
+
+    async def wait_released(self, execution_id: str, timeout: float) -> None:
+        """Wait (at most `timeout` s) until an ended execution's runner in this process has
+        let go, so its last log lines are committed too (they can trail the final state by
+        one commit). Returns at once when the engine is not running."""
+        if not self._started:
+            return
+
+        async def run(engine: Engine) -> None:
+            with contextlib.suppress(TimeoutError):
+                await engine.wait_until_terminal(execution_id, timeout=timeout)
+
+        await self.engine_call(run)
 
     @staticmethod
     def _run_loop(loop: asyncio.AbstractEventLoop) -> None:

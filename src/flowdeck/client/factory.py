@@ -90,10 +90,27 @@ def make_backend(url: str | None = None, *, profile: Mapping[str, Any] | None = 
 
     Nothing is opened here: call `await backend.connect()`.
     """
-    try:
-        return _make_backend(url, profile=profile, data_dir=data_dir, username=username,
+    choice = resolve_backend(url, profile=profile, data_dir=data_dir, username=username,
                              password=password, token=token, timeout=timeout,
-                             engine_settings=engine_settings, environ=environ)
+                             engine_settings=engine_settings, environ=environ,
+                             key_prefix=key_prefix)
+    return choice if isinstance(choice, HttpBackend) else EmbeddedBackend(choice)
+
+
+def resolve_backend(url: str | None = None, *, profile: Mapping[str, Any] | None = None,
+                    data_dir: Path | None = None, username: str | None = None,
+                    password: str | None = None, token: str | None = None,
+                    timeout: float | None = None,
+                    engine_settings: EngineSettings | None = None,
+                    environ: Mapping[str, str] | None = None,
+                    key_prefix: str = "profile.") -> HttpBackend | EngineSettings:
+    """What `make_backend` would open: the `HttpBackend` of a server, or the settings of the
+    embedded engine, for a caller that opens that engine its own way (read-only, or without
+    starting it)."""
+    try:
+        return _resolve(url, profile=profile, data_dir=data_dir, username=username,
+                        password=password, token=token, timeout=timeout,
+                        engine_settings=engine_settings, environ=environ)
     except ValidationError as exc:
         if key_prefix == "profile.":
             raise
@@ -102,11 +119,11 @@ def make_backend(url: str | None = None, *, profile: Mapping[str, Any] | None = 
         raise ValidationError(problems) from None
 
 
-def _make_backend(url: str | None, *, profile: Mapping[str, Any] | None,
-                  data_dir: Path | None, username: str | None, password: str | None,
-                  token: str | None, timeout: float | None,
-                  engine_settings: EngineSettings | None,
-                  environ: Mapping[str, str] | None) -> Backend:
+def _resolve(url: str | None, *, profile: Mapping[str, Any] | None,
+             data_dir: Path | None, username: str | None, password: str | None,
+             token: str | None, timeout: float | None,
+             engine_settings: EngineSettings | None,
+             environ: Mapping[str, str] | None) -> HttpBackend | EngineSettings:
     env = os.environ if environ is None else environ
     profile = dict(profile or {})
     unknown = sorted(set(profile) - PROFILE_KEYS)
@@ -154,4 +171,4 @@ def _make_backend(url: str | None, *, profile: Mapping[str, Any] | None,
         if not isinstance(scheduler, bool):
             raise ValidationError([("profile.scheduler", "must be true or false")])
         settings.scheduler = scheduler
-    return EmbeddedBackend(settings)
+    return settings

@@ -138,15 +138,34 @@ class Engine:
         self.shutting_down = False
         self.scheduler: Any = None
         self._opened = False
+        #: Opened beside the engine that owns the data dir: reads only, no lock, never started.
+        self.read_only = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
     @classmethod
     async def open(cls, settings: EngineSettings, *, clock: Clock | None = None,
-                   ids: Callable[[], str] | None = None, start: bool = True) -> Engine:
+                   ids: Callable[[], str] | None = None, start: bool = True,
+                   read_only: bool = False) -> Engine:
+        """Open (and with `start`, start) the engine. `read_only` reads an existing database
+        without taking the data dir's lock, so it works while another process's engine runs
+        there; such an engine never starts and refuses every change."""
         engine = cls(settings, clock=clock, ids=ids)
-        await engine._open(start)
+        if read_only:
+            await engine._open_read_only()
+        else:
+            await engine._open(start)
         return engine
+
+    async def _open_read_only(self) -> None:
+        await self.store.open(read_only=True)
+        try:
+            await self._load_flows()
+        except BaseException:
+            await self.store.close()
+            raise
+        self.read_only = True
+        self._opened = True
 
     async def _open(self, start: bool) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -165,7 +184,11 @@ class Engine:
     async def start(self) -> None:
         """Recover what a previous process left unfinished, then start the scheduler."""
         from flowdeck.engine.recovery import recover
+        from flowdeck.engine.store import ReadOnlyStoreError
 
+        if self.read_only:
+            raise ReadOnlyStoreError(f"the engine on {self.data_dir} was opened read-only; "
+                                     "it cannot start")
         await recover(self)
         # Start-up objects live as long as the engine: keep the collector from rescanning them.
         gc.collect()

@@ -27,10 +27,10 @@ from typing import Any, Protocol, TypeVar
 import aiosqlite
 
 from flowdeck.core.clock import Clock
-from flowdeck.core.errors import EngineLockedError
+from flowdeck.core.errors import EngineLockedError, FlowdeckError
 from flowdeck.core.models import Execution, LogEntry
 from flowdeck.core.timefmt import format_instant
-from flowdeck.engine.schema import migrate
+from flowdeck.engine.schema import SCHEMA_VERSION, migrate
 
 T = TypeVar("T")
 LOG_BACKLOG = 512
@@ -73,6 +73,10 @@ class CommitHooks(Protocol):
 class _Pending:
     op: Op
     future: asyncio.Future[Any]
+
+
+class ReadOnlyStoreError(FlowdeckError):
+    """A change asked of a store opened read-only (beside the engine that owns the data dir)."""
 
 
 class DataDirLock:
@@ -126,13 +130,20 @@ class Store:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._failure: BaseException | None = None
+        self.read_only = False
         self.commits = 0
         #: Called after each commit with (execution id, state, Kestra JSON) of every snapshot.
         self.on_execution_committed: Callable[[str, str, dict[str, Any]], None] | None = None
         #: Run inside every transaction that writes execution snapshots, on the writer thread.
         self.hooks: CommitHooks | None = None
 
-    async def open(self) -> None:
+    async def open(self, *, read_only: bool = False) -> None:
+        """Open the writer, migrate and open the readers; `read_only` opens only the readers,
+        on a database that must exist at this schema version, so it can be read while another
+        process's engine owns it (WAL lets readers in beside its writer)."""
+        if read_only:
+            await self._open_read_only()
+            return
         self._writer = await aiosqlite.connect(self.db_path, isolation_level=None)
         try:
             for pragma in PRAGMAS:
@@ -152,6 +163,24 @@ class Store:
             self._all_readers.append(conn)
             self._free_readers.append(conn)
         self._task = asyncio.create_task(self._write_loop(), name="flowdeck-store-writer")
+
+    async def _open_read_only(self) -> None:
+        uri = f"{self.db_path.resolve().as_uri()}?mode=ro"
+        for _ in range(max(1, self._reader_count)):
+            conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+            self._all_readers.append(conn)
+            conn.row_factory = sqlite3.Row
+            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute("PRAGMA query_only=1")
+            self._free_readers.append(conn)
+        row = await self.fetchone("PRAGMA user_version")
+        version = int(row[0]) if row else 0
+        if version != SCHEMA_VERSION:
+            await self.close()
+            raise ReadOnlyStoreError(
+                f"{self.db_path} has schema version {version}, not {SCHEMA_VERSION}; it can "
+                "only be read once an engine has opened it (and migrated it)")
+        self.read_only = True
 
     async def close(self) -> None:
         self._closing = True
@@ -229,6 +258,8 @@ class Store:
     _busy_batch: object | None = None
 
     def _check_alive(self) -> None:
+        if self.read_only:
+            raise ReadOnlyStoreError(f"{self.db_path} is open read-only; nothing can change")
         if self._failure is not None:
             raise RuntimeError(f"storage failed: {self._failure}") from self._failure
 

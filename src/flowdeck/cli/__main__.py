@@ -1,0 +1,7 @@
+"""`python -m flowdeck.cli`: the `flowdeck` entry point."""
+
+import sys
+
+from flowdeck.cli.main import main
+
+sys.exit(main())
