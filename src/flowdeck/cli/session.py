@@ -72,16 +72,25 @@ class Session:
 
 
 def engine_settings(settings: Settings, *, scheduler: bool) -> EngineSettings:
-    try:
-        staging = settings.staging.engine_extra()  # reads the Railway token_env/token_file
-    except ValueError as exc:
-        raise ConfigError(f"{settings.source}: staging.railway.{exc}") from None
+    # Each section's `engine_extra()` reads the secrets its *_env / token_file keys name;
+    # a ValueError names the key, under the prefix shown here.
+    sections: dict[str, tuple[str, Any]] = {
+        "staging": ("staging.railway.", settings.staging),
+        "webhooks": ("webhooks.", settings.webhooks),
+        "public": ("public.", settings.public),
+        "forge": ("forge.", settings.forge)}
+    extra: dict[str, Any] = {}
+    for name, (prefix, section) in sections.items():
+        try:
+            extra[name] = section.engine_extra()
+        except ValueError as exc:
+            raise ConfigError(f"{settings.source}: {prefix}{exc}") from None
     return EngineSettings(
         data_dir=settings.resolved_data_dir(),
         max_concurrent_executions=settings.engine.max_concurrent_executions,
         readers=settings.engine.reader_connections,
         scheduler=scheduler and settings.engine.scheduler,
-        extra={"staging": staging})
+        extra=extra)
 
 
 def held_message(exc: EngineLockedError, data_dir: Path) -> str:

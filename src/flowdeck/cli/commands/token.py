@@ -11,14 +11,14 @@ from flowdeck.cli.common import EXIT_OK, Context, UsageError
 from flowdeck.cli.options import Commands
 from flowdeck.client.resolve import Candidate, is_fragment, matches, pick
 from flowdeck.core.timefmt import format_instant, parse_duration
-from flowdeck.engine.keys import ROLES, ApiToken, TokenStore, open_token_store
+from flowdeck.engine.keys import TOKEN_ROLES, ApiToken, TokenStore, open_token_store
 
 
 def register(commands: Commands) -> None:
     actions = commands.group("token", "create, list and revoke API tokens (Bearer) for "
                              "`flowdeck serve`", remote=False)
     create = actions.add("create", "create a token and show it once", create_token, json=True)
-    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--role", required=True, choices=TOKEN_ROLES)
     create.add_argument("--name")
     create.add_argument("--expires-in", metavar="DURATION",
                         help="ISO-8601 duration, e.g. P30D or PT12H (default: never)")
