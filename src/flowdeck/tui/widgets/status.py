@@ -34,7 +34,9 @@ class StatusBar(Widget):
 
     def render(self) -> Content:
         app: FlowdeckApp = self.app  # type: ignore[assignment]
-        screen = app.screen
+        # The screen this bar is on, not the one on top: behind a dialog, the list's bar keeps
+        # saying how old the list's data is.
+        screen = self.screen
         parts: list[tuple[str, str] | str] = [(" flowdeck ", "bold $accent"), "│ "]
         parts.append((sanitize_line(app.backend.name, 60), "$foreground"))
         if app.connection == "connected":
