@@ -147,7 +147,9 @@ async def test_kill_stops_the_whole_process_group_quickly(engine: Engine) -> Non
     killing = await engine.kill(execution.id)
     assert killing.state.current == "KILLING"
     final = await engine.wait_until_terminal(execution.id, timeout=10)
-    assert loop.time() - started < 2.0
+    # Far below the 30 s the sleeps would take (SIGTERM, at most one grace, SIGKILL), with
+    # room for a loaded machine: the bound is about not waiting for the task, not speed.
+    assert loop.time() - started < 5.0
     assert final.state.current == "KILLED"
     assert [h.state for h in final.state.histories][-2:] == ["KILLING", "KILLED"]
     assert final.task_runs[0].state.current == "KILLED"
