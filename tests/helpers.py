@@ -44,6 +44,23 @@ async def wait_for_state(engine: Engine, execution_id: str, state: str,
         sub.close()
 
 
+async def wait_for_task_state(engine: Engine, execution_id: str, task_id: str, state: str,
+                              timeout: float = 10) -> Execution:
+    """Wait (on events, not sleeps) until a task run of `task_id` is in `state`."""
+    sub = engine.bus.subscribe("execution", execution_id=execution_id)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                current = await engine.get_execution(execution_id)
+                if any(tr.task_id == task_id and tr.state.current == state
+                       for tr in current.task_runs):
+                    return current
+                with contextlib.suppress(TimeoutError):
+                    await sub.get(0.5)
+    finally:
+        sub.close()
+
+
 def states(execution: Execution) -> dict[str, str]:
     return {tr.task_id + (f"[{tr.value}]" if tr.value else ""): tr.state.current
             for tr in execution.task_runs}

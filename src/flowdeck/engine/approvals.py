@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowdeck.core.errors import ConflictError, NotFoundError, ValidationError
 from flowdeck.core.models import Approval
+from flowdeck.core.sanitize import valid_json, valid_text
 from flowdeck.core.timefmt import format_instant, parse_instant
 from flowdeck.engine.bus import APPROVAL, ApprovalEvent
 from flowdeck.engine.store import dumps
@@ -78,10 +79,13 @@ class ApprovalService:
         approval = Approval(
             id=self.engine.new_id(), execution_id=ex.id, task_run_id=ctx.task_run.id,
             namespace=ex.namespace, flow_id=ex.flow_id, task_id=task.id,
-            title=str(ctx.render(task.title)),
-            description=str(ctx.render(task.description)) if task.description else None,
-            rows=_rows(ctx.render(task.rows)), display_fields=list(task.displayFields),
-            metadata=ctx.render(task.metadata), allow_bulk_approval=task.allowBulkApproval,
+            title=valid_text(str(ctx.render(task.title))),
+            description=valid_text(str(ctx.render(task.description)))
+            if task.description else None,
+            rows=valid_json(_rows(ctx.render(task.rows))),
+            display_fields=valid_json(list(task.displayFields)),
+            metadata=valid_json(ctx.render(task.metadata)),
+            allow_bulk_approval=task.allowBulkApproval,
             require_comment=task.requireComment, status="pending", created_at=now,
             expires_at=now + task.expiresIn if task.expiresIn else None)
         runner.save()  # the execution row must exist in the same commit as its approval
@@ -127,7 +131,8 @@ class ApprovalService:
                      comment: str | None = None) -> Approval:
         """Record a decision; raises ConflictError if someone (or the timer) already decided."""
         current = await self.get(approval_id)
-        comment = comment.strip() if comment else None
+        by = valid_text(by)
+        comment = valid_text(comment).strip() if comment else None
         if current.require_comment and not comment and current.status == "pending":
             raise ValidationError([("comment", "this approval requires a comment")])
         if not by.strip():

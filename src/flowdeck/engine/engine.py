@@ -30,6 +30,7 @@ from flowdeck.core.errors import (
 )
 from flowdeck.core.ids import new_id
 from flowdeck.core.models import Execution, StateInfo, TaskRun
+from flowdeck.core.sanitize import valid_json
 from flowdeck.core.staging import CLONE_FLOW, DELETE_FLOW, LIST_FLOW
 from flowdeck.core.staging import NAMESPACE as STAGING_NAMESPACE
 from flowdeck.core.states import (
@@ -386,7 +387,7 @@ class Engine:
         resolved = resolve_inputs(flow.inputs, inputs or {},
                                   render_default=self._default_renderer(flow, trigger))
         execution = self._new_execution(flow, resolved, labels or [], source, parent)
-        execution.trigger = trigger
+        execution.trigger = valid_json(trigger)
         execution.schedule_date = schedule_date
         if parent is not None:
             execution.parent_id = parent.id
@@ -410,6 +411,7 @@ class Engine:
     def _new_execution(self, flow: FlowDefinition, inputs: dict[str, Any],
                        labels: list[tuple[str, str]], source: str,
                        parent: Execution | None) -> Execution:
+        labels = valid_json(labels)
         for key, _ in labels:
             if key.startswith("system.") and key not in ALLOWED_SYSTEM_LABELS:
                 raise ValidationError([("labels", f"'{key}' is a reserved system label")])
@@ -701,7 +703,7 @@ class Engine:
         for key, _ in labels:
             if key.startswith("system.") and key not in ALLOWED_SYSTEM_LABELS:
                 raise ValidationError([("labels", f"'{key}' is a reserved system label")])
-        for key, value in labels:
+        for key, value in valid_json(labels):
             execution.set_label(key, value)
         self.store.stage_execution(execution)
         await self.store.flush()

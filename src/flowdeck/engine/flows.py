@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from flowdeck.core.errors import InvalidFlowError
+from flowdeck.core.sanitize import valid_json, valid_text
 from flowdeck.engine.inputs import InputDef, coerce, load_yaml
 from flowdeck.engine.tasks.base import Duration, RetryPolicy, TaskDef
 from flowdeck.engine.tasks.registry import TASK_TYPES, canonical_type
@@ -337,8 +338,9 @@ def cron_problem(trigger: ScheduleTrigger) -> str | None:
 
 def parse_flow(source: str, revision: int = 1) -> FlowDefinition:
     """Validate a flow's YAML source; raises `InvalidFlowError` naming every problem found."""
+    source = valid_text(source)
     try:
-        raw = load_yaml(source)
+        raw = valid_json(load_yaml(source))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowdeck.core.errors import FlowdeckError, InvalidInputsError
+from flowdeck.core.sanitize import valid_json
 from flowdeck.core.timefmt import format_duration, format_instant, parse_duration, parse_instant
 
 INPUT_TYPES = {
@@ -280,6 +281,7 @@ def resolve_inputs(declared: list[InputDef], given: dict[str, Any], *,
     """
     problems: list[tuple[str, str]] = []
     out: dict[str, Any] = {}
+    given = valid_json(given)
     names = {d.id for d in declared}
     if strict_unknown:
         for key in given:
@@ -302,7 +304,7 @@ def resolve_inputs(declared: list[InputDef], given: dict[str, Any], *,
         else:
             continue
         try:
-            out[inp.id] = coerce(inp, raw)
+            out[inp.id] = valid_json(coerce(inp, raw))
         except ValueError as exc:
             problems.append((f"{prefix}.{inp.id}", str(exc)))
     if problems:

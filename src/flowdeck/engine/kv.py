@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowdeck.core.errors import ExpiredError, NotFoundError, ValidationError
+from flowdeck.core.sanitize import valid_json
 from flowdeck.core.timefmt import format_duration, format_instant, parse_duration, parse_instant
 from flowdeck.engine.store import dumps
 
@@ -192,7 +193,8 @@ class KVStore:
         kind = (kv_type or infer_type(value)).upper()
         if kind not in KV_TYPES:
             raise ValidationError([("type", f"unknown KV type '{kind}'")])
-        value = _normalise(value, kind)
+        value = valid_json(_normalise(valid_json(value), kind))
+        description = valid_json(description)
         if ttl is not None and ttl <= timedelta(0):
             raise ValidationError([("ttl", f"must be a positive duration, got "
                                            f"{format_duration(ttl)}")])

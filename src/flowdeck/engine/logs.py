@@ -19,6 +19,7 @@ import aiosqlite
 
 from flowdeck.core.errors import BadRequestError
 from flowdeck.core.models import LEVEL_RANK, LOG_LEVELS, Execution, LogEntry, TaskRun
+from flowdeck.core.sanitize import valid_text
 from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.bus import LOGS, EventBus, LogBatch
 
@@ -272,7 +273,7 @@ class LogService:
         for line in lines:
             seq += 1
             entries.append(LogEntry(ex_id, seq, ns, flow_id, task_id, task_run_id, attempt,
-                                    timestamp, level, line))
+                                    timestamp, level, valid_text(line)))
         self._next_seq[ex_id] = seq
         self.lines_written += len(entries)
         self.store.stage_logs(entries)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowdeck.core.errors import FlowdeckError, InvalidInputsError
 from flowdeck.core.models import Attempt, Execution, LogEntry, StateInfo, TaskRun
+from flowdeck.core.sanitize import valid_json
 from flowdeck.core.states import FAILED_STATES, SUCCESSFUL_STATES, TERMINAL_STATES
 from flowdeck.core.timefmt import format_duration, format_instant
 from flowdeck.engine.flows import FlowDefinition
@@ -280,7 +281,7 @@ class ExecutionRunner:
             except FlowdeckError as exc:
                 self.execution_log("ERROR", f"flow output '{spec.id}': {exc}")
                 return
-        self.execution.outputs = out
+        self.execution.outputs = valid_json(out)
 
     async def run_block(self, tasks: list[TaskDef], parent: TaskRun | None,
                         value: str | None = None, iteration: int | None = None,
@@ -392,6 +393,7 @@ class ExecutionRunner:
         except Exception as exc:  # a bug in a task must not take the engine down
             self.emit_logs(tr, "ERROR", [f"task '{task.id}': {type(exc).__name__}: {exc}"])
             state = "FAILED"
+        tr.outputs = valid_json(tr.outputs)
         if state == "FAILED" and task.allowFailure:
             state = "WARNING"
         tr.state.to(state, self.now)
@@ -461,7 +463,7 @@ class ExecutionRunner:
                 warning = bool(outputs and outputs.pop("_warning", False))
                 attempt.state.to("SUCCESS", now)
                 if outputs is not None:
-                    tr.outputs = outputs
+                    tr.outputs = valid_json(outputs)
                 final = "WARNING" if warning else "SUCCESS"
                 if len(tr.attempts) > 1 and policy is not None and policy.warningOnRetry:
                     final = "WARNING"
@@ -469,6 +471,7 @@ class ExecutionRunner:
                 self.save()
                 return final
             self.emit_logs(tr, "ERROR", [f"task '{task.id}' failed: {failure}"])
+            tr.outputs = valid_json(tr.outputs)  # what a failing task left (an HTTP answer)
             attempt.state.to("FAILED", now)
             delay = self._next_retry(policy, len(tr.attempts) - base, now - first_start)
             if delay is None:
