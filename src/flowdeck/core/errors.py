@@ -62,3 +62,7 @@ class BackendUnavailable(FlowdeckError):
 
 class PermissionDenied(FlowdeckError):
     """Credentials are missing or wrong, or the role may not do this (HTTP 401/403)."""
+
+
+class StorageUnavailable(FlowdeckError):
+    """The database cannot take writes right now (disk full, locked, closed); retry later."""

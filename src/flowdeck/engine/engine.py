@@ -60,6 +60,8 @@ from flowdeck.engine.templating import TemplateRenderer
 from flowdeck.engine.workdirs import WorkDirs
 
 ALLOWED_SYSTEM_LABELS = frozenset({"system.correlationId", "system.from"})
+#: How long `close` waits for running executions to stop before it closes the store anyway.
+CLOSE_DRIVERS_S = 2.0
 
 #: Runs in the transaction that inserts a new execution, before the insert (see
 #: `Engine.create_execution`): raise to refuse, or complete the execution.
@@ -137,6 +139,8 @@ class Engine:
         self._revisions: dict[tuple[str, str, int], FlowDefinition] = {}
         self._drivers: set[asyncio.Task[None]] = set()
         self.shutting_down = False
+        #: How this engine runs that an operator should know about (shown by `/health`).
+        self.warnings: list[str] = []
         self.scheduler: Any = None
         self._opened = False
         #: Opened beside the engine that owns the data dir: reads only, no lock, never started.
@@ -173,6 +177,7 @@ class Engine:
         self.lock.acquire()
         try:
             self.store.on_execution_committed = self._publish_execution
+            self.store.on_execution_poisoned = self._execution_poisoned
             await self.store.open()
             await self._load_flows()
             self._opened = True
@@ -218,7 +223,8 @@ class Engine:
         drivers = list(self._drivers)
         for task in drivers:
             task.cancel()
-        await asyncio.gather(*drivers, return_exceptions=True)
+        if drivers:  # bounded: a store that cannot write must not hold the shutdown
+            await asyncio.wait(drivers, timeout=CLOSE_DRIVERS_S)
         await self.outbox.stop()
         self.workdirs.drop_spare()
         await self.store.close()
@@ -234,6 +240,15 @@ class Engine:
     def _publish_execution(self, execution_id: str, state: str, doc: dict[str, Any]) -> None:
         self.bus.publish(EXECUTION, ExecutionEvent(execution_id, state, doc),
                          execution_id=execution_id)
+
+    def _execution_poisoned(self, execution: Execution, reason: str) -> None:
+        """Its state cannot be stored (the store wrote a FAILED marker): say why, stop it."""
+        self.logs.emit(execution, None, "ERROR", [
+            f"flowdeck could not store the state of this execution ({reason}); it is marked "
+            "FAILED and stopped"])
+        runner = self.runners.get(execution.id)
+        if runner is not None and runner.execution is execution and runner.task is not None:
+            runner.task.cancel()
 
     # -- flows ------------------------------------------------------------------------------
 
@@ -745,9 +760,11 @@ class Engine:
                                 heartbeat=heartbeat)
 
     async def storage_health(self) -> dict[str, Any]:
-        row = await self.store.fetchone("PRAGMA quick_check")
-        return {"status": "UP" if row and row[0] == "ok" else "DOWN",
-                "runningExecutions": len(self.runners)}
+        """`status` UP/DOWN, whether the store can write (a probe), what the writer last went
+        through, and `warnings` about how this engine runs."""
+        from flowdeck.engine.health import storage_health
+
+        return await storage_health(self)
 
 
 def reset_for_restart(execution: Execution, flow: FlowDefinition, task_run_id: str | None,

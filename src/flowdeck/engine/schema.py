@@ -291,6 +291,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE api_tokens_v6 RENAME TO api_tokens;
     CREATE INDEX api_tokens_by_kind ON api_tokens (kind, created_at);
     """,
+    # 7: one row the writer rewrites to tell "this store cannot write" from "this item cannot
+    # be written" (engine/store.py) and that /health writes to prove the store takes writes
+    """
+    CREATE TABLE writer_probe (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

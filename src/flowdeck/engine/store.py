@@ -8,6 +8,16 @@ post-commit callbacks that publish events. WAL mode with `synchronous=FULL` make
 survive power loss, and batching keeps that cheap. A batch nobody waits for gathers for up to
 `COALESCE_S`; one that an operation or a flush waits for is committed at once, in one trip to
 the writer connection's thread when it holds only snapshots and log lines.
+
+One item that cannot be written never blocks the others. A group commit that fails for a reason
+other than SQLite's `OperationalError` (a lone surrogate that slipped past sanitising, a row a
+trigger or constraint refuses) is split in halves until the item is found; an item that fails
+alone twice, while a probe write succeeds, is poisoned: a log line is replaced by a marker line,
+an execution snapshot by a FAILED marker (the engine logs why and stops the run), an operation
+fails only its own caller. An `OperationalError` (disk full, database locked) or a failing probe
+says the store itself cannot write right now: nothing is dropped, staged work is retried with a
+capped backoff, and callers waiting for a commit get `StorageUnavailable` after a few tries.
+`health()` reports what the writer last went through; `close()` ends within its deadline.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 from collections import deque
@@ -27,10 +38,14 @@ from typing import Any, Protocol, TypeVar
 import aiosqlite
 
 from flowdeck.core.clock import Clock
-from flowdeck.core.errors import EngineLockedError, FlowdeckError
+from flowdeck.core.errors import EngineLockedError, FlowdeckError, StorageUnavailable
 from flowdeck.core.models import Execution, LogEntry
+from flowdeck.core.sanitize import valid_json, valid_text
+from flowdeck.core.states import TERMINAL_STATES
 from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.schema import SCHEMA_VERSION, migrate
+
+log = logging.getLogger("flowdeck.store")
 
 T = TypeVar("T")
 LOG_BACKLOG = 512
@@ -40,6 +55,16 @@ LOG_BACKLOG = 512
 #: noticeably for each one, while 5 ms is still far below what a live view can show.
 COALESCE_S = 0.005
 Op = Callable[[aiosqlite.Connection], Awaitable[Any]]
+#: How many group commits an operation or a flush waits through while the store cannot write,
+#: before its caller gets `StorageUnavailable` (staged snapshots and log lines keep waiting).
+MAX_TRIES = 3
+#: Backoff between retries while the store cannot write: doubles from the first to the cap.
+RETRY_FIRST_S = 0.05
+RETRY_CAP_S = 1.0
+#: How long `close` keeps trying to commit what is left before it gives up (and says so).
+CLOSE_DEADLINE_S = 4.0
+#: How many poisoned executions are remembered (their later snapshots are not written).
+POISON_MEMORY = 1000
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
@@ -73,6 +98,55 @@ class CommitHooks(Protocol):
 class _Pending:
     op: Op
     future: asyncio.Future[Any]
+    tries: int = 0
+
+
+@dataclass(slots=True)
+class _Waiter:
+    future: asyncio.Future[None]
+    tries: int = 0
+
+
+@dataclass(slots=True)
+class _Snapshot:
+    """An execution and the row it was serialised to when its batch was taken (or why it
+    could not be: a value JSON cannot carry, which will not get better by trying again)."""
+
+    execution: Execution
+    row: tuple[Any, ...]
+    error: BaseException | None = None
+    #: A FAILED marker standing in for a snapshot that could not be written.
+    marker: bool = False
+
+    @classmethod
+    def of(cls, execution: Execution, now: Any) -> _Snapshot:
+        try:
+            return cls(execution, execution_row(execution, now))
+        except Exception as exc:
+            return cls(execution, (), exc)
+
+
+#: One thing a group commit can hold and commit alone.
+_Unit = _Pending | LogEntry | _Snapshot
+
+
+class _CannotWrite(Exception):
+    """The store cannot write right now; `left` is what did not commit, in order."""
+
+    def __init__(self, cause: BaseException, left: list[_Unit]) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.left = left
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors that say the store cannot write (disk full, locked, I/O), not this item."""
+    return isinstance(exc, sqlite3.OperationalError)
+
+
+def _reason(exc: BaseException) -> str:
+    text = valid_text(str(exc)) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
 
 
 class ReadOnlyStoreError(FlowdeckError):
@@ -123,19 +197,34 @@ class Store:
         self._staged_logs: list[LogEntry] = []
         self._ops: list[_Pending] = []
         self._callbacks: list[Callable[[], None]] = []
-        self._flush_waiters: list[asyncio.Future[None]] = []
+        self._flush_waiters: list[_Waiter] = []
+        #: Chatty tasks waiting for staged log lines to drain (released by any commit).
+        self._room_waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         #: Set while the writer lets a batch gather; resolving it ends the wait early.
         self._gathering: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._failure: BaseException | None = None
         self.read_only = False
+        self._closed = False
+        self._close_deadline: float | None = None
+        #: Executions whose snapshot was poisoned: later snapshots of that object are dropped.
+        self._poisoned: dict[str, Execution] = {}
+        #: Markers that could not be written yet because the store could not write.
+        self._markers: list[_Snapshot] = []
         self.commits = 0
+        #: What the writer went through, for `health()`.
+        self.poisoned_items = 0
+        self.last_error: str | None = None
+        self.last_error_at: str | None = None
+        self.failing_since: str | None = None
+        self._consecutive_failures = 0
         #: Called after each commit with (execution id, state, Kestra JSON) of every snapshot.
         self.on_execution_committed: Callable[[str, str, dict[str, Any]], None] | None = None
         #: Run inside every transaction that writes execution snapshots, on the writer thread.
         self.hooks: CommitHooks | None = None
+        #: Called with (execution, reason) when a snapshot was replaced by a FAILED marker.
+        self.on_execution_poisoned: Callable[[Execution, str], None] | None = None
 
     async def open(self, *, read_only: bool = False) -> None:
         """Open the writer, migrate and open the readers; `read_only` opens only the readers,
@@ -182,21 +271,57 @@ class Store:
                 "only be read once an engine has opened it (and migrated it)")
         self.read_only = True
 
-    async def close(self) -> None:
+    async def close(self, deadline_s: float = CLOSE_DEADLINE_S) -> None:
+        """Commit what is staged and close, within about `deadline_s` (plus the time SQLite
+        needs to give up a busy wait); what cannot be committed by then is reported lost."""
+        loop = asyncio.get_running_loop()
         self._closing = True
+        self._close_deadline = loop.time() + deadline_s
         self._hurry()
         self._wake.set()
-        if self._task is not None:
-            await self._task
-        for conn in self._all_readers:
-            await conn.close()
+        task = self._task
+        if task is not None and not task.done():
+            done, _ = await asyncio.wait({task}, timeout=deadline_s + 1.0)
+            if not done:
+                task.cancel()
+                await asyncio.wait({task}, timeout=1.0)
+        self._closed = True
+        self._give_up("the store is closed")
         if self._writer is not None:
-            await self._writer.close()
+            with contextlib.suppress(Exception):
+                self._writer._conn.interrupt()
+        for conn in [*self._all_readers, *([self._writer] if self._writer else [])]:
+            try:
+                await asyncio.wait_for(conn.close(), timeout=5.0)
+            except Exception as exc:  # a connection stuck in a busy wait, or already gone
+                log.warning("flowdeck: closing a database connection failed: %s", _reason(exc))
+
+    def _give_up(self, why: str) -> None:
+        """Fail every caller still waiting and report what was never committed."""
+        lost_snapshots = len(self._staged_executions)
+        lost_lines = len(self._staged_logs)
+        error = StorageUnavailable(why)
+        for pending in self._ops:
+            if not pending.future.done():
+                pending.future.set_exception(error)
+        for waiter in self._flush_waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(error)
+        for room in self._room_waiters:
+            _resolve(room)
+        self._ops, self._flush_waiters, self._room_waiters = [], [], []
+        self._staged_executions, self._staged_logs, self._callbacks = {}, [], []
+        if lost_snapshots or lost_lines:
+            log.error("flowdeck: %s before %d execution snapshot(s) and %d log line(s) could "
+                      "be committed (last error: %s)", why, lost_snapshots, lost_lines,
+                      self.last_error)
 
     # -- writing ----------------------------------------------------------------------------
 
     def stage_execution(self, execution: Execution) -> None:
         """Write this execution's current snapshot with the next commit (coalesced)."""
+        if self._poisoned.get(execution.id) is execution:
+            return  # its marker stands; this object cannot be written
         self._staged_executions[execution.id] = execution
         self._wake.set()
 
@@ -206,18 +331,19 @@ class Store:
 
     def log_backlogged(self, limit: int = LOG_BACKLOG) -> bool:
         """Whether `log_room` would wait now."""
-        return len(self._staged_logs) > limit and self._failure is None
+        return len(self._staged_logs) > limit and not self._closed
 
     async def log_room(self, limit: int = LOG_BACKLOG) -> None:
         """Wait while more than `limit` log lines are waiting for a commit.
 
         Chatty tasks call this after each chunk they log, so a burst is held back in the
         pipe (the task's own write blocks) instead of piling up here: commits stay small and a
-        line reaches followers within a couple of commits.
+        line reaches followers within a couple of commits. While the store cannot write, the
+        task waits here (killing it still works).
         """
-        while len(self._staged_logs) > limit and self._failure is None:
+        while len(self._staged_logs) > limit and not self._closed:
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._flush_waiters.append(future)
+            self._room_waiters.append(future)
             self._hurry()
             self._wake.set()
             await future
@@ -237,14 +363,15 @@ class Store:
         return await future
 
     async def flush(self) -> None:
-        """Wait until everything staged before this call is committed."""
+        """Wait until everything staged before this call is committed (or replaced by a
+        marker); `StorageUnavailable` if the store cannot write for a few tries."""
         self._check_alive()
         idle = not (self._staged_executions or self._staged_logs or self._ops
                     or self._callbacks)
         if idle and self._busy_batch is None:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._flush_waiters.append(future)
+        self._flush_waiters.append(_Waiter(future))
         self._hurry()
         self._wake.set()
         await future
@@ -260,20 +387,50 @@ class Store:
     def _check_alive(self) -> None:
         if self.read_only:
             raise ReadOnlyStoreError(f"{self.db_path} is open read-only; nothing can change")
-        if self._failure is not None:
-            raise RuntimeError(f"storage failed: {self._failure}") from self._failure
+        if self._closed or (self._task is not None and self._task.done()):
+            raise StorageUnavailable("the store is closed")
+
+    def health(self) -> dict[str, Any]:
+        """What the writer last went through (no I/O)."""
+        return {
+            "state": "FAILING" if self.failing_since is not None else "OK",
+            "lastError": self.last_error,
+            "lastErrorAt": self.last_error_at,
+            "failingSince": self.failing_since,
+            "poisonedItems": self.poisoned_items,
+            "pendingSnapshots": len(self._staged_executions),
+            "pendingLogLines": len(self._staged_logs),
+            "commits": self.commits,
+        }
+
+    async def probe(self) -> None:
+        """One real write (a row rewritten in its own group commit); raises if it fails."""
+        now = format_instant(self.clock.now())
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute("INSERT OR REPLACE INTO writer_probe(id, at) VALUES (1, ?)",
+                               (now,))
+
+        await self.run(op)
+
+    def _record_failure(self, exc: BaseException, *, transient: bool) -> None:
+        now = format_instant(self.clock.now())
+        self.last_error = _reason(exc)
+        self.last_error_at = now
+        if transient and self.failing_since is None:
+            self.failing_since = now
 
     async def _write_loop(self) -> None:
         assert self._writer is not None
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if not (self._staged_executions or self._staged_logs or self._ops
-                    or self._callbacks or self._flush_waiters):
+            if not (self._staged_executions or self._staged_logs or self._ops or self._markers
+                    or self._callbacks or self._flush_waiters or self._room_waiters):
                 if self._closing:
                     return
                 continue
-            if not (self._ops or self._flush_waiters or self._closing):
+            if not (self._ops or self._flush_waiters or self._room_waiters or self._closing):
                 # Nobody waits on this batch: let a few more changes join it (fewer fsyncs),
                 # until someone does (an operation or a flush must not wait for the window).
                 loop = asyncio.get_running_loop()
@@ -289,58 +446,241 @@ class Store:
             ops, self._ops = self._ops, []
             callbacks, self._callbacks = self._callbacks, []
             waiters, self._flush_waiters = self._flush_waiters, []
+            rooms, self._room_waiters = self._room_waiters, []
             # Snapshot the executions now, with the logs just taken: the runner keeps mutating
             # them while the commit is in flight, and a state serialised later could become
             # visible a commit before the log lines that led to it (a FAILED execution whose
             # ERROR line is not stored yet).
             now = self.clock.now()
-            rows = [execution_row(ex, now) for ex in executions.values()]
+            snapshots = [_Snapshot.of(ex, now) for ex in executions.values()]
+            # Log lines before the snapshots and operations first, as in one transaction: a
+            # split batch still never shows a state before the lines that led to it.
+            markers, self._markers = self._markers, []
+            units: list[_Unit] = [*ops, *logs, *snapshots, *markers]
             self._busy_batch = object()
             try:
-                results = await self._commit(rows, logs, ops)
-            except Exception as exc:  # the disk is full, the file vanished...
+                await self._commit_units(units)
+            except _CannotWrite as failure:
                 self._busy_batch = None
-                if self.hooks is not None:
-                    self.hooks.forget_marks()
-                for pending in ops:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-                # Snapshots are retried with the next commit; nothing is silently dropped.
-                for ex in executions.values():
-                    self._staged_executions.setdefault(ex.id, ex)
-                self._staged_logs[:0] = logs
-                self._callbacks[:0] = callbacks
-                await asyncio.sleep(0.05)
+                self._cannot_write(failure, callbacks, waiters, rooms)
+                if self._closing and self._past_deadline():
+                    self._give_up("the store could not write before it closed")
+                    return
+                await self._backoff()
                 self._wake.set()
                 continue
             self._busy_batch = None
             self.commits += 1
-            if self.hooks is not None:
-                self.hooks.committed()
-            for pending, (ok, value) in zip(ops, results, strict=True):
-                if pending.future.done():
-                    continue
-                if ok:
-                    pending.future.set_result(value)
-                else:
-                    pending.future.set_exception(value)
-            hook = self.on_execution_committed
-            if hook is not None:
-                for row in rows:
-                    hook(row[0], row[4], row[10])
+            self._consecutive_failures = 0
+            self.failing_since = None
             for callback in callbacks:
                 callback()
             for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+                if not waiter.future.done():
+                    waiter.future.set_result(None)
+            for room in rooms:
+                _resolve(room)
+
+    def _past_deadline(self) -> bool:
+        deadline = self._close_deadline
+        return deadline is not None and asyncio.get_running_loop().time() >= deadline
+
+    async def _backoff(self) -> None:
+        delay = min(RETRY_CAP_S, RETRY_FIRST_S * 2 ** (self._consecutive_failures - 1))
+        if self._close_deadline is not None:
+            delay = min(delay, max(0.0, self._close_deadline
+                                   - asyncio.get_running_loop().time()))
+        await asyncio.sleep(delay)
+
+    def _cannot_write(self, failure: _CannotWrite, callbacks: list[Callable[[], None]],
+                      waiters: list[_Waiter], rooms: list[asyncio.Future[None]]) -> None:
+        """Keep what did not commit for the next try; give callers up after a few tries."""
+        self._consecutive_failures += 1
+        self._record_failure(failure.cause, transient=True)
+        error = StorageUnavailable(f"the database cannot take writes right now: "
+                                   f"{_reason(failure.cause)}")
+        ops: list[_Pending] = []
+        logs: list[LogEntry] = []
+        for unit in failure.left:
+            if isinstance(unit, _Pending):
+                unit.tries += 1
+                if unit.tries >= MAX_TRIES:
+                    if not unit.future.done():
+                        unit.future.set_exception(error)
+                else:
+                    ops.append(unit)
+            elif isinstance(unit, LogEntry):
+                logs.append(unit)
+            elif unit.marker:
+                self._markers.append(unit)
+            elif self._poisoned.get(unit.execution.id) is not unit.execution:
+                # A newer snapshot staged meanwhile wins.
+                self._staged_executions.setdefault(unit.execution.id, unit.execution)
+        self._ops[:0] = ops
+        self._staged_logs[:0] = logs
+        self._callbacks[:0] = callbacks
+        kept: list[_Waiter] = []
+        for waiter in waiters:
+            waiter.tries += 1
+            if waiter.tries >= MAX_TRIES:
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)
+            else:
+                kept.append(waiter)
+        self._flush_waiters[:0] = kept
+        self._room_waiters[:0] = rooms
+
+    async def _commit_units(self, units: list[_Unit]) -> None:
+        """Commit `units`, splitting a failed group until each poisoned unit is found.
+
+        Raises `_CannotWrite` with what is left when the store itself cannot write.
+        """
+        broken: list[_Unit] = [u for u in units if isinstance(u, _Snapshot) and u.error]
+        if broken:  # each on its own, after the rest
+            units = [u for u in units if not (isinstance(u, _Snapshot) and u.error)]
+        groups: deque[list[_Unit]] = deque([units])
+        groups.extend([u] for u in broken)
+        while groups:
+            group = groups.popleft()
+            try:
+                await self._settle_group(group, groups)
+            except _CannotWrite as failure:
+                failure.left.extend(u for g in groups for u in g)
+                raise
+
+    async def _settle_group(self, group: list[_Unit], groups: deque[list[_Unit]]) -> None:
+        """Commit one group, or split it onto the front of `groups`, or poison its one unit."""
+        if not group:
+            return
+        head = group[0]
+        if isinstance(head, _Snapshot) and head.error is not None:
+            await self._poison(head, head.error)
+            return
+        try:
+            await self._commit_group(group)
+            return
+        except Exception as exc:
+            if is_transient(exc):
+                raise _CannotWrite(exc, list(group)) from None
+            failure: BaseException = exc
+        if len(group) > 1:
+            middle = len(group) // 2
+            groups.appendleft(group[middle:])
+            groups.appendleft(group[:middle])
+            return
+        # Alone, it failed once; once more, then ask whether the store writes at all.
+        try:
+            await self._commit_group(group)
+            return
+        except Exception as exc:
+            failure = exc
+        cannot = failure if is_transient(failure) else await self._probe_failure()
+        if cannot is not None:
+            raise _CannotWrite(cannot, list(group))
+        await self._poison(head, failure)
+
+    async def _probe_failure(self) -> BaseException | None:
+        """None if a probe row can be written right now, else why not."""
+        conn = self._writer
+        assert conn is not None
+        try:
+            await conn._execute(  # type: ignore[no-untyped-call]
+                _write_probe, conn, format_instant(self.clock.now()))
+        except Exception as exc:
+            return exc
+        return None
+
+    async def _commit_group(self, group: list[_Unit]) -> None:
+        """One transaction for `group`; settles its operations and publishes its snapshots."""
+        ops: list[_Pending] = []
+        logs: list[LogEntry] = []
+        snapshots: list[_Snapshot] = []
+        for unit in group:
+            if type(unit) is LogEntry:
+                logs.append(unit)
+            elif isinstance(unit, _Pending):
+                ops.append(unit)
+            else:
+                assert isinstance(unit, _Snapshot)
+                snapshots.append(unit)
+        hooks = self.hooks
+        try:
+            results = await self._commit([s.row for s in snapshots], logs, ops)
+        except BaseException:
+            if hooks is not None:
+                hooks.forget_marks()
+            raise
+        if hooks is not None:
+            hooks.committed()
+        for pending, (ok, value) in zip(ops, results, strict=True):
+            if pending.future.done():
+                continue
+            if ok:
+                pending.future.set_result(value)
+            else:
+                pending.future.set_exception(value)
+        hook = self.on_execution_committed
+        if hook is not None:
+            for snapshot in snapshots:
+                row = snapshot.row
+                hook(row[0], row[4], row[10])
+
+    async def _poison(self, unit: _Unit, exc: BaseException) -> None:
+        """`unit` cannot be written: fail it, or write a marker in its place."""
+        self.poisoned_items += 1
+        self._record_failure(exc, transient=False)
+        reason = _reason(exc)
+        if isinstance(unit, _Pending):
+            if not unit.future.done():
+                unit.future.set_exception(exc)
+            return
+        if isinstance(unit, LogEntry):
+            log.error("flowdeck: a log line of execution %s (#%d) could not be stored: %s",
+                      unit.execution_id, unit.seq, reason)
+            unit.message = (f"[flowdeck] this log line could not be stored ({reason}); "
+                            "it was replaced by this note")
+            if not await self._write_marker(unit):
+                log.error("flowdeck: the marker line was refused too: line dropped")
+            return
+        ex = unit.execution
+        if unit.marker:
+            log.error("flowdeck: no marker could be stored for execution %s: %s", ex.id, reason)
+            return
+        log.error("flowdeck: the state of execution %s could not be stored: %s", ex.id, reason)
+        self._poisoned[ex.id] = ex
+        while len(self._poisoned) > POISON_MEMORY:
+            del self._poisoned[next(iter(self._poisoned))]
+        self._staged_executions.pop(ex.id, None)
+        hook = self.on_execution_poisoned
+        if hook is not None:
+            hook(ex, reason)  # the engine logs why and stops the run
+        for builder in (_full_marker, _bare_marker):
+            try:
+                row = builder(ex, self.clock.now())
+            except Exception:
+                continue
+            if await self._write_marker(_Snapshot(ex, row, marker=True)):
+                return
+        log.error("flowdeck: no marker could be stored for execution %s", ex.id)
+
+    async def _write_marker(self, unit: _Unit) -> bool:
+        """Write a marker alone; False if it is refused too. If the store cannot write, the
+        marker waits for the next commit like anything else."""
+        try:
+            await self._commit_group([unit])
+        except Exception as exc:
+            if is_transient(exc):
+                raise _CannotWrite(exc, [unit]) from None
+            return False
+        return True
 
     async def _commit(self, rows: list[tuple[Any, ...]], logs: list[LogEntry],
                       ops: list[_Pending]) -> list[tuple[bool, Any]]:
         conn = self._writer
         assert conn is not None
+        if conn.in_transaction:  # a failed ROLLBACK must not wedge every later BEGIN
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
         results: list[tuple[bool, Any]] = []
         if not ops:  # the common batch: snapshots and log lines only
             # One trip to the writer thread for the whole transaction instead of three or four
@@ -357,6 +697,10 @@ class Store:
                 try:
                     value = await pending.op(conn)
                 except Exception as exc:
+                    if is_transient(exc) or not conn.in_transaction:
+                        # The store cannot write (or SQLite already rolled the whole
+                        # transaction back): the batch fails as a whole and is tried again.
+                        raise
                     await conn.execute(f"ROLLBACK TO op{i}")
                     await conn.execute(f"RELEASE op{i}")
                     results.append((False, exc))
@@ -433,6 +777,18 @@ def _update_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [(*r[4:8], r[9], r[0]) for r in rows]
 
 
+def _write_probe(writer: aiosqlite.Connection, at: str) -> None:
+    db = writer._conn
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("INSERT OR REPLACE INTO writer_probe(id, at) VALUES (1, ?)", (at,))
+        db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            db.execute("ROLLBACK")
+        raise
+
+
 def _write_batch(writer: aiosqlite.Connection, executions: list[tuple[Any, ...]],
                  logs: list[tuple[Any, ...]], hooks: CommitHooks | None) -> None:
     """One group-commit transaction, run on the writer connection's own thread."""
@@ -461,3 +817,52 @@ def execution_row(ex: Execution, now: Any) -> tuple[Any, ...]:
         format_instant(ex.state.start_date), format_instant(end) if end else None,
         dumps({k: v for k, v in ex.labels}), ex.parent_id, text, doc,
     )
+
+
+def _failed_state(doc: dict[str, Any], now: Any) -> dict[str, Any]:
+    """The state part of a marker: the histories so far, then FAILED now."""
+    stamp = format_instant(now)
+    state = dict(doc.get("state") or {})
+    histories = [h for h in state.get("histories") or []
+                 if isinstance(h, dict) and isinstance(h.get("state"), str)]
+    histories.append({"state": "FAILED", "date": stamp})
+    state.update(current="FAILED", histories=histories, endDate=stamp)
+    return state
+
+
+def _marker_row(ex: Execution, doc: dict[str, Any], now: Any) -> tuple[Any, ...]:
+    text = dumps(doc)
+    labels = {str(lbl.get("key")): str(lbl.get("value")) for lbl in doc.get("labels") or []
+              if isinstance(lbl, dict)}
+    start = (doc["state"].get("startDate") or format_instant(ex.state.start_date))
+    return (ex.id, ex.namespace, ex.flow_id, ex.flow_revision, "FAILED", start,
+            doc["state"]["endDate"], dumps(labels), ex.parent_id, text, doc)
+
+
+def _full_marker(ex: Execution, now: Any) -> tuple[Any, ...]:
+    """The snapshot with every text made valid, marked FAILED."""
+    doc = valid_json(ex.to_dict(now))
+    doc = dict(doc)
+    doc["state"] = _failed_state(doc, now)
+    return _marker_row(ex, doc, now)
+
+
+def _bare_marker(ex: Execution, now: Any) -> tuple[Any, ...]:
+    """Only what the engine itself wrote (ids, flow, states): the last resort."""
+    histories = [{"state": h.state, "date": format_instant(h.date)}
+                 for h in ex.state.histories if h.state in TERMINAL_STATES
+                 or h.state.isascii()]
+    doc: dict[str, Any] = {
+        "id": ex.id, "namespace": valid_text(ex.namespace), "flowId": valid_text(ex.flow_id),
+        "flowRevision": ex.flow_revision, "tenantId": "main", "labels": [],
+        "state": {"histories": histories,
+                  "startDate": format_instant(ex.state.start_date)},
+        "originalId": ex.original_id or ex.id, "deleted": False,
+        "metadata": {"attemptNumber": ex.attempt_number,
+                     "originalCreatedDate": format_instant(ex.original_created
+                                                           or ex.state.start_date)},
+        "kind": "NORMAL",
+    }
+    doc["state"] = _failed_state(doc, now)
+    doc["state"]["duration"] = "PT0S"
+    return _marker_row(ex, doc, now)
