@@ -96,8 +96,10 @@ class EventBus:
         self._by_topic: dict[str, set[Subscription]] = {}
         self._by_execution: dict[str, set[Subscription]] = {}
 
-    def subscribe(self, *topics: str, execution_id: str | None = None) -> Subscription:
-        sub = Subscription(self, frozenset(topics), execution_id)
+    def subscribe(self, *topics: str, execution_id: str | None = None,
+                  maxsize: int = 10_000) -> Subscription:
+        """A new subscription; `maxsize` events may queue before it is marked lagged."""
+        sub = Subscription(self, frozenset(topics), execution_id, asyncio.Queue(maxsize))
         if execution_id is not None:
             self._by_execution.setdefault(execution_id, set()).add(sub)
         else:

@@ -29,7 +29,7 @@ from flowdeck.core.errors import (
     ValidationError,
 )
 from flowdeck.core.ids import new_id
-from flowdeck.core.models import Execution, StateInfo, TaskRun
+from flowdeck.core.models import Execution, LogEntry, StateInfo, TaskRun
 from flowdeck.core.sanitize import valid_json
 from flowdeck.core.staging import CLONE_FLOW, DELETE_FLOW, LIST_FLOW
 from flowdeck.core.staging import NAMESPACE as STAGING_NAMESPACE
@@ -50,7 +50,7 @@ from flowdeck.engine.flows import FlowDefinition, parse_flow
 from flowdeck.engine.forge.service import ForgeService
 from flowdeck.engine.inputs import resolve_inputs
 from flowdeck.engine.kv import KVStore
-from flowdeck.engine.logs import LogService
+from flowdeck.engine.logs import REPLAY_PAGE, LogService
 from flowdeck.engine.outbox import Outbox, OutboxSettings
 from flowdeck.engine.public.service import PublicService
 from flowdeck.engine.query import ExecutionQuery, search_executions
@@ -752,6 +752,19 @@ class Engine:
     async def logs_for(self, execution_id: str, **filters: Any) -> list[Any]:
         await self.get_execution(execution_id)
         return await self.logs.fetch(execution_id, **filters)
+
+    async def log_pages(self, execution_id: str, *, after_seq: int = 0,
+                        page_size: int = REPLAY_PAGE, min_level: str | None = None,
+                        task_run_id: str | None = None, task_id: str | None = None,
+                        attempt: int | None = None) -> AsyncIterator[list[LogEntry]]:
+        """All stored lines of an execution (with the filters), a page at a time, for answers
+        too big to build at once (`GET /logs/{id}`, downloads); NotFoundError first."""
+        await self.get_execution(execution_id)
+        async for page in self.logs.pages(execution_id, after_seq=after_seq,
+                                          page_size=page_size, min_level=min_level,
+                                          task_run_id=task_run_id, task_id=task_id,
+                                          attempt=attempt):
+            yield page
 
     def follow_logs(self, execution_id: str, *, after_seq: int = 0,
                     min_level: str | None = None,

@@ -2,7 +2,9 @@
 
 Each execution's lines carry a sequence number that grows by one. A follower replays what is
 stored after the number it last saw and then streams live lines, skipping any it already has,
-so a reconnecting client gets neither a gap nor a duplicate.
+so a reconnecting client gets neither a gap nor a duplicate. Stored lines are read in pages
+(`REPLAY_PAGE` lines, keyed on the sequence number), so a follower of a long execution holds one
+page at a time, and a reader that stops iterating stops the reading.
 
 `search` answers the cross-execution log search (filters, sort, paging) and `delete` removes
 stored lines; neither changes the numbering, so a line number is never handed out twice.
@@ -50,6 +52,11 @@ LOG_SORT_COLUMNS: dict[str, str] = {
 _LEVEL_RANK_SQL = "CASE l.level " + " ".join(
     f"WHEN '{name}' THEN {rank}" for name, rank in LEVEL_RANK.items()) + " ELSE -1 END"
 MAX_LOG_PAGE = 10_000
+#: Lines read from the store at a time when replaying or paging through an execution's logs.
+REPLAY_PAGE = 1_000
+#: Live batches a follower may have queued before it is marked lagged (and re-reads from the
+#: store): a slow follower holds at most this many batches of lines.
+FOLLOW_QUEUE = 64
 
 
 def levels_from(op: str, value: str) -> set[str]:
@@ -307,12 +314,32 @@ class LogService:
         rows = await self.store.fetchall(sql, params)
         return [LogEntry(*tuple(r)) for r in rows]
 
+    async def pages(self, execution_id: str, *, after_seq: int = 0,
+                    page_size: int = REPLAY_PAGE, min_level: str | None = None,
+                    task_run_id: str | None = None, task_id: str | None = None,
+                    attempt: int | None = None) -> AsyncIterator[list[LogEntry]]:
+        """Every stored line after `after_seq` (with the filters), one page at a time, in
+        sequence order. Nothing is read ahead: a consumer that stops stops the reading."""
+        if page_size < 1:
+            raise BadRequestError(f"page size must be 1 or more, got {page_size}")
+        last = after_seq
+        while True:
+            page = await self.fetch(execution_id, after_seq=last, min_level=min_level,
+                                    task_run_id=task_run_id, task_id=task_id,
+                                    attempt=attempt, limit=page_size)
+            if not page:
+                return
+            last = page[-1].seq
+            yield page
+            if len(page) < page_size:
+                return
+
     async def follow(self, execution_id: str, *, after_seq: int = 0,
                      min_level: str | None = None, heartbeat: float | None = None
                      ) -> AsyncIterator[LogEntry | None]:
         """Stored lines after `after_seq`, then live ones; yields None as a keepalive tick."""
         threshold = LEVEL_RANK.get((min_level or "TRACE").upper(), 0)
-        sub = self.bus.subscribe(LOGS, execution_id=execution_id)
+        sub = self.bus.subscribe(LOGS, execution_id=execution_id, maxsize=FOLLOW_QUEUE)
         last = after_seq
         try:
             while True:
@@ -321,10 +348,19 @@ class LogService:
                 sub.lagged = False
                 while not sub.queue.empty():
                     sub.queue.get_nowait()
-                for entry in await self.fetch(execution_id, after_seq=last):
-                    last = entry.seq
-                    if LEVEL_RANK.get(entry.level, 0) >= threshold:
-                        yield entry
+                while True:  # the stored lines, a page at a time (every level: `last` counts)
+                    page = await self.fetch(execution_id, after_seq=last, limit=REPLAY_PAGE)
+                    for entry in page:
+                        last = entry.seq
+                        if LEVEL_RANK.get(entry.level, 0) >= threshold:
+                            yield entry
+                    if len(page) < REPLAY_PAGE:
+                        break
+                    del page
+                    if sub.lagged:  # what queued meanwhile is stored too: drop it
+                        sub.lagged = False
+                        while not sub.queue.empty():
+                            sub.queue.get_nowait()
                 while not sub.lagged:
                     try:
                         batch: LogBatch = await sub.get(heartbeat)
