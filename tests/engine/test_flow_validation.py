@@ -783,7 +783,8 @@ def test_yaml_that_is_not_a_mapping(source: str) -> None:
 @pytest.mark.parametrize(("extra", "expected"), [
     ("x: !!int abc\n", "invalid YAML: invalid literal for int() with base 10: 'abc'"),
     ("x: !!timestamp 2025-13-01\n", "invalid YAML: month must be in 1..12"),
-    ("x: " + "[" * 3000 + "]" * 3000 + "\n", "invalid YAML: nested too deeply"),
+    ("x: " + "[" * 3000 + "]" * 3000 + "\n",
+     "invalid YAML: nested too deeply (more than 100 levels)"),
     ("variables: {b: !!binary aGVsbG8=}\n", "variables.b: unsupported YAML value of type bytes"),
     ("variables: !!set {a, b}\n", "variables: unsupported YAML value of type set"),
     ("variables: {d: !!timestamp 2025-06-01}\n",

@@ -46,9 +46,9 @@ from flowdeck.engine.bus import EXECUTION, FLOW, EventBus, ExecutionEvent, FlowE
 from flowdeck.engine.concurrency import Slots
 from flowdeck.engine.events import EVENTS, EventLog, EventReader
 from flowdeck.engine.files import NamespaceFiles
-from flowdeck.engine.flows import FlowDefinition, parse_flow
+from flowdeck.engine.flows import FlowDefinition, parse_flow, parse_flow_async
 from flowdeck.engine.forge.service import ForgeService
-from flowdeck.engine.inputs import resolve_inputs
+from flowdeck.engine.inputs import resolve_inputs_async
 from flowdeck.engine.kv import KVStore
 from flowdeck.engine.logs import REPLAY_PAGE, LogService
 from flowdeck.engine.outbox import Outbox, OutboxSettings
@@ -269,6 +269,10 @@ class Engine:
     def validate_flow(self, source: str) -> FlowDefinition:
         return parse_flow(source)
 
+    async def validate_flow_async(self, source: str) -> FlowDefinition:
+        """`validate_flow` for routes: a big source is parsed off the event loop."""
+        return await parse_flow_async(source)
+
     def list_flows(self, namespace: str | None = None) -> list[FlowDefinition]:
         flows = [f for (ns, _), f in self._heads.items() if namespace is None or ns == namespace]
         return sorted(flows, key=lambda f: (f.namespace, f.id))
@@ -308,14 +312,14 @@ class Engine:
         return [await self.get_flow_revision(namespace, flow_id, r[0]) for r in rows]
 
     async def create_flow(self, source: str) -> FlowDefinition:
-        flow = parse_flow(source)
+        flow = await parse_flow_async(source)
         if (flow.namespace, flow.id) in self._heads:
             raise ConflictError(f"flow '{flow.namespace}.{flow.id}' already exists")
         return await self._store_flow(flow)
 
     async def update_flow(self, namespace: str, flow_id: str, source: str) -> FlowDefinition:
         current = self.get_flow(namespace, flow_id)
-        flow = parse_flow(source)
+        flow = await parse_flow_async(source)
         if (flow.namespace, flow.id) != (namespace, flow_id):
             raise InvalidFlowError([("id", f"the source defines '{flow.namespace}.{flow.id}', "
                                            f"not '{namespace}.{flow_id}'")])
@@ -325,7 +329,7 @@ class Engine:
 
     async def apply_flow(self, source: str) -> tuple[FlowDefinition, str]:
         """Create or update; returns the flow and 'created', 'updated' or 'unchanged'."""
-        flow = parse_flow(source)
+        flow = await parse_flow_async(source)
         current = self._heads.get((flow.namespace, flow.id))
         if current is None:
             return await self._store_flow(flow), "created"
@@ -399,8 +403,8 @@ class Engine:
         flow = await self.get_flow_revision(namespace, flow_id, revision)
         if flow.disabled:
             raise ConflictError(f"flow '{namespace}.{flow_id}' is disabled")
-        resolved = resolve_inputs(flow.inputs, inputs or {},
-                                  render_default=self._default_renderer(flow, trigger))
+        resolved = await resolve_inputs_async(
+            flow.inputs, inputs or {}, render_default=self._default_renderer(flow, trigger))
         execution = self._new_execution(flow, resolved, labels or [], source, parent)
         execution.trigger = valid_json(trigger)
         execution.schedule_date = schedule_date
@@ -691,7 +695,7 @@ class Engine:
         flow = await self.get_flow_revision(source.namespace, source.flow_id,
                                             revision or source.flow_revision)
         given = inputs if inputs is not None else source.inputs
-        resolved = resolve_inputs(flow.inputs, given)
+        resolved = await resolve_inputs_async(flow.inputs, given)
         labels = [(k, v) for k, v in source.labels if not k.startswith("system.")]
         replay = self._new_execution(flow, resolved, labels, "replay", None)
         replay.original_id = source.original_id or source.id

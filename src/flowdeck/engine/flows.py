@@ -7,6 +7,7 @@ is submitted instead of failing hours later.
 
 from __future__ import annotations
 
+import asyncio
 import graphlib
 import re
 from dataclasses import dataclass, field
@@ -19,7 +20,14 @@ from pydantic import ValidationError as PydanticValidationError
 
 from flowdeck.core.errors import InvalidFlowError
 from flowdeck.core.sanitize import valid_json, valid_text
-from flowdeck.engine.inputs import InputDef, coerce, load_yaml
+from flowdeck.engine.inputs import (
+    INLINE_PARSE_CHARS,
+    PARSE_POOL,
+    PARSE_TIMEOUT_S,
+    InputDef,
+    coerce,
+    load_yaml,
+)
 from flowdeck.engine.tasks.base import Duration, RetryPolicy, TaskDef
 from flowdeck.engine.tasks.registry import TASK_TYPES, canonical_type
 
@@ -450,6 +458,19 @@ def parse_flow(source: str, revision: int = 1) -> FlowDefinition:
     )
     index_tasks(flow)
     return flow
+
+
+async def parse_flow_async(source: str, revision: int = 1) -> FlowDefinition:
+    """`parse_flow` off the event loop for a big source (in `PARSE_POOL`, with a time
+    budget); a small one is parsed at once (bombs are refused in microseconds either way)."""
+    if len(source) <= INLINE_PARSE_CHARS:
+        return parse_flow(source, revision)
+    future = asyncio.get_running_loop().run_in_executor(PARSE_POOL, parse_flow, source,
+                                                         revision)
+    try:
+        return await asyncio.wait_for(future, PARSE_TIMEOUT_S)
+    except TimeoutError:
+        raise InvalidFlowError([("", "the flow took too long to read")]) from None
 
 
 def default_problem(inp: InputDef) -> str | None:

@@ -7,10 +7,13 @@ the input (`inputs.count: expected an integer, got 'abc'`).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import math
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -20,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from flowdeck.core.errors import FlowdeckError, InvalidInputsError
 from flowdeck.core.sanitize import valid_json
 from flowdeck.core.timefmt import format_duration, format_instant, parse_duration, parse_instant
+from flowdeck.core.yamlsafe import FLOW_LIMITS, INPUT_LIMITS, YamlLimits
+from flowdeck.core.yamlsafe import load_yaml as bounded_yaml
 
 INPUT_TYPES = {
     "STRING", "INT", "FLOAT", "BOOLEAN", "BOOL", "DATETIME", "DATE", "TIME", "DURATION", "FILE",
@@ -30,33 +35,25 @@ URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s]*$")
 INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 ARRAY_ITEM_TYPES = INPUT_TYPES - {"ARRAY", "SELECT", "MULTISELECT", "ENUM", "FILE"}
+#: Documents longer than this are parsed in `PARSE_POOL`, off the event loop.
+INLINE_PARSE_CHARS = 16 << 10
+#: Threads that parse big YAML documents (flow sources, YAML inputs) so the loop stays free;
+#: two at most, so a burst of big documents cannot take every thread of the default pool.
+PARSE_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="flowdeck-parse")
+#: How long the event loop waits for a parse before it answers "too long" (the worker stops
+#: on its own soon after: `YamlLimits.time_budget`).
+PARSE_TIMEOUT_S = 5.0
 TRUE = {"true", "1", "yes", "y", "on"}
 FALSE = {"false", "0", "no", "n", "off"}
 
 
-class _PlainLoader(yaml.SafeLoader):
-    """YAML as Kestra (Jackson) reads it: `2025-06-01` stays text, never a Python date."""
+def load_yaml(text: str, limits: YamlLimits = FLOW_LIMITS) -> Any:
+    """`yaml.safe_load` without implicit timestamps, within `limits` (a flow's by default).
 
-
-_PlainLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def load_yaml(text: str) -> Any:
-    """`yaml.safe_load` without implicit timestamps.
-
-    Raises `yaml.YAMLError`, or `ValueError` for a value a tag cannot build (`!!int abc`).
+    Raises `yaml.YAMLError`, or `ValueError` for a value a tag cannot build (`!!int abc`) and
+    for a document past the limits (size, depth, alias expansion: `core.yamlsafe`).
     """
-    try:
-        return yaml.load(text, Loader=_PlainLoader)  # a SafeLoader subclass
-    except yaml.YAMLError:
-        raise
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise ValueError(str(exc) or type(exc).__name__) from None
+    return bounded_yaml(text, limits)
 
 
 def to_json_value(value: Any) -> Any:
@@ -215,11 +212,13 @@ def coerce(inp: InputDef, value: Any) -> Any:
     if kind == "YAML":
         if isinstance(value, str):
             try:
-                value = load_yaml(value)
+                value = load_yaml(value, INPUT_LIMITS)
             except yaml.YAMLError as exc:
                 mark = getattr(exc, "problem_mark", None)
                 where = f" at line {mark.line + 1}" if mark else ""
-                raise ValueError(f"invalid YAML{where}") from None
+                problem = getattr(exc, "problem", None)
+                raise ValueError(f"invalid YAML{where}" + (f": {problem}" if problem else "")
+                                 ) from None
         return to_json_value(value)
     if kind == "URI":
         text = str(value)
@@ -310,3 +309,19 @@ def resolve_inputs(declared: list[InputDef], given: dict[str, Any], *,
     if problems:
         raise InvalidInputsError(problems)
     return out
+
+
+async def resolve_inputs_async(declared: list[InputDef], given: dict[str, Any],
+                               **options: Any) -> dict[str, Any]:
+    """`resolve_inputs`, in `PARSE_POOL` when a YAML input's text is big (so a route never
+    parses a big document on the event loop)."""
+    big = any(d.type == "YAML" and isinstance(given.get(d.id), str)
+              and len(given[d.id]) > INLINE_PARSE_CHARS for d in declared)
+    if not big:
+        return resolve_inputs(declared, given, **options)
+    work = functools.partial(resolve_inputs, declared, given, **options)
+    future = asyncio.get_running_loop().run_in_executor(PARSE_POOL, work)
+    try:
+        return await asyncio.wait_for(future, PARSE_TIMEOUT_S)
+    except TimeoutError:
+        raise InvalidInputsError("the inputs took too long to read") from None
