@@ -24,7 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 
 lint: $(STAMP)
-	$(BIN)/python -m pip install --quiet ruff mypy types-PyYAML
+	$(BIN)/python -m pip install --quiet ruff mypy types-PyYAML types-regex
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 

@@ -736,7 +736,7 @@ def test_input_declaration_problems() -> None:
     assert problems_of(source) == [
         ("inputs[0]", "unknown input type 'FOO'"),
         ("inputs[1]", "a SELECT input needs 'values'"),
-        ("inputs[2]", "invalid validator regex: unterminated character set at position 0"),
+        ("inputs[2]", "invalid validator regex: unterminated character set at position 3"),
         ("inputs[3]", "unsupported itemType 'SELECT' (one of BOOL, BOOLEAN, DATE, DATETIME, "
                       "DURATION, EMAIL, FLOAT, INT, JSON, SECRET, STRING, TIME, URI, YAML)"),
         ("inputs[4].id", "String should match pattern '^[a-zA-Z0-9][a-zA-Z0-9_.-]*$'"),

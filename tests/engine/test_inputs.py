@@ -341,7 +341,7 @@ def test_every_problem_is_reported_at_once() -> None:
     ({"id": "x", "type": "SELECT"}, "a SELECT input needs 'values'"),
     ({"id": "x", "type": "MULTISELECT", "values": []}, "a MULTISELECT input needs 'values'"),
     ({"id": "x", "type": "ENUM"}, "a ENUM input needs 'values'"),
-    ({"id": "x", "validator": "("}, "invalid validator regex: missing ), unterminated subpattern"),
+    ({"id": "x", "validator": "("}, "invalid validator regex: missing ) at position 1"),
     ({"id": "x", "type": "ARRAY", "itemType": "NOPE"}, "unsupported itemType 'NOPE'"),
     ({"id": "x", "type": "ARRAY", "itemType": "ARRAY"}, "unsupported itemType 'ARRAY'"),
     ({"id": "-x"}, "String should match pattern"),

@@ -281,7 +281,7 @@ def test_other_errors_become_template_errors(
         "{{ ''.__class__.__mro__ }}",
         "{{ ''.__class__.__mro__[1].__subclasses__() }}",
         "{{ cycler.__init__.__globals__ }}",
-        "{{ lipsum.__globals__ }}",
+        "{{ joiner.__init__.__globals__ }}",  # (lipsum is not offered at all)
         "{{ namespace.__init__.__globals__.os }}",
         "{{ '{0.__class__}'.format('') }}",
         "{{ inputs.name.__class__ ?? 'fallback' }}",

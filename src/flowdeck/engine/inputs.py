@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+import regex
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -107,8 +108,8 @@ class InputDef(BaseModel):
                                  f"{', '.join(sorted(ARRAY_ITEM_TYPES))})")
         if self.validator is not None:
             try:
-                re.compile(self.validator)
-            except re.error as exc:
+                regex.compile(self.validator)
+            except regex.error as exc:
                 raise ValueError(f"invalid validator regex: {exc}") from None
         return self
 
@@ -136,7 +137,7 @@ def coerce(inp: InputDef, value: Any) -> Any:
     kind = inp.type
     if kind in ("STRING", "SECRET", "FILE"):
         text = value if isinstance(value, str) else _as_text(value)
-        if inp.validator and not re.fullmatch(inp.validator, text):
+        if inp.validator and not _matches(inp.validator, text):
             raise ValueError(f"'{text}' does not match the validator '{inp.validator}'")
         return text
     if kind == "INT":
@@ -262,6 +263,19 @@ def coerce(inp: InputDef, value: Any) -> Any:
             return out
         return to_json_value(items)
     raise ValueError(f"unsupported input type {kind}")  # pragma: no cover - guarded by InputDef
+
+
+#: How long an input's `validator` may take on one value (a flow author's regular expression
+#: meets a caller's text: a catastrophic pattern must not hold the engine).
+VALIDATOR_TIMEOUT_S = 0.1
+
+
+def _matches(pattern: str, text: str) -> bool:
+    try:
+        return regex.fullmatch(pattern, text, timeout=VALIDATOR_TIMEOUT_S) is not None
+    except TimeoutError:
+        raise ValueError(f"the validator '{pattern}' took too long on this value (more than "
+                         f"{VALIDATOR_TIMEOUT_S * 1000:.0f} ms)") from None
 
 
 def _bounds(inp: InputDef, number: float) -> None:

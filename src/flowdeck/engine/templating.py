@@ -4,6 +4,10 @@ Jinja2 and Pebble look alike; where they differ, this module makes Jinja behave 
 Pebble: strict but chainable undefined values, the ``??`` / ``???`` coalescing operators, Pebble's
 filters and functions (``date`` with Java patterns, ``toJson``, ``slugify``, ...), and Pebble's way
 of printing values (maps and lists as compact JSON, ``true``/``false``, null as nothing).
+
+Every render runs within `engine.template_limits`: sizes of what operators, methods and
+filters make, a CPU budget, and timeouts on regular expressions. A render past a limit fails
+with `TemplateError`, naming the expression and what was too much.
 """
 
 from __future__ import annotations
@@ -20,13 +24,17 @@ from decimal import Decimal
 from typing import Any, NamedTuple, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import ChainableUndefined, StrictUndefined, Template, Undefined
+from jinja2 import ChainableUndefined, StrictUndefined, Template, Undefined, nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
+from jinja2.filters import FILTERS as JINJA_FILTERS
+from jinja2.runtime import Context
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
-from jinja2.utils import missing
+from jinja2.utils import missing, pass_environment, pass_eval_context
+from jinja2.visitor import NodeTransformer
 
 from flowdeck.core.errors import FlowdeckError
+from flowdeck.engine import template_limits as limits
 
 __all__ = ["TemplateError", "TemplateRenderer", "has_expression"]
 
@@ -359,6 +367,8 @@ def _json_default(value: Any) -> Any:
 
 def _to_json(value: Any) -> str:
     """Compact JSON, like Kestra's ``toJson``."""
+    if not isinstance(value, str | int | float | bool) and value is not None:
+        limits.written_size(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
@@ -862,7 +872,10 @@ def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
 def _join(value: Any, separator: str = "") -> str | None:
     if value is None:
         return None
-    return _to_text(separator).join(_to_text(item) for item in value)
+    items = [_to_text(item) for item in limits.guard_iter(value)]
+    separator = _to_text(separator)
+    limits.check_join(separator, items)
+    return separator.join(items)
 
 
 def _java_replacement(template: str) -> Callable[[re.Match[str]], str]:
@@ -910,9 +923,13 @@ def _replace(
     def one(text: str) -> str:
         for target, replacement in pairs:
             if regexp:
-                text = re.sub(target, _java_replacement(replacement), text)
+                text = limits.regex_sub(target, _java_replacement(replacement), text)
             else:
+                if count is None or count < 0:
+                    limits.too_long("the text", limits.replaced_size(text, target,
+                                                                     replacement))
                 text = text.replace(target, replacement, -1 if count is None else count)
+                limits.check_value(text)
         return text
 
     def walk(item: Any) -> Any:
@@ -933,7 +950,7 @@ def _split(value: Any, delimiter: str, limit: int = 0) -> list[str] | None:
     parts: list[str] = []
     last = 0
     matched = False
-    for m in re.finditer(delimiter, text):
+    for m in limits.regex_finditer(delimiter, text):
         if limit > 0 and len(parts) == limit - 1:
             break
         if m.end() == 0:  # a zero-width match at the start never yields an empty first part
@@ -1071,8 +1088,44 @@ def _is_empty(value: Any) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
+class _Guard(NodeTransformer):
+    """Route loops and concatenations of a parsed template through `template_limits`.
+
+    Jinja allows no custom node types; a call to an imported function is an ordinary node,
+    and the sandbox's `call` sees it like any other call.
+    """
+
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        assert isinstance(node.iter, nodes.Expr)
+        node.iter = _call(f"{limits.__name__}.guard_iter", node.iter)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        return _call(f"{limits.__name__}.concat", nodes.Tuple(node.nodes, "load"))
+
+
+def _call(function: str, argument: nodes.Expr) -> nodes.Call:
+    return nodes.Call(nodes.ImportedName(function, lineno=argument.lineno), [argument], [],
+                      None, None, lineno=argument.lineno)
+
+
 class _FlowEnvironment(ImmutableSandboxedEnvironment):
+    #: Operators whose results are checked (and never folded at compile time).
+    intercepted_binops = frozenset({"*", "**", "+", "%", "//"})
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        guarded = _Guard().visit(tree)
+        assert isinstance(guarded, nodes.Template)
+        return guarded
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        return limits.binop(operator, left, right)
+
     def getattr(self, obj: Any, attribute: str) -> Any:
+        limits.tick()
         # Pebble reads map keys before methods: ``outputs.t.items`` is the "items" key.
         if isinstance(obj, Mapping):
             try:
@@ -1080,6 +1133,82 @@ class _FlowEnvironment(ImmutableSandboxedEnvironment):
             except (KeyError, TypeError):
                 pass
         return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        limits.tick()
+        return super().getitem(obj, argument)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any,
+             **kwargs: Any) -> Any:
+        limits.tick()
+        limits.check_call(__obj, args, kwargs)
+        return limits.check_value(super().call(__context, __obj, *args, **kwargs))
+
+
+#: Jinja filters that are not Pebble's and work on markup or Python reprs (some with
+#: regular expressions that backtrack on crafted text): not offered.
+_DROPPED_FILTERS = ("striptags", "urlize", "xmlattr", "pprint", "wordwrap")
+
+
+def _guarded(filter_function: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that checks the budget before it runs and the size of what it returns."""
+
+    @functools.wraps(filter_function)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        limits.tick()
+        return limits.check_value(filter_function(*args, **kwargs))
+
+    return guarded
+
+
+def _center(value: Any, width: int = 80) -> str:
+    text = _to_text(value)
+    limits.too_long("the text", max(len(text), int(width)))
+    return text.center(width)
+
+
+def _indent(value: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> Any:
+    text = _to_text(value)
+    step = len(width) if isinstance(width, str) else int(width)
+    limits.too_long("the text", len(text) + (text.count("\n") + 1) * max(0, step))
+    return JINJA_FILTERS["indent"](text, width, first, blank)
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    limits.check_percent_format(_to_text(value), tuple(kwargs.values()) or args)
+    result: str = JINJA_FILTERS["format"](value, *args, **kwargs)
+    return result
+
+
+def _batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
+    limits.too_long("a batch", int(linecount), limits.MAX_ITEMS, "items")
+    return JINJA_FILTERS["batch"](value, linecount, fill_with)
+
+
+def _slice(value: Any, slices: int, fill_with: Any = None) -> Any:
+    limits.too_long("the slices", int(slices), limits.MAX_ITEMS, "items")
+    return JINJA_FILTERS["slice"](value, slices, fill_with)
+
+
+@pass_environment
+def _sum(environment: Any, iterable: Any, attribute: Any = None, start: Any = 0) -> Any:
+    items = list(limits.guard_iter(iterable))
+    if isinstance(start, str | list | tuple) and attribute is None:
+        total = len(start) + sum(len(i) for i in items if isinstance(i, str | list | tuple))
+        limits.too_long("the sum", total, limits.MAX_ITEMS, "items")
+    return JINJA_FILTERS["sum"](environment, items, attribute, start)
+
+
+def _string(value: Any) -> Any:
+    if not isinstance(value, str):
+        limits.written_size(value)
+    return JINJA_FILTERS["string"](value)
+
+
+@pass_eval_context
+def _tojson(eval_ctx: Any, value: Any, indent: int | None = None) -> Any:
+    limits.written_size(value)
+    return JINJA_FILTERS["tojson"](eval_ctx, value, indent)
 
 
 def _build_environment() -> _FlowEnvironment:
@@ -1120,8 +1249,20 @@ def _build_environment() -> _FlowEnvironment:
             "number": _number,
             "date": _date_filter,
             "dateAdd": _date_add,
+            "center": _center,
+            "indent": _indent,
+            "format": _format,
+            "batch": _batch,
+            "slice": _slice,
+            "sum": _sum,
+            "string": _string,
+            "tojson": _tojson,
         }
     )
+    for name in _DROPPED_FILTERS:
+        env.filters.pop(name, None)
+    env.filters = {name: _guarded(f) for name, f in env.filters.items()}
+    env.globals.pop("lipsum", None)
     env.tests.update({"null": lambda v: v is None, "empty": _is_empty,
                       "map": lambda v: isinstance(v, Mapping)})  # fmt: skip
     env.globals.update(
@@ -1183,6 +1324,10 @@ def _reason(exc: Exception, template: str, context: Mapping[str, Any]) -> str:
         return f"syntax error: {exc.message}{line}"
     if isinstance(exc, _CoalesceSyntaxError):
         return f"syntax error: {exc}"
+    if isinstance(exc, limits.LimitExceeded):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "the template is nested too deeply"
     if isinstance(exc, SecurityError):
         return f"not allowed: {exc}"
     if isinstance(exc, JinjaTemplateError | FlowdeckError):
@@ -1208,25 +1353,38 @@ class TemplateRenderer:
         """Render ``template``; text without ``{{`` / ``{%`` is returned as is (same object)."""
         if "{{" not in template and "{%" not in template:
             return template
-        try:
-            return self._compile(template).render(context)
-        except TemplateError:
-            raise
-        except Exception as exc:
-            reason = _shorten(_reason(exc, template, context), _MAX_REASON)
-            raise TemplateError(_shorten(template, _MAX_EXPRESSION), reason) from exc
+        with limits.render_budget():
+            try:
+                parts: list[str] = []
+                total = 0
+                for chunk in self._compile(template).generate(context):
+                    total += len(chunk)
+                    limits.too_long("the rendered text", total)
+                    limits.tick()
+                    parts.append(chunk)
+                return "".join(parts)
+            except TemplateError:
+                raise
+            except Exception as exc:
+                reason = _shorten(_reason(exc, template, context), _MAX_REASON)
+                raise TemplateError(_shorten(template, _MAX_EXPRESSION), reason) from exc
 
     def render_value(self, value: Any, context: Mapping[str, Any]) -> Any:
-        """Render every string in ``value``, through dicts (keys too), lists and tuples."""
+        """Render every string in ``value``, through dicts (keys too), lists and tuples; all
+        of it within one render's budget."""
+        with limits.render_budget():
+            return self._render_value(value, context)
+
+    def _render_value(self, value: Any, context: Mapping[str, Any]) -> Any:
         if isinstance(value, str):
             return self.render(value, context)
         if isinstance(value, Mapping):
             return {
-                self.render_value(k, context): self.render_value(v, context)
+                self._render_value(k, context): self._render_value(v, context)
                 for k, v in value.items()
             }
         if isinstance(value, list):
-            return [self.render_value(v, context) for v in value]
+            return [self._render_value(v, context) for v in value]
         if isinstance(value, tuple):
-            return tuple(self.render_value(v, context) for v in value)
+            return tuple(self._render_value(v, context) for v in value)
         return value
