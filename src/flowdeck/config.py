@@ -525,6 +525,40 @@ class ForgeConfig(BaseModel):
         return out
 
 
+
+class TasksConfig(BaseModel):
+    """`[tasks]`: how task processes run. Mapped onto `EngineSettings.tasks`."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: Variables of flowdeck's environment handed to shell tasks as they are (e.g.
+    #: HTTP_PROXY); the rest of it (FLOWDECK_*, ENV_*, credentials) is not.
+    env_passthrough: list[str] = Field(default_factory=list)
+    #: ENV_* variables flows may read as {{ envs.name }} (ENV_REGION is envs.region); a
+    #: trailing * matches a prefix (ENV_PUBLIC_*). The others stay private to flowdeck (the
+    #: staging webhook keys, for instance).
+    public_envs: list[str] = Field(default_factory=list)
+    #: The user shell tasks run as (flowdeck must run as root): that user cannot read or
+    #: write the database. Unset while flowdeck runs as root: a warning at start and in /health.
+    run_as: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @field_validator("env_passthrough")
+    @classmethod
+    def _variable_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if ENV_NAME.fullmatch(name) is None:
+                raise ValueError(f"{name!r} is not the name of an environment variable")
+        return value
+
+    @field_validator("public_envs")
+    @classmethod
+    def _env_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if re.fullmatch(r"ENV_[A-Za-z0-9_]*\*?", name) is None:
+                raise ValueError(f"{name!r} must be an ENV_* variable name (a trailing * "
+                                 "matches a prefix: ENV_PUBLIC_*)")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWDECK_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -538,6 +572,7 @@ class Settings(BaseSettings):
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     public: PublicConfig = Field(default_factory=PublicConfig)
     forge: ForgeConfig = Field(default_factory=ForgeConfig)
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
     #: The file these settings were read from (None: defaults and environment only).
     _source: Path | None = PrivateAttr(default=None)
 

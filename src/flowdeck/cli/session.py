@@ -29,6 +29,7 @@ from flowdeck.client.local import LocalEngine
 from flowdeck.config import ConfigError, Settings
 from flowdeck.core.errors import EngineLockedError, ValidationError
 from flowdeck.engine.engine import EngineSettings
+from flowdeck.engine.isolation import TaskSettings
 from flowdeck.engine.store import ReadOnlyStoreError
 
 if TYPE_CHECKING:
@@ -90,6 +91,9 @@ def engine_settings(settings: Settings, *, scheduler: bool) -> EngineSettings:
         max_concurrent_executions=settings.engine.max_concurrent_executions,
         readers=settings.engine.reader_connections,
         scheduler=scheduler and settings.engine.scheduler,
+        tasks=TaskSettings(env_passthrough=tuple(settings.tasks.env_passthrough),
+                           public_envs=tuple(settings.tasks.public_envs),
+                           run_as=settings.tasks.run_as),
         extra=extra)
 
 

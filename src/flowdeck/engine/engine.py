@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -49,6 +50,7 @@ from flowdeck.engine.files import NamespaceFiles
 from flowdeck.engine.flows import FlowDefinition, parse_flow, parse_flow_async
 from flowdeck.engine.forge.service import ForgeService
 from flowdeck.engine.inputs import resolve_inputs_async
+from flowdeck.engine.isolation import TaskIsolation, TaskSettings
 from flowdeck.engine.kv import KVStore
 from flowdeck.engine.logs import REPLAY_PAGE, LogService
 from flowdeck.engine.outbox import Outbox, OutboxSettings
@@ -59,6 +61,7 @@ from flowdeck.engine.store import DataDirLock, Store, execution_row
 from flowdeck.engine.templating import TemplateRenderer
 from flowdeck.engine.workdirs import WorkDirs
 
+log = logging.getLogger("flowdeck.engine")
 ALLOWED_SYSTEM_LABELS = frozenset({"system.correlationId", "system.from"})
 #: How long `close` waits for running executions to stop before it closes the store anyway.
 CLOSE_DRIVERS_S = 2.0
@@ -91,7 +94,10 @@ class EngineSettings:
     max_concurrent_executions: int = 5
     readers: int = 2
     scheduler: bool = True
+    #: Every `ENV_*` value by its `{{ envs }}` name; None reads them from the environment.
     envs: dict[str, str] | None = None
+    #: How task processes run: environment, public envs, user (`[tasks]`).
+    tasks: TaskSettings = field(default_factory=TaskSettings)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,9 +133,14 @@ class Engine:
         #: Pipeline runs, releases, deployments and release approvals (engine/forge/).
         self.forge = ForgeService(self)
         self.renderer = TemplateRenderer()
-        self.envs = settings.envs if settings.envs is not None else envs_from_environment()
-        #: The environment shell tasks start from: the engine's own, as it was at start.
-        self.task_env: dict[str, str] = dict(os.environ)
+        self.isolation = TaskIsolation(settings.tasks, os.environ)
+        every_env = settings.envs if settings.envs is not None else envs_from_environment()
+        #: Every `ENV_*` value: webhook trigger keys are rendered with these; never shown.
+        self.trigger_envs: dict[str, str] = dict(every_env)
+        #: `{{ envs }}` as flows see it: only what `[tasks] public_envs` lists.
+        self.envs = self.isolation.public(every_env)
+        #: The environment shell tasks start from (not the engine's own: see isolation.py).
+        self.task_env: dict[str, str] = self.isolation.base_env()
         #: The public agent API: agents, API keys, their usage and webhooks.
         self.public = PublicService(self)
         self.global_slots = Slots(settings.max_concurrent_executions)
@@ -173,6 +184,8 @@ class Engine:
         self._opened = True
 
     async def _open(self, start: bool) -> None:
+        self.warnings.extend(self.isolation.open())
+        self.task_env = self.isolation.base_env()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
         try:
@@ -196,6 +209,9 @@ class Engine:
             raise ReadOnlyStoreError(f"the engine on {self.data_dir} was opened read-only; "
                                      "it cannot start")
         await recover(self)
+        if self.settings.scheduler:  # a service (serve, the deck): say it where it is seen
+            for warning in self.warnings:
+                log.warning("flowdeck: WARNING: %s", warning)
         # Start-up objects live as long as the engine: keep the collector from rescanning them.
         gc.collect()
         gc.freeze()

@@ -234,6 +234,7 @@ class Store:
             await self._open_read_only()
             return
         self._writer = await aiosqlite.connect(self.db_path, isolation_level=None)
+        _owner_only(self.db_path)
         try:
             for pragma in PRAGMAS:
                 await self._writer.execute(pragma)
@@ -760,6 +761,16 @@ class Store:
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
+
+
+def _owner_only(db_path: Path) -> None:
+    """The database (and its WAL files, which SQLite creates with the same mode) readable
+    and writable by flowdeck's user only: it holds secret inputs and token hashes, and task
+    processes running as another user must not reach it."""
+    for path in (db_path, db_path.with_name(db_path.name + "-wal"),
+                 db_path.with_name(db_path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path, 0o600)
 
 
 UPDATE_EXECUTION = ("UPDATE executions SET state=?, start_date=?, end_date=?, labels=?, doc=? "

@@ -177,7 +177,7 @@ async def install_staging_flows(engine: Engine) -> str | None:
 
     for source in bundled_flow_sources():
         await engine.apply_flow(source)
-    missing = missing_staging_keys(engine.envs)
+    missing = missing_staging_keys(engine.trigger_envs)
     if not missing:
         return None
     return ("staging webhooks refuse every call until these are set: " + ", ".join(missing))

@@ -60,8 +60,11 @@ class _ShellTask(RunnableTask):
         env.update({str(k): str(ctx.render(v)) for k, v in self.env.items()})
         env["WORKING_DIR"] = str(workdir)
         argv = [*self.interpreter, body]
+        isolation = ctx.services.isolation
+        isolation.hand_over(workdir)
         return await run_process(ctx, argv, env, workdir, warning_on_stderr=self.warningOnStdErr,
-                                 while_running=ctx.prepare_next_workdir)
+                                 while_running=ctx.prepare_next_workdir,
+                                 spawn_options=isolation.spawn_options())
 
 
 class Commands(_ShellTask):
@@ -255,21 +258,23 @@ def _kill_group(pid: int, sig: int) -> None:
 
 
 async def _spawn(loop: asyncio.AbstractEventLoop, argv: list[str], env: dict[str, str],
-                 cwd: Path, out_w: int, err_w: int) -> _Child | _AsyncioChild:
+                 cwd: Path, out_w: int, err_w: int,
+                 options: dict[str, Any]) -> _Child | _AsyncioChild:
     if USE_PIDFD:
         popen = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out_w, stderr=err_w, env=env, cwd=cwd,
-            start_new_session=True)
+            start_new_session=True, **options)
         return _Child(loop, popen)
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out_w, stderr=err_w, env=env,
-        cwd=cwd, start_new_session=True)
+        cwd=cwd, start_new_session=True, **options)
     return _AsyncioChild(proc)
 
 
 async def run_process(ctx: TaskContext, argv: list[str], env: dict[str, str], cwd: Path,
                       *, warning_on_stderr: bool = False,
-                      while_running: Callable[[], None] | None = None) -> dict[str, Any]:
+                      while_running: Callable[[], None] | None = None,
+                      spawn_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run argv, stream its output into the log, and return Kestra's shell outputs.
 
     The pipes are watched straight on the event loop (one wake-up future for both, no
@@ -277,7 +282,8 @@ async def run_process(ctx: TaskContext, argv: list[str], env: dict[str, str], cw
     every shell task. It ends once both pipes are closed and the process has exited. Lines are
     logged as they arrive; while too many lines wait to be stored, the pipes are left unread,
     so a chatty task waits in its own write(). `while_running` is called once the process has
-    started: work that would otherwise make the next task wait.
+    started: work that would otherwise make the next task wait. `spawn_options` go to
+    `subprocess.Popen` (the user a task runs as).
     """
     loop = asyncio.get_running_loop()
     out_r, out_w = _small_pipe()
@@ -289,7 +295,7 @@ async def run_process(ctx: TaskContext, argv: list[str], env: dict[str, str], cw
             wake.set_result(None)
 
     try:
-        child = await _spawn(loop, argv, env, cwd, out_w, err_w)
+        child = await _spawn(loop, argv, env, cwd, out_w, err_w, spawn_options or {})
     except BaseException as exc:
         os.close(out_r)
         os.close(err_r)

@@ -128,7 +128,7 @@ def _rendered_key(engine: Engine, flow: FlowDefinition, trigger: WebhookTrigger)
     """The trigger's key as configured, rendered; empty when it cannot be (matches nothing)."""
     key = trigger.key
     if has_expression(key):
-        context = {"envs": engine.envs,
+        context = {"envs": engine.trigger_envs,  # every ENV_*: keys are never shown
                    "flow": {"id": flow.id, "namespace": flow.namespace,
                             "revision": flow.revision}}
         try:
