@@ -76,15 +76,16 @@ class ApprovalService:
             return _from_row(row)
         now = self.engine.clock.now()
         ex = runner.execution
+        clean = runner.clean  # valid text, SECRET inputs masked: approvers see this
         approval = Approval(
             id=self.engine.new_id(), execution_id=ex.id, task_run_id=ctx.task_run.id,
             namespace=ex.namespace, flow_id=ex.flow_id, task_id=task.id,
-            title=valid_text(str(ctx.render(task.title))),
-            description=valid_text(str(ctx.render(task.description)))
+            title=clean(str(ctx.render(task.title))),
+            description=clean(str(ctx.render(task.description)))
             if task.description else None,
-            rows=valid_json(_rows(ctx.render(task.rows))),
+            rows=clean(_rows(ctx.render(task.rows))),
             display_fields=valid_json(list(task.displayFields)),
-            metadata=valid_json(ctx.render(task.metadata)),
+            metadata=clean(ctx.render(task.metadata)),
             allow_bulk_approval=task.allowBulkApproval,
             require_comment=task.requireComment, status="pending", created_at=now,
             expires_at=now + task.expiresIn if task.expiresIn else None)

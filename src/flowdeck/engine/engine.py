@@ -57,6 +57,13 @@ from flowdeck.engine.outbox import Outbox, OutboxSettings
 from flowdeck.engine.public.service import PublicService
 from flowdeck.engine.query import ExecutionQuery, search_executions
 from flowdeck.engine.runner import ExecutionRunner
+from flowdeck.engine.secrets import (
+    SecretInputs,
+    check_given_again,
+    secret_ids,
+    split,
+    without_credentials,
+)
 from flowdeck.engine.store import DataDirLock, Store, execution_row
 from flowdeck.engine.templating import TemplateRenderer
 from flowdeck.engine.workdirs import WorkDirs
@@ -123,6 +130,7 @@ class Engine:
         self.kv = KVStore(self.store, self.clock)
         self.files = NamespaceFiles(self.data_dir / "files")
         self.approvals = ApprovalService(self)
+        self.secret_inputs = SecretInputs(self.store)
         #: Lifecycle events (written with the changes they describe) and their webhooks.
         self.outbox = Outbox(self.store.fetchall, self.store.run, self.clock,
                              OutboxSettings.from_extra(settings.extra.get("webhooks")))
@@ -421,18 +429,19 @@ class Engine:
             raise ConflictError(f"flow '{namespace}.{flow_id}' is disabled")
         resolved = await resolve_inputs_async(
             flow.inputs, inputs or {}, render_default=self._default_renderer(flow, trigger))
-        execution = self._new_execution(flow, resolved, labels or [], source, parent)
-        execution.trigger = valid_json(trigger)
+        shown, secrets = split(flow.inputs, resolved)
+        execution = self._new_execution(flow, shown, labels or [], source, parent)
+        execution.trigger = valid_json(without_credentials(trigger))
         execution.schedule_date = schedule_date
         if parent is not None:
             execution.parent_id = parent.id
             variables = {"parentTaskRunId": parent_task_run_id} if parent_task_run_id else None
             execution.variables = variables
-        inserted = await self._insert(execution, trigger_key, admit)
+        inserted = await self._insert(execution, trigger_key, admit, secrets)
         if not inserted:
             raise ConflictError(f"an execution for '{trigger_key}' already exists")
         self.logs.start_fresh(execution.id)
-        self._launch(execution, flow)
+        self._launch(execution, flow, secrets)
         return execution
 
     def _default_renderer(self, flow: FlowDefinition, trigger: dict[str, Any] | None
@@ -464,7 +473,8 @@ class Engine:
                          inputs=inputs, labels=list(merged.items()), original_created=now)
 
     async def _insert(self, execution: Execution, trigger_key: str | None,
-                      admit: Admit | None = None) -> bool:
+                      admit: Admit | None = None,
+                      secrets: dict[str, Any] | None = None) -> bool:
         row = execution_row(execution, self.clock.now()) if admit is None else None
 
         async def op(conn: aiosqlite.Connection) -> tuple[Any, ...]:
@@ -482,6 +492,7 @@ class Engine:
                 if trigger_key is None:
                     raise
                 raise _Duplicate from None  # undoes what `admit` wrote, too
+            await self.secret_inputs.insert(conn, execution.id, secrets or {})
             return row
 
         try:
@@ -491,8 +502,13 @@ class Engine:
         self._publish_execution(execution.id, execution.state.current, inserted[10])
         return True
 
-    def _launch(self, execution: Execution, flow: FlowDefinition) -> ExecutionRunner:
+    def _launch(self, execution: Execution, flow: FlowDefinition,
+                secrets: dict[str, Any] | None = None) -> ExecutionRunner:
+        """Start driving `execution`; `secrets` are its clear SECRET inputs when just created
+        (otherwise the runner reads them back)."""
         runner = ExecutionRunner(self, execution, flow)
+        if secrets is not None:
+            runner.use_secrets(secrets)
         self.runners[execution.id] = runner
         task = asyncio.get_running_loop().create_task(self._drive(runner),
                                                       name=f"execution-{execution.id}")
@@ -562,6 +578,8 @@ class Engine:
                 del self.runners[ex.id]
             if not self.shutting_down:
                 self.logs.forget(ex.id)
+                if is_terminal(ex.state.current) and secret_ids(runner.flow.inputs):
+                    self.secret_inputs.forget(ex.id)
 
     async def get_execution(self, execution_id: str) -> Execution:
         row = await self.store.fetchone("SELECT doc FROM executions WHERE id = ?",
@@ -690,6 +708,7 @@ class Engine:
                                 f"{', '.join(sorted(RESTARTABLE_STATES))} executions restart")
         flow = await self.get_flow_revision(execution.namespace, execution.flow_id,
                                             execution.flow_revision)
+        await self.secret_inputs.require(execution_id, flow.inputs)
         now = self.clock.now()
         reset_for_restart(execution, flow, task_run_id, now)
         execution.attempt_number += 1
@@ -711,7 +730,9 @@ class Engine:
         flow = await self.get_flow_revision(source.namespace, source.flow_id,
                                             revision or source.flow_revision)
         given = inputs if inputs is not None else source.inputs
-        resolved = await resolve_inputs_async(flow.inputs, given)
+        if inputs is None:
+            check_given_again(flow.inputs, given)
+        resolved, secrets = split(flow.inputs, await resolve_inputs_async(flow.inputs, given))
         labels = [(k, v) for k, v in source.labels if not k.startswith("system.")]
         replay = self._new_execution(flow, resolved, labels, "replay", None)
         replay.original_id = source.original_id or source.id
@@ -723,10 +744,10 @@ class Engine:
             if target is None:
                 raise NotFoundError(f"no task run '{task_run_id}' in execution {execution_id}")
             replay.task_runs = copy_before(source, target, self.new_id, replay.id)
-        inserted = await self._insert(replay, None)
+        inserted = await self._insert(replay, None, secrets=secrets)
         assert inserted
         self.logs.start_fresh(replay.id)
-        self._launch(replay, flow)
+        self._launch(replay, flow, secrets)
         return replay
 
     async def set_labels(self, execution_id: str, labels: list[tuple[str, str]]) -> Execution:

@@ -24,6 +24,7 @@ from flowdeck.core.models import LEVEL_RANK, LOG_LEVELS, Execution, LogEntry, Ta
 from flowdeck.core.sanitize import valid_text
 from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.bus import LOGS, EventBus, LogBatch
+from flowdeck.engine.secrets import Masker
 
 if TYPE_CHECKING:
     from flowdeck.core.clock import Clock
@@ -251,6 +252,8 @@ class LogService:
         self.bus = bus
         self.clock = clock
         self._next_seq: dict[str, int] = {}
+        #: Executions with SECRET inputs: their values are masked in every line.
+        self._maskers: dict[str, Masker] = {}
         self.lines_written = 0
 
     async def prime(self, execution_id: str) -> None:
@@ -265,6 +268,14 @@ class LogService:
 
     def forget(self, execution_id: str) -> None:
         self._next_seq.pop(execution_id, None)
+        self._maskers.pop(execution_id, None)
+
+    def mask(self, execution_id: str, masker: Masker) -> None:
+        """Mask these values in every later line of this execution."""
+        if masker:
+            self._maskers[execution_id] = masker
+        else:
+            self._maskers.pop(execution_id, None)
 
     def emit(self, execution: Execution, task_run: TaskRun | None, level: str,
              lines: list[str]) -> None:
@@ -276,6 +287,9 @@ class LogService:
         task_run_id = task_run.id if task_run else None
         attempt = (len(task_run.attempts) - 1) if task_run and task_run.attempts else None
         ns, flow_id, ex_id = execution.namespace, execution.flow_id, execution.id
+        masker = self._maskers.get(ex_id)
+        if masker is not None:
+            lines = [masker.text(line) for line in lines]
         entries = []
         for line in lines:
             seq += 1

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import aiosqlite
+
 from flowdeck.core.errors import FlowdeckError
 from flowdeck.core.models import Execution
 from flowdeck.core.states import TERMINAL_STATES
@@ -31,6 +33,7 @@ async def recover(engine: Engine) -> list[str]:
         f"SELECT doc FROM executions WHERE state NOT IN ({placeholders}) ORDER BY start_date",
         sorted(TERMINAL_STATES))
     executions = [Execution.from_dict(json.loads(r[0])) for r in rows]
+    await _forget_ended_secrets(engine)
     executions.sort(key=lambda e: (ORDER.get(e.state.current, 1), e.state.start_date))
     recovered = []
     for execution in executions:
@@ -51,6 +54,18 @@ async def recover(engine: Engine) -> list[str]:
         recovered.append(execution.id)
     await engine.store.flush()
     return recovered
+
+
+async def _forget_ended_secrets(engine: Engine) -> None:
+    """Clear SECRET values a previous process could not delete when their execution ended."""
+    placeholders = ",".join("?" * len(TERMINAL_STATES))
+
+    async def op(conn: aiosqlite.Connection) -> None:
+        await conn.execute(
+            "DELETE FROM execution_secrets WHERE execution_id IN (SELECT id FROM executions "
+            f"WHERE state IN ({placeholders}))", sorted(TERMINAL_STATES))
+
+    await engine.store.run(op)
 
 
 def _fail_without_flow(engine: Engine, execution: Execution, reason: str) -> None:

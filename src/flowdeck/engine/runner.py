@@ -26,6 +26,7 @@ from flowdeck.core.timefmt import format_duration, format_instant
 from flowdeck.engine.flows import FlowDefinition
 from flowdeck.engine.forge.timeouts import phase_timeout
 from flowdeck.engine.inputs import resolve_inputs
+from flowdeck.engine.secrets import NO_MASK, Masker, secret_ids
 from flowdeck.engine.tasks.base import (
     FlowableTask,
     RetryPolicy,
@@ -152,6 +153,9 @@ class ExecutionRunner:
         self._children: dict[str, str] = {}
         self._vars: dict[str, Any] | None = None
         self._holds_global_slot = False
+        #: The clear SECRET inputs (None until known) and what masks them in what is stored.
+        self.secrets: dict[str, Any] | None = None
+        self.masker: Masker = NO_MASK
         for tr in execution.task_runs:
             self._index[(tr.task_id, tr.parent_task_run_id, tr.value)] = tr
             if tr.outputs is not None and tr.state.current in SUCCESSFUL_STATES:
@@ -165,6 +169,23 @@ class ExecutionRunner:
 
     def save(self) -> None:
         self.engine.store.stage_execution(self.execution)
+
+    def use_secrets(self, secrets: dict[str, Any]) -> None:
+        """The clear SECRET inputs: tasks see them, logs and outputs never do."""
+        self.secrets = secrets
+        self.masker = Masker(secrets.values())
+        self.engine.logs.mask(self.execution.id, self.masker)
+
+    async def _read_secrets(self) -> None:
+        if self.secrets is None:
+            stored = None
+            if secret_ids(self.flow.inputs):
+                stored = await self.engine.secret_inputs.load(self.execution.id)
+            self.use_secrets(stored or {})
+
+    def clean(self, value: Any) -> Any:
+        """A value about to be stored: valid text, secrets masked."""
+        return self.masker.value(valid_json(value))
 
     def emit_logs(self, task_run: TaskRun | None, level: str, lines: list[str]) -> None:
         self.engine.logs.emit(self.execution, task_run, level, lines)
@@ -192,7 +213,7 @@ class ExecutionRunner:
     def base_context(self) -> dict[str, Any]:
         ex = self.execution
         ctx: dict[str, Any] = {
-            "inputs": ex.inputs,
+            "inputs": {**ex.inputs, **self.secrets} if self.secrets else ex.inputs,
             "outputs": self._outputs,
             "execution": {"id": ex.id, "startDate": format_instant(ex.state.start_date),
                           "originalId": ex.original_id or ex.id, "state": ex.state.current},
@@ -231,6 +252,7 @@ class ExecutionRunner:
     async def run(self) -> None:
         """Run (or continue) the execution to a terminal state; cancellation means kill."""
         ex = self.execution
+        await self._read_secrets()
         try:
             if ex.state.current != "PAUSED" or not self._has_paused_task_runs():
                 self.set_state("RUNNING")
@@ -281,7 +303,7 @@ class ExecutionRunner:
             except FlowdeckError as exc:
                 self.execution_log("ERROR", f"flow output '{spec.id}': {exc}")
                 return
-        self.execution.outputs = valid_json(out)
+        self.execution.outputs = self.clean(out)
 
     async def run_block(self, tasks: list[TaskDef], parent: TaskRun | None,
                         value: str | None = None, iteration: int | None = None,
@@ -393,7 +415,7 @@ class ExecutionRunner:
         except Exception as exc:  # a bug in a task must not take the engine down
             self.emit_logs(tr, "ERROR", [f"task '{task.id}': {type(exc).__name__}: {exc}"])
             state = "FAILED"
-        tr.outputs = valid_json(tr.outputs)
+        tr.outputs = self.clean(tr.outputs)
         if state == "FAILED" and task.allowFailure:
             state = "WARNING"
         tr.state.to(state, self.now)
@@ -463,7 +485,7 @@ class ExecutionRunner:
                 warning = bool(outputs and outputs.pop("_warning", False))
                 attempt.state.to("SUCCESS", now)
                 if outputs is not None:
-                    tr.outputs = valid_json(outputs)
+                    tr.outputs = self.clean(outputs)
                 final = "WARNING" if warning else "SUCCESS"
                 if len(tr.attempts) > 1 and policy is not None and policy.warningOnRetry:
                     final = "WARNING"
@@ -471,7 +493,7 @@ class ExecutionRunner:
                 self.save()
                 return final
             self.emit_logs(tr, "ERROR", [f"task '{task.id}' failed: {failure}"])
-            tr.outputs = valid_json(tr.outputs)  # what a failing task left (an HTTP answer)
+            tr.outputs = self.clean(tr.outputs)  # what a failing task left (an HTTP answer)
             attempt.state.to("FAILED", now)
             delay = self._next_retry(policy, len(tr.attempts) - base, now - first_start)
             if delay is None:

@@ -299,6 +299,14 @@ MIGRATIONS: list[str] = [
         at TEXT NOT NULL
     );
     """,
+    # 6: the clear values of SECRET inputs while their execution may still run
+    # (engine/secrets.py); the execution's own document shows them masked
+    """
+    CREATE TABLE execution_secrets (
+        execution_id TEXT PRIMARY KEY REFERENCES executions (id) ON DELETE CASCADE,
+        doc TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -356,12 +356,16 @@ class Store:
 
     async def run(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """Run `op` inside the next group commit; returns once that commit is durable."""
+        return await self.submit(op)
+
+    def submit(self, op: Callable[[aiosqlite.Connection], Awaitable[T]]) -> asyncio.Future[T]:
+        """Queue `op` for the next group commit now; the future settles once it is durable."""
         self._check_alive()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._ops.append(_Pending(op, future))
         self._hurry()
         self._wake.set()
-        return await future
+        return future
 
     async def flush(self) -> None:
         """Wait until everything staged before this call is committed (or replaced by a
