@@ -1,8 +1,18 @@
-"""Namespace files: a directory per namespace under the data dir, never escaped by a path."""
+"""Namespace files: a directory per namespace under the data dir, never escaped by a path.
+
+Paths are checked lexically (no `..` or `.` segment, no NUL) and then on disk: no component of
+a path, the namespace directory included, may be a symbolic link (a shell task can plant one;
+following it would read, list, write or delete outside the namespace). Files are opened with
+`O_NOFOLLOW`, listings and searches skip links, a delete removes a link itself and never what
+it points to.
+"""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -27,11 +37,20 @@ class FileAttributes:
                 "size": self.size, "metadata": {}}
 
 
+def _link_refused(path: str | None, where: Path) -> ValidationError:
+    return ValidationError([("path", f"'{path or '/'}' goes through '{where.name}', a symbolic "
+                                     "link: namespace files never follow links")])
+
+
 class NamespaceFiles:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def resolve(self, namespace: str, path: str | None) -> Path:
+    def resolve(self, namespace: str, path: str | None, *,
+                final_link: bool = False) -> Path:
+        """The file or directory `path` names in the namespace, checked lexically and on disk:
+        no component that exists may be a symbolic link (with `final_link`, the last one may
+        be: a delete removes the link itself)."""
         if (not isinstance(namespace, str) or namespace in ("", ".", "..")
                 or any(c in namespace for c in "/\\\x00")):
             raise ValidationError([("namespace", f"invalid namespace {namespace!r}")])
@@ -40,9 +59,18 @@ class NamespaceFiles:
         parts = PurePosixPath("/" + (path or "").lstrip("/")).parts[1:]
         if any(p in ("..", ".") for p in parts):
             raise ValidationError([("path", f"'{path}' must not contain '..' or '.' segments")])
-        base = (self.root / namespace).resolve()
-        target = base.joinpath(*parts) if parts else base
-        return target
+        base = self.root.resolve() / namespace
+        current = base
+        for index, part in enumerate((None, *parts)):
+            if part is not None:
+                current = current / part
+            try:
+                mode = os.lstat(current).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                break  # the rest does not exist yet
+            if stat.S_ISLNK(mode) and not (final_link and index == len(parts) and parts):
+                raise _link_refused(path, current)
+        return base.joinpath(*parts) if parts else base
 
     @staticmethod
     def _check_writable(path: str) -> None:
@@ -69,18 +97,29 @@ class NamespaceFiles:
             raise ValidationError([("path", f"'{path}' is a directory")])
         self._make_parents(namespace, target, path)
         tmp = target.with_name(f"{TMP_PREFIX}{target.name}")
-        tmp.write_bytes(content)
+        if os.path.lexists(tmp) and not tmp.is_dir():  # a crash's leftover, or a planted link
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
         tmp.replace(target)
 
     def get(self, namespace: str, path: str) -> bytes:
         target = self.resolve(namespace, path)
         if not target.is_file():
             raise NotFoundError(f"no file '{path}' in namespace '{namespace}'")
-        return target.read_bytes()
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:  # swapped for a link since the check: ELOOP
+            raise _link_refused(path, target) if exc.errno == errno.ELOOP else exc from None
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
 
     def _attrs(self, target: Path) -> FileAttributes:
-        st = target.stat()
-        return FileAttributes(target.name, target.is_dir(), 0 if target.is_dir() else st.st_size,
+        st = target.lstat()
+        is_dir = stat.S_ISDIR(st.st_mode)
+        return FileAttributes(target.name, is_dir, 0 if is_dir else st.st_size,
                               int(st.st_mtime * 1000), int(st.st_ctime * 1000))
 
     def stats(self, namespace: str, path: str | None) -> FileAttributes:
@@ -98,7 +137,7 @@ class NamespaceFiles:
         if not target.is_dir():
             raise ValidationError([("path", f"'{path}' is a file, not a directory")])
         return [self._attrs(p) for p in sorted(target.iterdir())
-                if not p.name.startswith(TMP_PREFIX)]
+                if not p.name.startswith(TMP_PREFIX) and not p.is_symlink()]
 
     def mkdir(self, namespace: str, path: str) -> None:
         target = self.resolve(namespace, path)
@@ -125,16 +164,16 @@ class NamespaceFiles:
         src.rename(target)
 
     def delete(self, namespace: str, path: str) -> None:
-        target = self.resolve(namespace, path)
+        target = self.resolve(namespace, path, final_link=True)
         base = self.resolve(namespace, None)
         if target == base:
             raise ValidationError([("path", "refusing to delete the namespace root")])
-        if not target.exists():
+        if not os.path.lexists(target):
             raise NotFoundError(f"no file or directory '{path}' in namespace '{namespace}'")
-        if target.is_dir():
-            shutil.rmtree(target)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)  # never follows the links inside (it works on descriptors)
         else:
-            target.unlink()
+            target.unlink()  # a file, or a link itself
         parent = target.parent
         while parent != base and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
@@ -144,6 +183,12 @@ class NamespaceFiles:
         base = self.resolve(namespace, None)
         if not base.exists():
             return []
-        return sorted("/" + str(p.relative_to(base)) for p in base.rglob("*")
-                      if p.is_file() and not p.name.startswith(TMP_PREFIX)
-                      and query.lower() in p.name.lower())
+        found = []
+        for folder, _, names in os.walk(base):  # never descends into linked directories
+            for name in names:
+                path = Path(folder) / name
+                if (name.startswith(TMP_PREFIX) or query.lower() not in name.lower()
+                        or not stat.S_ISREG(path.lstat().st_mode)):
+                    continue
+                found.append("/" + str(path.relative_to(base)))
+        return sorted(found)
