@@ -3,6 +3,11 @@
 A decision is a conditional update (`... WHERE status = 'pending'`) inside the single writer, so
 two reviewers racing, or a reviewer racing the expiry timer, always resolve the same way: the
 first committed decision stands and the other gets a conflict naming who decided and when.
+
+An approval belongs to one run of its task: killing the execution (or its ending otherwise)
+expires what is still pending, with the reason in `comment`; a restart of the execution asks
+again with a fresh approval instead of passing on an old decision; and a status change may
+not make an execution successful past a gate that was not approved.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from flowdeck.core.errors import ConflictError, NotFoundError, ValidationError
 from flowdeck.core.models import Approval
 from flowdeck.core.sanitize import valid_json, valid_text
+from flowdeck.core.states import SUCCESSFUL_STATES
 from flowdeck.core.timefmt import format_instant, parse_instant
 from flowdeck.engine.bus import APPROVAL, ApprovalEvent
 from flowdeck.engine.store import dumps
@@ -69,11 +75,16 @@ class ApprovalService:
 
     async def ensure(self, runner: ExecutionRunner, ctx: RunContext,
                      task: ApprovalRequest) -> Approval:
-        """The approval of this task run, created on first call (idempotent across recovery)."""
-        row = await self.store.fetchone(f"SELECT {COLUMNS} FROM approvals WHERE task_run_id = ?",
-                                        (ctx.task_run.id,))
-        if row is not None:
-            return _from_row(row)
+        """The approval of this task run, created on first call (idempotent across recovery);
+        a new one when the task run was restarted since the last one was made."""
+        current = await self._current(ctx.task_run.id)
+        if current is not None:
+            if not _restarted_since(ctx.task_run.state.histories, current.created_at):
+                return current
+            if current.status == "pending":  # a person must not pass this run on it
+                with contextlib.suppress(ConflictError):
+                    await self._settle(current, "expired", None,
+                                       "superseded: the execution was restarted")
         now = self.engine.clock.now()
         ex = runner.execution
         clean = runner.clean  # valid text, SECRET inputs masked: approvers see this
@@ -106,6 +117,13 @@ class ApprovalService:
         await self.store.run(op)
         ctx.log("INFO", f"waiting for approval {approval.id}: {approval.title}")
         return approval
+
+    async def _current(self, task_run_id: str) -> Approval | None:
+        """The newest approval of a task run (a restart may have made several)."""
+        row = await self.store.fetchone(
+            f"SELECT {COLUMNS} FROM approvals WHERE task_run_id = ? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1", (task_run_id,))
+        return None if row is None else _from_row(row)
 
     async def get(self, approval_id: str) -> Approval:
         row = await self.store.fetchone(f"SELECT {COLUMNS} FROM approvals WHERE id = ?",
@@ -158,12 +176,17 @@ class ApprovalService:
         changed = await self.store.run(op)
         decided = await self.get(current.id)
         if not changed:
-            who = decided.decided_by or "the expiry timer"
             when = format_instant(decided.decided_at) if decided.decided_at else "earlier"
+            if decided.decided_by:
+                how = f"{decided.status} by {decided.decided_by}"
+            elif decided.comment:  # ended with its run: the comment says why
+                how = f"{decided.status} ({decided.comment})"
+            else:
+                how = f"{decided.status} by the expiry timer"
             raise ConflictError(
-                f"approval {current.id} was already {decided.status} by {who} at {when}",
+                f"approval {current.id} was already {how} at {when}",
                 {"approvalStatus": decided.status, "decidedBy": decided.decided_by,
-                 "decidedAt": when})
+                 "decidedAt": when, "reason": decided.comment})
         self.engine.bus.publish(APPROVAL, ApprovalEvent("decided" if by else "expired",
                                                         decided.to_dict()))
         from flowdeck.engine.runner import Decision
@@ -184,16 +207,67 @@ class ApprovalService:
         return [await self.decide(a.id, approve=True, by=by, comment=comment) for a in items]
 
     async def expire_for_task_run(self, task_run_id: str) -> None:
-        row = await self.store.fetchone(f"SELECT {COLUMNS} FROM approvals WHERE task_run_id = ?",
-                                        (task_run_id,))
-        if row is None:
-            return
-        current = _from_row(row)
-        if current.status != "pending":
+        current = await self._current(task_run_id)
+        if current is None or current.status != "pending":
             return
         with contextlib.suppress(ConflictError):  # a person decided first: theirs stands
             await self._settle(current, "expired", None, None)
 
+    async def expire_for_execution(self, execution_id: str,
+                                   reason: str) -> builtins.list[Approval]:
+        """Expire every pending approval of an execution (it was killed, or it ended): nobody
+        decided; `reason` is kept as the comment. Returns what was expired."""
+        now = format_instant(self.engine.clock.now())
+
+        async def op(conn: aiosqlite.Connection) -> builtins.list[str]:
+            cursor = await conn.execute(
+                "SELECT id FROM approvals WHERE execution_id = ? AND status = 'pending'",
+                (execution_id,))
+            ids = [str(r[0]) for r in await cursor.fetchall()]
+            await cursor.close()
+            if ids:
+                await conn.execute(
+                    "UPDATE approvals SET status = 'expired', decided_by = NULL, comment = ?,"
+                    " decided_at = ? WHERE execution_id = ? AND status = 'pending'",
+                    (reason, now, execution_id))
+            return ids
+
+        expired = [await self.get(i) for i in await self.store.run(op)]
+        for approval in expired:
+            self.engine.bus.publish(APPROVAL, ApprovalEvent("expired", approval.to_dict()))
+        return expired
+
+    async def check_status_change(self, execution_id: str, status: str) -> None:
+        """Refuse to make an execution successful past a gate that was not approved."""
+        if status not in SUCCESSFUL_STATES:
+            return
+        rows = await self.store.fetchall(
+            f"SELECT {COLUMNS} FROM approvals WHERE execution_id = ? "
+            "ORDER BY created_at, rowid", (execution_id,))
+        newest: dict[str, Approval] = {}
+        for row in rows:  # a restart may have asked again: the newest answer counts
+            approval = _from_row(row)
+            newest[approval.task_run_id] = approval
+        for approval in newest.values():
+            if approval.status == "approved":
+                continue
+            if approval.decided_by:
+                how = f"{approval.status} by {approval.decided_by}"
+            else:
+                how = approval.status + (f" ({approval.comment})" if approval.comment else "")
+            when = (f" at {format_instant(approval.decided_at)}" if approval.decided_at
+                    else "")
+            raise ConflictError(
+                f"execution {execution_id} cannot become {status}: its approval "
+                f"'{approval.title}' ({approval.id}) was {how}{when}",
+                {"approvalId": approval.id, "approvalStatus": approval.status,
+                 "decidedBy": approval.decided_by})
+
     @staticmethod
     def waiting_seconds(approval: Approval, now: datetime) -> float:
         return (now - approval.created_at).total_seconds()
+
+
+def _restarted_since(histories: builtins.list[Any], created: datetime) -> bool:
+    """Whether the task run was restarted after `created` (its approval is then stale)."""
+    return any(h.state == "RESTARTED" and h.date > created for h in histories)

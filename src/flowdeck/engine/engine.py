@@ -665,6 +665,9 @@ class Engine:
         snapshot = Execution.from_dict(live.to_dict(self.clock.now()))
         if runner.task is not None:
             runner.task.cancel()
+        # Before the kill is acknowledged: a decision arriving now is refused, not lost.
+        await self.approvals.expire_for_execution(execution_id,
+                                                  f"execution {execution_id} was killed")
         return snapshot
 
     async def kill_and_wait(self, execution_id: str, timeout: float = 30) -> Execution:
@@ -773,6 +776,7 @@ class Engine:
                                 "only a finished execution can change status")
         if status not in TERMINAL_STATES:
             raise ValidationError([("status", f"'{status}' is not a terminal state")])
+        await self.approvals.check_status_change(execution_id, status)
         execution.state.to(status, self.clock.now())
         self.store.stage_execution(execution)
         await self.store.flush()

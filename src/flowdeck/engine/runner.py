@@ -273,8 +273,19 @@ class ExecutionRunner:
             if not self.engine.shutting_down:  # a kill; a shutdown leaves it recoverable
                 self._finish_killed()
                 await self.engine.store.flush()
+                await self._expire_approvals()
             raise
         await self.engine.store.flush()
+        await self._expire_approvals()
+
+    async def _expire_approvals(self) -> None:
+        """A gate still pending when the run ends (another branch failed) is expired, so a
+        later decision is refused instead of answering with no effect."""
+        if any(t.type == "flowdeck.approval.Request" for t in self.flow.tasks_by_id.values()):
+            state = self.execution.state.current
+            with contextlib.suppress(FlowdeckError):
+                await self.engine.approvals.expire_for_execution(
+                    self.execution.id, f"execution {self.execution.id} ended {state}")
 
     def _finish_killed(self) -> None:
         now = self.now

@@ -307,6 +307,39 @@ MIGRATIONS: list[str] = [
         doc TEXT NOT NULL
     );
     """,
+    # 7: a task run may have several approvals over time (a restart asks again), so
+    # task_run_id is no longer unique; the newest one is the task run's current gate
+    """
+    CREATE TABLE approvals_v7 (
+        id TEXT PRIMARY KEY,
+        execution_id TEXT NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
+        task_run_id TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        flow_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        description TEXT,
+        rows TEXT NOT NULL,
+        display_fields TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        allow_bulk INTEGER NOT NULL,
+        require_comment INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        decided_by TEXT,
+        comment TEXT,
+        decided_at TEXT
+    );
+    INSERT INTO approvals_v7 SELECT id, execution_id, task_run_id, namespace, flow_id, task_id,
+        title, description, rows, display_fields, metadata, allow_bulk, require_comment, status,
+        created_at, expires_at, decided_by, comment, decided_at FROM approvals;
+    DROP TABLE approvals;
+    ALTER TABLE approvals_v7 RENAME TO approvals;
+    CREATE INDEX approvals_by_status ON approvals (status, created_at);
+    CREATE INDEX approvals_by_task_run ON approvals (task_run_id, created_at);
+    CREATE INDEX approvals_by_execution ON approvals (execution_id, created_at);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
