@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import textwrap
+import time
 from pathlib import Path
 
 from flowdeck.core.models import Execution
@@ -64,3 +65,17 @@ async def wait_for_task_state(engine: Engine, execution_id: str, task_id: str, s
 def states(execution: Execution) -> dict[str, str]:
     return {tr.task_id + (f"[{tr.value}]" if tr.value else ""): tr.state.current
             for tr in execution.task_runs}
+
+
+class cpu_time:
+    """`with cpu_time() as spent:` the CPU time this thread spends in the block (what holds an
+    event loop, immune to a busy machine's scheduling); the wall time is sanity-checked."""
+
+    def __enter__(self) -> cpu_time:
+        self.start, self.wall = time.thread_time(), time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.thread_time() - self.start
+        assert time.perf_counter() - self.wall < 30, "a timed block ran for 30 s"

@@ -3,8 +3,6 @@ loops and catastrophic regular expressions fail with the engine's own TemplateEr
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -15,7 +13,7 @@ from flowdeck.core.errors import InvalidInputsError
 from flowdeck.engine.engine import Engine
 from flowdeck.engine.inputs import InputDef, resolve_inputs
 from flowdeck.engine.templating import TemplateError, TemplateRenderer
-from helpers import apply, run_flow
+from helpers import apply, cpu_time, run_flow
 
 EVIL = "a" * 40 + "!"
 #: Ten references to one 1 MB string: cheap to hold, 10 MB once written out.
@@ -32,11 +30,9 @@ def renderer() -> TemplateRenderer:
 
 
 def refused(renderer: TemplateRenderer, template: str) -> str:
-    started = time.perf_counter()
-    with pytest.raises(TemplateError) as info:
+    with cpu_time() as spent, pytest.raises(TemplateError) as info:
         renderer.render(template, CONTEXT)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 0.5, f"{template!r} took {elapsed:.2f} s"
+    assert spent.seconds < 0.3, f"{template!r} took {spent.seconds:.2f} s of CPU"
     return info.value.reason
 
 
@@ -117,10 +113,10 @@ def test_ordinary_templates_still_render(renderer: TemplateRenderer, template: s
 
 def test_a_catastrophic_input_validator_is_refused_quickly() -> None:
     declared = [InputDef(id="code", type="STRING", validator="(a|aa)+$")]
-    started = time.perf_counter()
-    with pytest.raises(InvalidInputsError, match=r"inputs\.code: .*took too long"):
+    with cpu_time() as spent, pytest.raises(InvalidInputsError,
+                                            match=r"inputs\.code: .*took too long"):
         resolve_inputs(declared, {"code": EVIL})
-    assert time.perf_counter() - started < 0.5
+    assert spent.seconds < 0.3
     assert resolve_inputs(declared, {"code": "aaa"}) == {"code": "aaa"}
 
 
@@ -138,26 +134,14 @@ async def test_a_task_whose_template_never_ends_fails_and_the_loop_keeps_going(
             type: io.kestra.plugin.core.log.Log
             message: "{{ 9 ** (9 ** 7) }}"
         """)
-    gaps: list[float] = []
-    stop = asyncio.Event()
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            await asyncio.sleep(0.005)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    tick = asyncio.create_task(ticker())
-    done = await run_flow(engine, "t.templates", "heavy", timeout=10)
-    stop.set()
-    await tick
+    # The event loop's thread renders; it spends about the render budget, not minutes.
+    with cpu_time() as on_loop:
+        done = await run_flow(engine, "t.templates", "heavy", timeout=10)
     assert done.state.current == "FAILED"
     errors = [e.message for e in await engine.logs.fetch(done.id) if e.level == "ERROR"]
     assert errors[0].startswith("task 'spin' failed: cannot render '{% for i in range(100000)")
     assert "took more than 100 ms" in errors[0]
-    assert max(gaps) < 0.3, f"the event loop stalled for {max(gaps) * 1000:.0f} ms"
+    assert on_loop.seconds < 0.5, f"the event loop's thread spent {on_loop.seconds:.2f} s"
     await apply(engine, """
         id: power
         namespace: t.templates
@@ -198,11 +182,11 @@ def test_any_expression_renders_or_fails_with_a_template_error_quickly(
         expression: str, shape: str) -> None:
     renderer = TemplateRenderer()
     template = shape % expression
-    started = time.perf_counter()
-    try:
-        result = renderer.render(template, CONTEXT)
-    except TemplateError:
-        pass
-    else:
-        assert isinstance(result, str)
-    assert time.perf_counter() - started < 1.0, template
+    with cpu_time() as spent:
+        try:
+            result = renderer.render(template, CONTEXT)
+        except TemplateError:
+            pass
+        else:
+            assert isinstance(result, str)
+    assert spent.seconds < 1.0, template
