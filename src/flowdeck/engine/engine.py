@@ -120,8 +120,12 @@ class Engine:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.new_id: Callable[[], str] = ids or new_id
-        self.data_dir = settings.data_dir
+        # Absolute once (a relative one would change meaning with the working directory,
+        # and file:// URIs of uploads need it): '..' folded, links kept as configured.
+        self.data_dir = Path(os.path.abspath(settings.data_dir.expanduser()))
         self.work_dir = self.data_dir / "work"
+        #: Where uploaded FILE inputs are kept: the only local files a FILE input may name.
+        self.uploads_dir = self.data_dir / "uploads"
         self.workdirs = WorkDirs(self.work_dir)
         self.lock = DataDirLock(self.data_dir)
         self.store = Store(self.data_dir / "flowdeck.db", self.clock, readers=settings.readers)
@@ -428,7 +432,8 @@ class Engine:
         if flow.disabled:
             raise ConflictError(f"flow '{namespace}.{flow_id}' is disabled")
         resolved = await resolve_inputs_async(
-            flow.inputs, inputs or {}, render_default=self._default_renderer(flow, trigger))
+            flow.inputs, inputs or {}, render_default=self._default_renderer(flow, trigger),
+            uploads=self.uploads_dir)
         shown, secrets = split(flow.inputs, resolved)
         execution = self._new_execution(flow, shown, labels or [], source, parent)
         execution.trigger = valid_json(without_credentials(trigger))
@@ -735,7 +740,8 @@ class Engine:
         given = inputs if inputs is not None else source.inputs
         if inputs is None:
             check_given_again(flow.inputs, given)
-        resolved, secrets = split(flow.inputs, await resolve_inputs_async(flow.inputs, given))
+        resolved, secrets = split(flow.inputs, await resolve_inputs_async(
+            flow.inputs, given, uploads=self.uploads_dir))
         labels = [(k, v) for k, v in source.labels if not k.startswith("system.")]
         replay = self._new_execution(flow, resolved, labels, "replay", None)
         replay.original_id = source.original_id or source.id

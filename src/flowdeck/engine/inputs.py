@@ -11,11 +11,15 @@ import asyncio
 import functools
 import json
 import math
+import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, time, timedelta
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import regex
 import yaml
@@ -31,8 +35,9 @@ INPUT_TYPES = {
     "STRING", "INT", "FLOAT", "BOOLEAN", "BOOL", "DATETIME", "DATE", "TIME", "DURATION", "FILE",
     "JSON", "URI", "SECRET", "ARRAY", "SELECT", "MULTISELECT", "YAML", "EMAIL", "ENUM",
 }
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s]*$")
+# Matched whole (fullmatch): `$` would accept a trailing newline.
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+URI = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:[^\s]*")
 INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 ARRAY_ITEM_TYPES = INPUT_TYPES - {"ARRAY", "SELECT", "MULTISELECT", "ENUM", "FILE"}
@@ -132,14 +137,17 @@ def _as_text(value: Any) -> str:
         return str(value)
 
 
-def coerce(inp: InputDef, value: Any) -> Any:
-    """Convert one value to the input's type; raises ValueError with a short reason."""
+def coerce(inp: InputDef, value: Any, *, uploads: Path | None = None) -> Any:
+    """Convert one value to the input's type; raises ValueError with a short reason.
+
+    `uploads` is where uploaded FILE inputs live (`file://` URIs may only point there).
+    """
     kind = inp.type
     if kind in ("STRING", "SECRET", "FILE"):
         text = value if isinstance(value, str) else _as_text(value)
         if inp.validator and not _matches(inp.validator, text):
             raise ValueError(f"'{text}' does not match the validator '{inp.validator}'")
-        return text
+        return check_file(text, uploads) if kind == "FILE" else text
     if kind == "INT":
         if isinstance(value, bool):
             raise ValueError(f"expected an integer, got {value!r}")
@@ -223,12 +231,12 @@ def coerce(inp: InputDef, value: Any) -> Any:
         return to_json_value(value)
     if kind == "URI":
         text = str(value)
-        if not URI.match(text):
+        if not URI.fullmatch(text):
             raise ValueError(f"expected a URI, got '{text}'")
         return text
     if kind == "EMAIL":
         text = str(value)
-        if not EMAIL.match(text):
+        if not EMAIL.fullmatch(text):
             raise ValueError(f"expected an e-mail address, got '{text}'")
         return text
     if kind in ("SELECT", "ENUM"):
@@ -278,6 +286,28 @@ def _matches(pattern: str, text: str) -> bool:
                          f"{VALIDATOR_TIMEOUT_S * 1000:.0f} ms)") from None
 
 
+def check_file(text: str, uploads: Path | None) -> str:
+    """A FILE input names a namespace file (`nsfile:///path`) or a file uploaded with the
+    request (a `file://` URI inside `uploads`), never an arbitrary path on this machine."""
+    if text.startswith("nsfile://"):
+        path = text[len("nsfile://"):]
+        parts = PurePosixPath("/" + path.lstrip("/")).parts[1:]
+        if "\x00" in path or any(p in ("..", ".") for p in parts):
+            raise ValueError(f"'{text}' must not contain '..' or '.' segments")
+        if not parts:
+            raise ValueError(f"'{text}' names no file")
+        return text
+    if text.startswith("file://") and uploads is not None:
+        parsed = urlparse(text)
+        if parsed.netloc in ("", "localhost"):
+            target = Path(os.path.realpath(url2pathname(parsed.path)))
+            root = Path(os.path.realpath(uploads))
+            if target.is_relative_to(root) and target != root and target.is_file():
+                return text
+    raise ValueError(f"'{text}' is not a file uploaded with this request or a namespace "
+                     "file (nsfile:///path): FILE inputs never read other local paths")
+
+
 def _bounds(inp: InputDef, number: float) -> None:
     if inp.min is not None and number < inp.min:
         raise ValueError(f"{number} is below the minimum {inp.min:g}")
@@ -287,7 +317,8 @@ def _bounds(inp: InputDef, number: float) -> None:
 
 def resolve_inputs(declared: list[InputDef], given: dict[str, Any], *,
                    prefix: str = "inputs", strict_unknown: bool = False,
-                   render_default: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+                   render_default: Callable[[Any], Any] | None = None,
+                   uploads: Path | None = None) -> dict[str, Any]:
     """Apply defaults and types to submitted inputs; every problem is reported at once.
 
     `render_default` renders a `{{ }}` default (e.g. `{{ now() | date('yyyy-MM-dd') }}`).
@@ -317,7 +348,7 @@ def resolve_inputs(declared: list[InputDef], given: dict[str, Any], *,
         else:
             continue
         try:
-            out[inp.id] = valid_json(coerce(inp, raw))
+            out[inp.id] = valid_json(coerce(inp, raw, uploads=uploads))
         except ValueError as exc:
             problems.append((f"{prefix}.{inp.id}", str(exc)))
     if problems:

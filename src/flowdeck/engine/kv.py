@@ -20,7 +20,10 @@ if TYPE_CHECKING:
     from flowdeck.core.clock import Clock
     from flowdeck.engine.store import Store
 
-KEY = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/-]*$")
+#: A key, as messages show it; matched from the first character to the very last (`\Z`: a
+#: trailing newline is not the end of a key).
+KEY_PATTERN = "^[a-zA-Z0-9][a-zA-Z0-9._/-]*$"
+KEY = re.compile(r"\A[a-zA-Z0-9][a-zA-Z0-9._/-]*\Z")
 KV_TYPES = ("STRING", "NUMBER", "BOOLEAN", "DATETIME", "DATE", "DURATION", "JSON")
 
 
@@ -185,7 +188,7 @@ class KVStore:
     @staticmethod
     def check_key(key: str) -> None:
         if not isinstance(key, str) or not KEY.fullmatch(key):
-            raise ValidationError([("key", f"'{key}' must match {KEY.pattern}")])
+            raise ValidationError([("key", f"'{key}' must match {KEY_PATTERN}")])
 
     async def put(self, namespace: str, key: str, value: Any, *, ttl: timedelta | None = None,
                   kv_type: str | None = None, description: str | None = None) -> KVEntry:
@@ -230,12 +233,14 @@ class KVStore:
 
     async def find(self, namespace: str, key: str) -> KVEntry | None:
         """The live entry, or None when missing or expired."""
+        self.check_key(key)
         entry = await self._row(namespace, key)
         if entry is None or self._expired(entry):
             return None
         return entry
 
     async def get(self, namespace: str, key: str) -> KVEntry:
+        self.check_key(key)
         entry = await self._row(namespace, key)
         if entry is None:
             raise NotFoundError(f"no key '{key}' in namespace '{namespace}'")
@@ -247,6 +252,8 @@ class KVStore:
         return await self.find(namespace, key) is not None
 
     async def delete(self, namespace: str, key: str) -> bool:
+        self.check_key(key)
+
         async def op(conn: aiosqlite.Connection) -> bool:
             cursor = await conn.execute("DELETE FROM kv WHERE namespace = ? AND key = ?",
                                         (namespace, key))

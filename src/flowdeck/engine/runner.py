@@ -636,7 +636,8 @@ class ExecutionRunner:
         resolved: dict[str, dict[str, Any]] = {}
         for tr_id, task in self._paused.items():
             if isinstance(task, Pause):
-                resolved[tr_id] = resolve_inputs(task.onResume, inputs, prefix="onResume")
+                resolved[tr_id] = resolve_inputs(task.onResume, inputs, prefix="onResume",
+                                                 uploads=self.engine.uploads_dir)
         if not resolved and not self._paused:
             raise InvalidInputsError("nothing in this execution is waiting to be resumed")
         for tr_id, values in resolved.items():

@@ -24,6 +24,7 @@ from flowdeck.engine.staging import (
     check_new_name,
     check_source_name,
     generated_name,
+    is_deletable,
     open_provider,
     timestamp,
 )
@@ -124,7 +125,8 @@ class Clone(_CloneProperties):
 
 
 class List(RunnableTask):
-    """Lists environments whose name starts with `prefix`."""
+    """Lists the staging environments (`staging-*`, never a source such as production)
+    whose name starts with `prefix`."""
 
     prefix: str = "staging-"
 
@@ -132,7 +134,8 @@ class List(RunnableTask):
         prefix = _text(ctx, self.prefix)
         try:
             async with open_provider(ctx.services) as provider:
-                found = await provider.list(prefix)
+                found = [env for env in await provider.list(prefix)
+                         if is_deletable(env.name)]
         except StagingError as exc:
             raise TaskFailure(str(exc)) from None
         ctx.log("INFO", f"{len(found)} environment(s) named {prefix!r}…")
