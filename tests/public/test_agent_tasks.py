@@ -116,7 +116,7 @@ async def test_http_delivery_with_token_and_idempotency_key_never_twice(
         engine = await open_public_engine(tmp_path / "data", install=False, extra={
             "public": {"delivery": {"url": gw.url, "token_env": "GATEWAY_TOKEN"}}})
         try:
-            engine.task_env["GATEWAY_TOKEN"] = "tok-123"
+            engine.environ["GATEWAY_TOKEN"] = "tok-123"
             await engine.apply_flow(PIPELINE)
             done = await run_flow(engine, "t.agents", "pipeline",
                                   inputs={"rows": customers(2)})

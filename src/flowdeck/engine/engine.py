@@ -145,7 +145,10 @@ class Engine:
         #: Pipeline runs, releases, deployments and release approvals (engine/forge/).
         self.forge = ForgeService(self)
         self.renderer = TemplateRenderer()
-        self.isolation = TaskIsolation(settings.tasks, os.environ)
+        #: The engine's own environment as it was at start: for what the engine reads by name
+        #: (a delivery token's `token_env`); never handed to task processes.
+        self.environ: dict[str, str] = dict(os.environ)
+        self.isolation = TaskIsolation(settings.tasks, self.environ)
         every_env = settings.envs if settings.envs is not None else envs_from_environment()
         #: Every `ENV_*` value: webhook trigger keys are rendered with these; never shown.
         self.trigger_envs: dict[str, str] = dict(every_env)
@@ -197,7 +200,8 @@ class Engine:
 
     async def _open(self, start: bool) -> None:
         self.warnings.extend(self.isolation.open())
-        self.task_env = self.isolation.base_env()
+        self.task_env.clear()
+        self.task_env.update(self.isolation.base_env())  # with the run_as user's HOME
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.lock.acquire()
         try:

@@ -299,7 +299,7 @@ MIGRATIONS: list[str] = [
         at TEXT NOT NULL
     );
     """,
-    # 6: the clear values of SECRET inputs while their execution may still run
+    # 8: the clear values of SECRET inputs while their execution may still run
     # (engine/secrets.py); the execution's own document shows them masked
     """
     CREATE TABLE execution_secrets (
@@ -307,10 +307,10 @@ MIGRATIONS: list[str] = [
         doc TEXT NOT NULL
     );
     """,
-    # 7: a task run may have several approvals over time (a restart asks again), so
+    # 9: a task run may have several approvals over time (a restart asks again), so
     # task_run_id is no longer unique; the newest one is the task run's current gate
     """
-    CREATE TABLE approvals_v7 (
+    CREATE TABLE approvals_v9 (
         id TEXT PRIMARY KEY,
         execution_id TEXT NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
         task_run_id TEXT NOT NULL,
@@ -331,11 +331,11 @@ MIGRATIONS: list[str] = [
         comment TEXT,
         decided_at TEXT
     );
-    INSERT INTO approvals_v7 SELECT id, execution_id, task_run_id, namespace, flow_id, task_id,
+    INSERT INTO approvals_v9 SELECT id, execution_id, task_run_id, namespace, flow_id, task_id,
         title, description, rows, display_fields, metadata, allow_bulk, require_comment, status,
         created_at, expires_at, decided_by, comment, decided_at FROM approvals;
     DROP TABLE approvals;
-    ALTER TABLE approvals_v7 RENAME TO approvals;
+    ALTER TABLE approvals_v9 RENAME TO approvals;
     CREATE INDEX approvals_by_status ON approvals (status, created_at);
     CREATE INDEX approvals_by_task_run ON approvals (task_run_id, created_at);
     CREATE INDEX approvals_by_execution ON approvals (execution_id, created_at);

@@ -156,7 +156,7 @@ class PublicService:
         self.settings = PublicSettings.from_extra(engine.settings.extra.get("public"))
         self.keys = ApiKeyStore(engine.store, engine.clock, engine.new_id)
         self.messages = MessageOutbox(engine.store, engine.clock, self.settings.delivery,
-                                      engine.task_env, engine.new_id)
+                                      engine.environ, engine.new_id)
         engine.events.sources.append(AgentEvents(self._flow_for_event))
         engine.events.resolvers.append(KeyWebhooks())
 
