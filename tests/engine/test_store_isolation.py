@@ -236,3 +236,19 @@ async def test_close_ends_within_ten_seconds_while_the_writer_fails(tmp_path: Pa
         await engine.kv.put("t.store", "after", 1)
     finally:
         await engine.close()
+
+
+async def test_a_read_only_engine_reports_its_health_without_a_probe_write(
+        tmp_path: Path) -> None:
+    owner = await open_engine(tmp_path / "data")
+    try:
+        reader = await Engine.open(owner.settings, read_only=True)
+        try:
+            health = await reader.storage_health()
+            assert (health["status"], health["canWrite"], health["readOnly"]) == (
+                "UP", False, True)
+        finally:
+            await reader.close()
+        assert (await owner.storage_health())["canWrite"] is True
+    finally:
+        await owner.close()

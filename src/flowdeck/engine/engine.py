@@ -256,7 +256,10 @@ class Engine:
         for task in drivers:
             task.cancel()
         if drivers:  # bounded: a store that cannot write must not hold the shutdown
-            await asyncio.wait(drivers, timeout=CLOSE_DRIVERS_S)
+            done, _ = await asyncio.wait(drivers, timeout=CLOSE_DRIVERS_S)
+            for task in done:
+                if not task.cancelled():
+                    task.exception()  # retrieved: a failing store is reported by the store
         await self.outbox.stop()
         self.workdirs.drop_spare()
         await self.store.close()

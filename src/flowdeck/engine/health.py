@@ -26,6 +26,9 @@ async def storage_health(engine: Engine) -> dict[str, Any]:
     except Exception as exc:  # a locked or damaged file, a closed store
         writer["readError"] = valid_text(str(exc))
     can_write = False
+    if store.read_only:  # opened beside the engine that owns the data dir: reading is all
+        return {"status": "UP" if readable else "DOWN", "canWrite": False, "readOnly": True,
+                "runningExecutions": 0, "writer": writer, "warnings": list(engine.warnings)}
     if writer["failingSince"] is None:  # failing now: no need to queue one more write
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
