@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from pathlib import Path
 
@@ -125,7 +126,9 @@ def _sleep_pids(marker: str) -> list[int]:
 
 
 async def test_kill_stops_the_whole_process_group_quickly(engine: Engine) -> None:
-    marker = "30.123"  # a distinctive sleep argument to find our processes
+    # A distinctive sleep argument to find our processes: unique to this test process, since
+    # other runs of this suite on the same machine start the same commands.
+    marker = f"30.{os.getpid()}"
     await apply(engine, f"""
         id: long
         namespace: t.kill
