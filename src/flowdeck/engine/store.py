@@ -305,6 +305,9 @@ class Store:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+            if self._closing:
+                # close() woke us once; work queued during this commit needs another round.
+                self._wake.set()
 
     async def _commit(self, rows: list[tuple[Any, ...]], logs: list[LogEntry],
                       ops: list[_Pending]) -> list[tuple[bool, Any]]:
