@@ -150,6 +150,29 @@ MIGRATIONS: list[str] = [
     ALTER TABLE executions ADD COLUMN event_marks TEXT;
     UPDATE executions SET event_marks = '*';
     """,
+    # 5: FlowCtl workflows (engine/flowctl): each workflow's execution and its tasks' stable
+    # ids; and the one row the health check writes to prove the store takes writes
+    """
+    CREATE TABLE flowctl_workflows (
+        id TEXT PRIMARY KEY,
+        execution_id TEXT NOT NULL UNIQUE REFERENCES executions (id) ON DELETE CASCADE,
+        flow_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE INDEX flowctl_workflows_by_created ON flowctl_workflows (created, id);
+    CREATE TABLE flowctl_tasks (
+        id TEXT PRIMARY KEY,
+        workflow_id TEXT NOT NULL REFERENCES flowctl_workflows (id) ON DELETE CASCADE,
+        task_id TEXT NOT NULL
+    );
+    CREATE INDEX flowctl_tasks_by_workflow ON flowctl_tasks (workflow_id);
+    CREATE TABLE health_probe (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at TEXT NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -220,6 +220,23 @@ class Store:
         self._wake.set()
         await future
 
+    async def probe_write(self, timeout: float) -> str | None:
+        """None if a write (the health probe row) commits within `timeout` seconds, else why
+        not: what a health check asks of the store."""
+        now = format_instant(self.clock.now())
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute("INSERT INTO health_probe(id, at) VALUES (1, ?) "
+                               "ON CONFLICT(id) DO UPDATE SET at = excluded.at", (now,))
+
+        try:
+            await asyncio.wait_for(self.run(op), timeout)
+        except TimeoutError:
+            return f"the store did not commit a write within {timeout:g} s"
+        except Exception as exc:  # a failed disk, a closed store...
+            return f"the store cannot write: {exc}"
+        return None
+
     def _hurry(self) -> None:
         """Someone waits for the next commit: stop letting the batch gather."""
         gathering = self._gathering

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from flowdeck.engine.flowctl import tasks as flowctl
 from flowdeck.engine.tasks import approval, core, flowable, http, kv, shell, staging
 from flowdeck.engine.tasks.base import TaskDef
 
-_MODULES = (core, shell, flowable, http, kv, approval, staging)
+_MODULES = (core, shell, flowable, http, kv, approval, staging, flowctl)
 
 TASK_TYPES: dict[str, type[TaskDef]] = {}
 for _module in _MODULES:
