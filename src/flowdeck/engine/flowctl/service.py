@@ -96,7 +96,7 @@ class FlowctlService:
             await conn.execute(
                 "INSERT INTO flowctl_workflows(id, execution_id, flow_id, name, created, "
                 "created_by) VALUES (?,?,?,?,?,?)",
-                (workflow_id, execution.id, flow.id, spec.name, view.created_at, by))
+                (workflow_id, execution.id, flow.id, spec.name, view.created_at, by or ""))
             await conn.executemany(
                 "INSERT INTO flowctl_tasks(id, workflow_id, task_id) VALUES (?,?,?)",
                 [(t.id, workflow_id, t.engine_task_id) for t in view.tasks])
@@ -104,9 +104,9 @@ class FlowctlService:
 
         try:
             await engine.store.run(record)
-        except BaseException:
+        except Exception:  # not committed: a workflow nobody can see must not run
             with contextlib.suppress(FlowdeckError):
-                await engine.kill(execution.id)  # a workflow nobody can see must not run
+                await engine.kill(execution.id)
             raise
         return view
 
