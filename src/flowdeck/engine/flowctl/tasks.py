@@ -135,7 +135,7 @@ class Workflow(FlowableTask):
                         waiting[waiter] -= 1
                         if waiting[waiter] == 0:
                             make_ready(waiter)
-        except asyncio.CancelledError:
+        except BaseException:  # a kill, the timeout, or a bug: stop what still runs
             for future in running:
                 future.cancel()
             await asyncio.gather(*running, return_exceptions=True)
