@@ -1,4 +1,4 @@
-"""Engine benchmark: four workloads, each on a fresh engine in a fresh temporary data dir.
+"""Engine benchmark: five workloads, each on a fresh engine in a fresh temporary data dir.
 
 Run with the project's venv::
 
@@ -40,6 +40,14 @@ w3_ms_per_task, w3_ratio_to_spawn (target ratio <= 1.5)
     load: other processes competing for the CPU inflate the bare spawn more than the engine's
     own overhead, so it looks better on a busy machine; compare figures taken on an otherwise
     idle one (``--repeat N`` reports the median of N independent runs).
+
+flowctl_dag_ms_per_task, flowctl_dag_ratio_to_spawn (target ratio <= 1.5)
+    A FlowCtl workflow submitted through ``engine.flowctl.submit``: a 200-task diamond DAG
+    (50 diamonds in a chain: top -> left, right -> bottom -> next top) of ``generic`` tasks
+    each running ``true``, with the spec's default ``max_concurrency`` (10). ms per task from
+    the execution's RUNNING date to ``wait_until_terminal`` returning, divided by 200; the
+    ratio divides that by the bare ``/bin/sh -c true`` spawn measured as for w3, right before
+    each run. One warm-up workflow, then the median of 5 rounds.
 
 w4_lines_per_s (target >= 50,000/s), w4_p99_ms (target <= 50 ms)
     One shell task whose command is a small Python program (this interpreter with ``-u``, so
@@ -87,6 +95,8 @@ W3_TASKS = 40
 W3_RUNS = 5
 W3_SPAWNS = 40
 W4_LINES = 200_000
+FLOWCTL_TASKS = 200
+FLOWCTL_RUNS = 5
 TIMEOUT_S = 120.0
 
 VERBOSE = True
@@ -265,6 +275,54 @@ async def w3(engine: Engine) -> dict[str, float]:
             "_w3_spawn_ms": spawn}
 
 
+# -- flowctl: a diamond DAG of generic tasks --------------------------------------------------
+
+
+def diamond_workflow(diamonds: int) -> dict[str, object]:
+    """`diamonds` diamonds in a chain, 4 `true` tasks each."""
+    tasks: list[dict[str, object]] = []
+    below: str | None = None
+    for i in range(diamonds):
+        top, left, right, bottom = (f"d{i:02d}-{part}" for part in
+                                    ("top", "left", "right", "bottom"))
+        for name, deps in ((top, [below] if below else []), (left, [top]), (right, [top]),
+                           (bottom, [left, right])):
+            tasks.append({"name": name, "type": "generic", "payload": {"command": "true"},
+                          "dependencies": deps})
+        below = bottom
+    return {"name": "bench diamond", "tasks": tasks}
+
+
+async def flowctl_run(engine: Engine, definition: dict[str, object]) -> tuple[float, float]:
+    """(seconds from RUNNING to the durable end, seconds to submit)."""
+    timeline = Timeline()
+    before = time.perf_counter()
+    view = await engine.flowctl.submit(definition, "bench")
+    submitted = time.perf_counter()
+    final = expect_success(await engine.wait_until_terminal(view.execution_id, TIMEOUT_S))
+    end = time.perf_counter()
+    running = history_date(final.state, "RUNNING")
+    start = timeline.perf(running) if running is not None else submitted
+    return end - start, submitted - before
+
+
+async def flowctl(engine: Engine) -> dict[str, float]:
+    definition = diamond_workflow(FLOWCTL_TASKS // 4)
+    await spawn_ms(5)  # warm-up
+    await flowctl_run(engine, definition)  # warm-up
+    spawns, runs, submits = [], [], []
+    for _ in range(FLOWCTL_RUNS):
+        spawns.append(await spawn_ms(W3_SPAWNS))
+        elapsed, submit = await flowctl_run(engine, definition)
+        runs.append(elapsed * 1000 / FLOWCTL_TASKS)
+        submits.append(submit * 1000)
+    per_task, spawn = statistics.median(runs), statistics.median(spawns)
+    progress(f"flowctl runs (ms/task): {[round(x, 3) for x in runs]}; "
+             f"bare spawns (ms): {[round(x, 3) for x in spawns]}")
+    return {"flowctl_dag_ms_per_task": per_task, "flowctl_dag_ratio_to_spawn": per_task / spawn,
+            "_flowctl_spawn_ms": spawn, "_flowctl_submit_ms": statistics.median(submits)}
+
+
 # -- w4: one very chatty shell task -----------------------------------------------------------
 
 # One write(2) per line, stamped just before the write.
@@ -343,6 +401,9 @@ FIGURES = [
     Figure("w2_executions_per_s", "w2  500 executions at once", "exec/s", 500, True, 1),
     Figure("w3_ms_per_task", "w3  shell `true` tasks", "ms/task", math.nan, False, 3),
     Figure("w3_ratio_to_spawn", "w3  ratio to a bare spawn", "x", 1.5, False, 2),
+    Figure("flowctl_dag_ms_per_task", "flowctl  200-task diamond DAG", "ms/task", math.nan,
+           False, 3),
+    Figure("flowctl_dag_ratio_to_spawn", "flowctl  ratio to a bare spawn", "x", 1.5, False, 2),
     Figure("w4_lines_per_s", "w4  200k log lines stored", "lines/s", 50_000, True, 0),
     Figure("w4_p99_ms", "w4  line -> follower, p99", "ms", 50, False, 1),
 ]
@@ -350,12 +411,14 @@ FIGURES = [
 NOTES = {
     "_w1_ms_per_task_from_create": "w1 counted from just before create_execution: {:.3f} ms/task",
     "_w3_spawn_ms": "bare /bin/sh -c true spawn: {:.3f} ms",
+    "_flowctl_spawn_ms": "bare /bin/sh -c true spawn (flowctl rounds): {:.3f} ms",
+    "_flowctl_submit_ms": "flowctl: submitting the 200-task workflow: {:.1f} ms",
     "_w4_p50_ms": "w4 line -> follower p50: {:.1f} ms",
     "_w4_max_ms": "w4 line -> follower max: {:.1f} ms",
 }
 
 WORKLOADS: dict[str, Callable[[Engine], Awaitable[dict[str, float]]]] = {
-    "w1": w1, "w2": w2, "w3": w3, "w4": w4,
+    "w1": w1, "w2": w2, "w3": w3, "w4": w4, "flowctl": flowctl,
 }
 
 

@@ -21,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from flowdeck.core.errors import FlowdeckError
+from flowdeck.core.flowctl import WEBHOOK_EVENTS
 from flowdeck.core.forge import DEFAULT_ENVIRONMENTS, EVENT_KINDS
 from flowdeck.core.timefmt import parse_duration
 
@@ -559,6 +560,145 @@ class TasksConfig(BaseModel):
         return value
 
 
+#: What `[flowctl.etl] locations` may map a prefix onto.
+FLOWCTL_LOCATION_TARGET = re.compile(r"(file:///|sqlite:///|https?://)\S*", re.ASCII)
+FLOWCTL_LOCATION_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*", re.ASCII)
+#: Task types whose work is a configured command.
+FLOWCTL_COMMAND_TYPES = ("ml_training",)
+
+
+class FlowctlEtlConfig(BaseModel):
+    """`[flowctl.etl]`: where `etl` tasks read and write, and how much they may read."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: URL prefix -> file:///, sqlite:/// or http(s):// URL, e.g. {"s3://bucket" =
+    #: "file:///srv/bucket"}; a sqlite:///PATH target without #TABLE takes the rest of the
+    #: URL as the table ("postgres://db" = "sqlite:///srv/db.sqlite").
+    locations: dict[str, str] = Field(default_factory=dict)
+    max_bytes: int = Field(default=32 * 1024 * 1024, ge=1, le=1 << 40)
+    max_rows: int = Field(default=200_000, ge=1, le=100_000_000)
+
+    @field_validator("locations")
+    @classmethod
+    def _urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for prefix, target in value.items():
+            if FLOWCTL_LOCATION_PREFIX.fullmatch(prefix) is None:
+                raise ValueError(f"{prefix!r}: a location is a URL prefix such as "
+                                 "\"s3://bucket\"")
+            if FLOWCTL_LOCATION_TARGET.fullmatch(target) is None:
+                raise ValueError(f"{prefix!r}: map it onto a file:///, sqlite:///, http:// or "
+                                 "https:// URL")
+        return value
+
+
+class FlowctlCommandTypeConfig(BaseModel):
+    """`[flowctl.task_types.ml_training]`: the command an `ml_training` task runs (with
+    /bin/sh -c), the payload as JSON on its stdin and in FLOWCTL_PAYLOAD."""
+
+    model_config = ConfigDict(extra="forbid")
+    command: str = Field(min_length=1)
+    environment: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("environment")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if ENV_NAME.fullmatch(name) is None:
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
+
+class FlowctlWebhookConfig(BaseModel):
+    """`[[flowctl.webhooks]]`: a target for FlowCtl events (all of them unless `events`
+    lists some), signed with `secret` (or the secret in the variable `secret_env` names)."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    events: list[str] | None = None
+    secret: str | None = Field(default=None, min_length=1)
+    secret_env: str | None = Field(default=None, min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("list at least one event, or leave events out for all of them")
+        for event in value or []:
+            if event not in WEBHOOK_EVENTS:
+                raise ValueError(f"unknown event {event!r} (one of {', '.join(WEBHOOK_EVENTS)})")
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and ENV_NAME.fullmatch(value) is None:
+            raise ValueError("must be the name of an environment variable")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> FlowctlWebhookConfig:
+        if self.secret and self.secret_env:
+            raise ValueError("give secret or secret_env, not both")
+        return self
+
+    def resolved_secret(self) -> str | None:
+        if self.secret_env:
+            value = os.environ.get(self.secret_env)
+            if not value:
+                raise ValueError(f"secret_env: environment variable {self.secret_env} is not "
+                                 "set")
+            return value
+        return self.secret
+
+
+class FlowctlConfig(BaseModel):
+    """`[flowctl]`: FlowCtl workflows (the `/api/v1/workflows` API). Mapped onto
+    `EngineSettings.extra["flowctl"]` (`flowdeck.engine.flowctl.settings`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    etl: FlowctlEtlConfig = Field(default_factory=FlowctlEtlConfig)
+    task_types: dict[str, FlowctlCommandTypeConfig] = Field(default_factory=dict)
+    webhooks: list[FlowctlWebhookConfig] = Field(default_factory=list)
+
+    @field_validator("task_types")
+    @classmethod
+    def _command_types(cls, value: dict[str, FlowctlCommandTypeConfig]
+                       ) -> dict[str, FlowctlCommandTypeConfig]:
+        for name in value:
+            if name not in FLOWCTL_COMMAND_TYPES:
+                raise ValueError(f"{name!r}: only {', '.join(FLOWCTL_COMMAND_TYPES)} runs a "
+                                 "configured command")
+        return value
+
+    def engine_extra(self) -> dict[str, Any]:
+        """The engine's `extra["flowctl"]`; a webhook's `secret_env` is read here (a
+        ValueError names the key)."""
+        webhooks = []
+        for i, hook in enumerate(self.webhooks):
+            try:
+                secret = hook.resolved_secret()
+            except ValueError as exc:
+                raise ValueError(f"webhooks[{i}].{exc}") from None
+            entry: dict[str, Any] = {"url": hook.url, "secret": secret}
+            if hook.events is not None:
+                entry["events"] = list(hook.events)
+            webhooks.append(entry)
+        return {
+            "etl": {"locations": dict(self.etl.locations), "max_bytes": self.etl.max_bytes,
+                    "max_rows": self.etl.max_rows},
+            "task_types": {name: {"command": t.command, "environment": dict(t.environment)}
+                           for name, t in self.task_types.items()},
+            "webhooks": webhooks,
+        }
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLOWDECK_", env_nested_delimiter="__",
                                       extra="forbid")
@@ -573,6 +713,7 @@ class Settings(BaseSettings):
     public: PublicConfig = Field(default_factory=PublicConfig)
     forge: ForgeConfig = Field(default_factory=ForgeConfig)
     tasks: TasksConfig = Field(default_factory=TasksConfig)
+    flowctl: FlowctlConfig = Field(default_factory=FlowctlConfig)
     #: The file these settings were read from (None: defaults and environment only).
     _source: Path | None = PrivateAttr(default=None)
 

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from flowdeck.core.errors import ConflictError, InvalidFlowError, NotFoundError
 from flowdeck.engine.engine import Engine
+from flowdeck.engine.flowctl import tasks as flowctl
 from flowdeck.engine.flows import FlowDefinition, parse_flow
 from flowdeck.engine.tasks import approval, core, flowable, http, kv, shell
 from flowdeck.engine.tasks.registry import TASK_TYPES
@@ -159,6 +160,25 @@ tasks:
                 approver: bob
                 justification: checked
                 requestedBy: alice
+              - id: fcwf
+                type: flowdeck.flowctl.Workflow
+                maxConcurrency: 2
+                timeout: PT1H
+                tasks:
+                  - id: fcgen
+                    type: flowdeck.flowctl.Generic
+                    priority: 5
+                    payload: {command: echo, args: [hi]}
+                  - id: fcci
+                    type: flowdeck.flowctl.Ci
+                    dependsOn: [fcgen]
+                    payload: {repo_url: /srv/repo, command: make test}
+                  - id: fcetl
+                    type: flowdeck.flowctl.Etl
+                    payload: {source_url: "file:///in.csv", target_url: "sqlite:///o.db#t"}
+                  - id: fcml
+                    type: flowdeck.flowctl.MlTraining
+                    payload: {model_name: m}
         else:
           - id: boom
             type: io.kestra.plugin.core.execution.Fail
@@ -299,6 +319,11 @@ def test_full_flow_parses_into_typed_definition() -> None:
     each = cond.then[0]
     assert isinstance(each, flowable.ForEach) and each.values == ["a", "b"]
     assert isinstance(each.tasks[0], core.OutputValues)
+    fcwf = each.tasks[-1]
+    assert isinstance(fcwf, flowctl.Workflow) and fcwf.maxConcurrency == 2
+    assert [type(t) for t in fcwf.tasks] == [flowctl.Generic, flowctl.Ci, flowctl.Etl,
+                                             flowctl.MlTraining]
+    assert fcwf.tasks[0].priority == 5 and fcwf.tasks[1].dependsOn == ["fcgen"]
     assert isinstance(cond.else_[0], core.Fail) and cond.else_[0].errorMessage == "no"
     assert isinstance(wait, flowable.Pause) and wait.pauseDuration == timedelta(hours=1)
     assert [(i.id, i.defaults) for i in wait.onResume] == [("reason", "none")]
@@ -316,7 +341,7 @@ def test_full_flow_parses_into_typed_definition() -> None:
         "log", "shell", "script", "bash", "par", "seq", "ret", "nap", "cond", "each", "outv",
         "boom", "wait", "call", "fetch", "kvset", "kvget", "kvdel", "approve", "onerr",
         "cleanup", "stcheck", "stclone", "stlist", "stdelete", "agwrite", "agcheck", "agsend",
-        "worker", "approvedeploy"}
+        "worker", "approvedeploy", "fcwf", "fcgen", "fcci", "fcetl", "fcml"}
     assert flow.tasks_by_id["outv"] is each.tasks[0]
 
     [schedule] = flow.schedules

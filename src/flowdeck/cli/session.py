@@ -79,7 +79,8 @@ def engine_settings(settings: Settings, *, scheduler: bool) -> EngineSettings:
         "staging": ("staging.railway.", settings.staging),
         "webhooks": ("webhooks.", settings.webhooks),
         "public": ("public.", settings.public),
-        "forge": ("forge.", settings.forge)}
+        "forge": ("forge.", settings.forge),
+        "flowctl": ("flowctl.", settings.flowctl)}
     extra: dict[str, Any] = {}
     for name, (prefix, section) in sections.items():
         try:

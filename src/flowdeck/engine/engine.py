@@ -47,6 +47,7 @@ from flowdeck.engine.bus import EXECUTION, FLOW, EventBus, ExecutionEvent, FlowE
 from flowdeck.engine.concurrency import Slots
 from flowdeck.engine.events import EVENTS, EventLog, EventReader
 from flowdeck.engine.files import NamespaceFiles
+from flowdeck.engine.flowctl.service import FlowctlService
 from flowdeck.engine.flows import FlowDefinition, parse_flow, parse_flow_async
 from flowdeck.engine.forge.service import ForgeService
 from flowdeck.engine.inputs import resolve_inputs_async
@@ -140,6 +141,8 @@ class Engine:
                              OutboxSettings.from_extra(settings.extra.get("webhooks")))
         self.events = EventLog(self.clock, self.new_id, self._events_committed)
         self.store.hooks = self.events
+        #: FlowCtl workflows (spec 003): submit, views, cancel, metrics, health.
+        self.flowctl = FlowctlService(self)
         self.event_reader = EventReader(self.store.fetchall,
                                         lambda: self.bus.subscribe(EVENTS))
         #: Pipeline runs, releases, deployments and release approvals (engine/forge/).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from flowdeck.engine.tasks.approval import ApprovalRequest
     from flowdeck.engine.tasks.flowable import Subflow
 
+#: The longest wait between two attempts (an exponential delay grows past any timedelta).
+MAX_RETRY_DELAY_S = 10 * 365 * 86400.0
 CONTINUABLE = frozenset({"CREATED", "RUNNING", "PAUSED", "RETRYING", "RESTARTED", "SUBMITTED",
                          "QUEUED", "RESUBMITTED", "KILLING"})
 
@@ -73,10 +76,13 @@ def retry_delay(policy: RetryPolicy, attempt: int) -> timedelta:
     if policy.type == "exponential":
         assert policy.interval is not None
         factor = policy.delayFactor or 2.0
-        delay = policy.interval * (factor ** (attempt - 1))
+        try:  # in float seconds: a long run of retries overflows a timedelta
+            seconds = policy.interval.total_seconds() * factor ** (attempt - 1)
+        except OverflowError:
+            seconds = math.inf
         if policy.maxInterval is not None:
-            delay = min(delay, policy.maxInterval)
-        return delay
+            seconds = min(seconds, policy.maxInterval.total_seconds())
+        return timedelta(seconds=min(seconds, MAX_RETRY_DELAY_S))
     assert policy.minInterval is not None and policy.maxInterval is not None
     low, high = policy.minInterval.total_seconds(), policy.maxInterval.total_seconds()
     return timedelta(seconds=random.uniform(low, high))

@@ -340,6 +340,25 @@ MIGRATIONS: list[str] = [
     CREATE INDEX approvals_by_task_run ON approvals (task_run_id, created_at);
     CREATE INDEX approvals_by_execution ON approvals (execution_id, created_at);
     """,
+    # 10: FlowCtl workflows (engine/flowctl): each workflow's execution and its tasks'
+    # stable ids
+    """
+    CREATE TABLE flowctl_workflows (
+        id TEXT PRIMARY KEY,
+        execution_id TEXT NOT NULL UNIQUE REFERENCES executions (id) ON DELETE CASCADE,
+        flow_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE INDEX flowctl_workflows_by_created ON flowctl_workflows (created, id);
+    CREATE TABLE flowctl_tasks (
+        id TEXT PRIMARY KEY,
+        workflow_id TEXT NOT NULL REFERENCES flowctl_workflows (id) ON DELETE CASCADE,
+        task_id TEXT NOT NULL
+    );
+    CREATE INDEX flowctl_tasks_by_workflow ON flowctl_tasks (workflow_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

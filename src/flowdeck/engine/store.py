@@ -418,6 +418,17 @@ class Store:
 
         await self.run(op)
 
+    async def probe_write(self, timeout: float) -> str | None:
+        """None if a probe write commits within `timeout` seconds, else why not: what a
+        health check asks of the store."""
+        try:
+            await asyncio.wait_for(self.probe(), timeout)
+        except TimeoutError:
+            return f"the store did not commit a write within {timeout:g} s"
+        except Exception as exc:  # a failed disk, a closed store...
+            return f"the store cannot write: {exc}"
+        return None
+
     def _record_failure(self, exc: BaseException, *, transient: bool) -> None:
         now = format_instant(self.clock.now())
         self.last_error = _reason(exc)

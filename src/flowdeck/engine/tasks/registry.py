@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from flowdeck.engine.flowctl import tasks as flowctl
 from flowdeck.engine.forge import tasks as forge
 from flowdeck.engine.tasks import agents, approval, core, flowable, http, kv, shell, staging
 from flowdeck.engine.tasks.base import TaskDef
 
-_MODULES = (core, shell, flowable, http, kv, approval, staging, agents, forge)
+_MODULES = (core, shell, flowable, http, kv, approval, staging, agents, forge, flowctl)
 
 TASK_TYPES: dict[str, type[TaskDef]] = {}
 for _module in _MODULES:

@@ -32,6 +32,14 @@ POLL_S = 0.005
 PIPE_BYTES = 1 << 14
 
 
+class CommandFailed(TaskFailure):
+    """A command ended with a non-zero exit code (negative: killed by that signal)."""
+
+    def __init__(self, exit_code: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class _ShellTask(RunnableTask):
     interpreter: list[str] = Field(default_factory=lambda: ["/bin/sh", "-c"])
     env: dict[str, str] = Field(default_factory=dict)
@@ -346,7 +354,7 @@ async def run_process(ctx: TaskContext, argv: list[str], env: dict[str, str], cw
     outputs: dict[str, Any] = {"exitCode": code, "vars": found_vars}
     if code != 0:
         detail = f"was killed by signal {-code}" if code < 0 else f"failed with exit code {code}"
-        raise TaskFailure(f"command {detail}")
+        raise CommandFailed(code, f"command {detail}")
     if warning_on_stderr and stderr.seen:
         outputs["_warning"] = True
     return outputs
