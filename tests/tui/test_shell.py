@@ -6,7 +6,8 @@ from pathlib import Path
 
 from flowdeck.client.embedded import EmbeddedBackend
 from flowdeck.core.clock import ManualClock
-from flowdeck.tui.commands import CommandError, bindings_for, parse_command
+from flowdeck.tui.commands import bindings_for
+from flowdeck.tui.registry import CommandError, parse_command
 from flowdeck.tui.screens.approvals import ApprovalsScreen
 from flowdeck.tui.screens.executions import ExecutionsScreen
 from flowdeck.tui.screens.flows import FlowsScreen
@@ -34,13 +35,23 @@ def test_command_aliases() -> None:
 
 
 def test_bundled_themes_have_state_variables() -> None:
-    themes, problems = load_themes()
+    themes, problems = load_themes([])
     assert not problems
     names = {t.name for t in themes}
     assert {"flowdeck-dark", "flowdeck-light"} <= names
     for theme in themes:
         assert theme.variables["state-failed"] == theme.error
         assert theme.variables["state-success"] == theme.success
+
+
+def test_the_example_theme_loads() -> None:
+    """`themes/` holds an example for the operator's own themes; it must be usable."""
+    examples = Path(__file__).resolve().parents[2] / "themes"
+    themes, problems = load_themes([examples])
+    assert not problems
+    example = next(t for t in themes if t.name == "example-solarized")
+    assert example.variables["state-paused"] == "#d33682"
+    assert example.variables["state-failed"] == example.error  # unset: from `error`
 
 
 async def type_command(pilot, text: str) -> None:  # type: ignore[no-untyped-def]
