@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from flowdeck.client.embedded import EmbeddedBackend
+from flowdeck.config import ConfigError, load_settings
 from flowdeck.core.clock import ManualClock
 from flowdeck.tui.commands import bindings_for
 from flowdeck.tui.registry import CommandError, parse_command
@@ -132,3 +135,15 @@ async def test_pending_approval_badge_and_toast(backend: EmbeddedBackend, clock:
         await wait_for(lambda: "⚑ 1 approval" in screen_text(app))
         await wait_for(lambda: any("Ship 1.2.3?" in str(n.message) for n in app._notifications))
         assert rang
+
+
+def test_deck_confirm_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[deck] confirm`: documented in config.example.toml (true), typed, overridable."""
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    monkeypatch.delenv("FLOWDECK_CONFIG", raising=False)
+    assert load_settings(str(example)).deck.confirm is True
+    monkeypatch.setenv("FLOWDECK_DECK__CONFIRM", "false")
+    assert load_settings(str(example)).deck.confirm is False
+    monkeypatch.setenv("FLOWDECK_DECK__CONFIRM", "perhaps")
+    with pytest.raises(ConfigError, match="FLOWDECK_DECK__CONFIRM"):
+        load_settings(str(example))
