@@ -76,6 +76,19 @@ async def test_keys_after_slash_in_one_read_go_to_the_filter(
     assert [h.state for h in ex.state.histories] == ["CREATED", "RUNNING", "FAILED"]
 
 
+async def test_pilot_keys_without_a_pause(backend: EmbeddedBackend, clock: ManualClock,
+                                          tmp_path: Path) -> None:
+    await backend.apply_flow(FAIL)
+    await backend.create_execution("team.alpha", "broken")
+    app = make_app(backend, clock, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await failed_run_listed(app)
+        fired = record_actions(app)
+        await pilot.press("slash", "r", "R", "s", "colon", "q", "enter")
+        await wait_for(lambda: app.focused is screen.table)
+        assert screen.filter_text == "rRs:q" and fired == ["filter", "submit"], fired
+
+
 async def test_filter_then_enter_never_decides_an_approval(
         backend: EmbeddedBackend, clock: ManualClock, tmp_path: Path) -> None:
     await backend.apply_flow(APPROVAL)
