@@ -28,11 +28,16 @@ CHECK = textwrap.dedent("""
             app = FlowdeckApp(backend, close_backend=True, show_toasts=False,
                               theme_dirs=[], save_dir=Path(tmp))
             async with app.run_test(size=(80, 24)):
+                for _ in range(1000):  # connected: the engine is open, then closed in order
+                    if app.connection == "connected":
+                        break
+                    await asyncio.sleep(0.01)
                 print(theme.__file__)
                 print(app.theme)
                 print(",".join(sorted(t for t in app.available_themes
                                       if t.startswith("flowdeck-"))))
                 print(app.theme_problems)
+                print(app.connection)
 
     asyncio.run(main())
 """)
@@ -59,8 +64,8 @@ def test_the_wheel_opens_the_deck_with_both_themes(tmp_path: Path) -> None:
                           timeout=120, cwd=tmp_path, env={"PATH": "/usr/bin:/bin",
                                                           "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-3000:]
-    module, current, bundled, problems = done.stdout.strip().splitlines()[-4:]
+    module, current, bundled, problems, connection = done.stdout.strip().splitlines()[-5:]
     assert module.startswith(str(site)), module  # the installed copy, not the source tree
     assert current == "flowdeck-dark"
     assert bundled == "flowdeck-dark,flowdeck-light"
-    assert problems == "[]"
+    assert problems == "[]" and connection == "connected"
