@@ -227,8 +227,8 @@ async def open_reject_prompt(pilot: Pilot[Any]) -> None:
     await wait_for(lambda: "Reject this approval?" in screen_text(app))
     await assert_centred_with_border(app)
     text = "\n".join(await painted_rows(app))
-    for part in ("Strict review", "flow team.beta.strict-gate", "requested by started via api",
-                 "1 row;", "A comment is required.", "Cancel (n)", "Reject (y)"):
+    for part in ("Strict review — team.beta.strict-gate", "requested by started via api",
+                 " · 1 row", "A comment is required.", "Cancel (n)", "Reject (y)"):
         assert part in text, part
 
 

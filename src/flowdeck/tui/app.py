@@ -615,8 +615,6 @@ def quit_question(runs: list[InterruptedRun], limit: int = 8) -> str:
     lines.append("They resume when flowdeck next starts on this data dir. A task that was "
                  "running then runs again, except one with side effects (a shell command, "
                  "an HTTP request): that one fails instead of running twice.")
-    if any(run.fail for run in runs):
-        lines.append("Runs marked above would fail.")
     return "\n".join(lines)
 
 

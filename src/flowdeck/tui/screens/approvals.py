@@ -95,16 +95,14 @@ def expiry_text(approval: Approval, now: datetime) -> str:
 
 
 def approval_lines(approval: Approval, execution: Execution | None, now: datetime) -> list[str]:
-    """One approval named in full, for a dialog."""
+    """One approval named in full, for a dialog (titles repeat: the rest tells them apart)."""
     rows = len(approval.rows)
-    expires = (f"; expires {local_time(approval.expires_at)}" if approval.expires_at
+    expires = (f" · expires {local_time(approval.expires_at)}" if approval.expires_at
                else "")
-    return [sanitize_line(approval.title, 120),
-            f"  execution {approval.execution_id}",
-            f"  flow {sanitize_line(approval.namespace + '.' + approval.flow_id, 80)}  "
-            f"task {sanitize_line(approval.task_id, 40)}",
-            f"  requested by {requester(approval, execution)}; {rows} row"
-            f"{'s' if rows != 1 else ''}; waiting "
+    return [f"{sanitize_line(approval.title, 80)} — "
+            f"{sanitize_line(approval.namespace + '.' + approval.flow_id, 80)}",
+            f"  execution {approval.execution_id} · {rows} row{'s' if rows != 1 else ''}",
+            f"  requested by {requester(approval, execution)} · waiting "
             f"{waiting_text((now - approval.created_at).total_seconds())}{expires}"]
 
 

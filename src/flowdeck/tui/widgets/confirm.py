@@ -37,7 +37,7 @@ class ConfirmScreen(ModalScreen[bool]):
     """Yes/no with the SAFE choice focused: Enter on open never does the dangerous thing."""
 
     DEFAULT_CSS = scoped_modal_css("ConfirmScreen") + """
-    ConfirmScreen VerticalScroll { height: auto; max-height: 16; }
+    ConfirmScreen VerticalScroll { height: auto; max-height: 12; }
     """
     AUTO_FOCUS = ""  # on_mount focuses Cancel: nothing else may have the focus first
     BINDINGS = [Binding("escape,n", "answer(False)", "Cancel"),
@@ -79,7 +79,7 @@ class DecisionScreen(ModalScreen[str | None]):
     comment ("" for none), or None when cancelled."""
 
     DEFAULT_CSS = scoped_modal_css("DecisionScreen") + """
-    DecisionScreen VerticalScroll { height: auto; max-height: 12; }
+    DecisionScreen VerticalScroll { height: auto; max-height: 8; }
     """
     AUTO_FOCUS = ""  # on_mount focuses the comment box
     BINDINGS = [Binding("escape,n", "cancel", "Cancel"), Binding("y", "decide", "Decide"),
