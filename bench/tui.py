@@ -16,11 +16,19 @@ headless driver (``App.run_test``) at 120x40. "A paint" is the moment the compos
 frame to the app for output (``App._display``); the bench also encodes each frame into the
 terminal byte string there, the work a real terminal driver would do.
 
-startup_ms (target <= 1,500)
+startup_ms (target <= 1,000)
     ``import flowdeck.tui.app`` in a fresh interpreter (measured in a child process), plus,
     in this process, from building the backend and the app to the first painted frame of the
     executions screen showing rows (the first page loaded). Opening the engine on the
     100,000-run store is inside.
+key_to_paint_ms (target p95 <= 50)
+    ``down`` pressed 40 times on the executions list (one row each); from posting the key to
+    the first painted frame with the cursor on the next row. p95.
+typeahead_actions (target 0)
+    ``/`` and then ``rRsS kx`` (restart, replay, sort, reverse, mark, up, reject) posted all
+    at once, before the app handles the first, as one terminal read delivers a paste: the
+    number of actions other than the filter's own that ran. Every key must reach the filter
+    box; before type-ahead was routed, the list took them as its keys.
 page_scroll_ms (target p95 <= 50)
     ``pagedown`` pressed 40 times on the executions list (40 screens, crossing pages of the
     virtual table that are not fetched yet); each from the key to the first painted frame
@@ -29,7 +37,7 @@ filter_ms (target <= 200)
     ``/`` then ``ns:other.team`` typed at 40 ms a key (every key filters as you type); from
     the last key to the first painted frame showing the filtered rows (the count matches and
     the visible rows are loaded). Five runs (``esc`` clears in between); the worst.
-log_lines_per_s (target >= 10,000, with key latency p95 <= 100 ms)
+log_lines_per_s (target >= 10,000, with key latency p95 <= 50 ms)
     A shell task (this interpreter, unpaced) prints 400,000 lines; the execution's screen
     follows the log. Counted: the lines the log pane receives per second, over 4 s from the
     first line. Meanwhile ``t`` (timestamps on/off over the 10,000 lines the pane keeps) is
@@ -60,10 +68,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 TARGETS: dict[str, tuple[str, float]] = {
-    "startup_ms": ("<=", 1500), "page_scroll_ms": ("<=", 50), "filter_ms": ("<=", 200),
-    "log_lines_per_s": (">=", 10_000), "key_latency_p95_ms": ("<=", 100),
+    "startup_ms": ("<=", 1000), "key_to_paint_ms": ("<=", 50), "typeahead_actions": ("<=", 0),
+    "page_scroll_ms": ("<=", 50), "filter_ms": ("<=", 200),
+    "log_lines_per_s": (">=", 10_000), "key_latency_p95_ms": ("<=", 50),
     "rss_mb": ("<=", 250),
 }
+#: Typed right after `/`: each is a key of the executions list when it does not reach the box.
+TYPEAHEAD = "rRsS kx"
+KEY_NAMES = {"/": "slash", " ": "space"}
 LOG_LINES = 400_000
 QUIET = False
 
@@ -282,6 +294,22 @@ async def measure(data_dir: Path, seeded: dict[str, int], results: dict[str, flo
         progress(f"first frame with rows after {results['startup_in_app_ms']:.0f} ms "
                  f"({total} executions)")
 
+        # -- key to paint ----------------------------------------------------------------------
+        screen.table.focus()
+        await pilot.press("home")
+        paints: list[float] = []
+        for _ in range(40):
+            before = screen.table.cursor
+            frames.arm(lambda b=before: screen.table.cursor == b + 1)
+            t0 = time.perf_counter()
+            app.post_message(events.Key("down", None))
+            paints.append((await frames.first_hit(10) - t0) * 1000)
+        results["key_to_paint_ms"] = percentile(paints, 95)
+        results["key_to_paint_p50_ms"] = percentile(paints, 50)
+        progress(f"down: p50 {results['key_to_paint_p50_ms']:.1f} ms, p95 "
+                 f"{results['key_to_paint_ms']:.1f} ms")
+        await pilot.press("home")
+
         # -- page scroll ---------------------------------------------------------------------
         screen.table.focus()
         scrolls: list[float] = []
@@ -356,6 +384,34 @@ async def measure(data_dir: Path, seeded: dict[str, int], results: dict[str, flo
                  f"{results['key_latency_p50_ms']:.1f} ms, p95 "
                  f"{results['key_latency_p95_ms']:.1f} ms ({len(latencies)} keys)")
         await backend.kill(ex.id)
+        # -- type-ahead after `/` (last: on a deck without routing it sorts, marks...) ----
+        while app.screen is not screen:
+            app.pop_screen()
+            await asyncio.sleep(0.05)
+        screen.table.focus()
+        deadline = time.perf_counter() + 5
+        while app.focused is not screen.table and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        fired: list[str] = []
+        run_action = app.run_action
+
+        async def recording(action: Any, *args: Any, **kwargs: Any) -> bool:
+            fired.append(str(action))
+            return bool(await run_action(action, *args, **kwargs))
+
+        app.run_action = recording  # type: ignore[method-assign]
+        for char in "/" + TYPEAHEAD:
+            app.post_message(events.Key(KEY_NAMES.get(char, char), char))
+        deadline = time.perf_counter() + 5
+        while screen.filter_text != TYPEAHEAD.strip() and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # anything a stray key started has run by now
+        app.run_action = run_action  # type: ignore[method-assign]
+        stray = [a for a in fired if a != "filter"]
+        results["typeahead_actions"] = len(stray)
+        progress(f"type-ahead: filter {screen.filter_text!r}, other actions fired: "
+                 f"{stray or 'none'}")
+
         results["rss_mb"] = vm("VmHWM")
         results["rss_now_mb"] = vm("VmRSS")
         results["frames"] = frames.count
@@ -399,8 +455,8 @@ def main(argv: list[str] | None = None) -> int:
             value = results[name]
             mark = "ok" if meets(name, value) else "MISSED"
             print(f"{name:<22}{value:>12,.1f}  {op} {target:,g}  {mark}")
-        for name in ("import_ms", "startup_in_app_ms", "page_scroll_p50_ms", "filter_p50_ms",
-                     "key_latency_p50_ms", "rss_now_mb"):
+        for name in ("import_ms", "startup_in_app_ms", "key_to_paint_p50_ms",
+                     "page_scroll_p50_ms", "filter_p50_ms", "key_latency_p50_ms", "rss_now_mb"):
             print(f"  {name:<20}{results[name]:>12,.1f}")
     return 0 if all(meets(k, results[k]) for k in TARGETS) else 1
 

@@ -99,6 +99,15 @@ class TuiConfig(BaseModel):
     keys: dict[str, str] = Field(default_factory=dict)
 
 
+class DeckConfig(BaseModel):
+    """`[deck]`: how the deck guards state changes."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: Ask before restart, replay, kill, a decision, a bulk action and quitting with runs in
+    #: progress (each dialog names the items and defaults to No). false: act at once.
+    confirm: bool = True
+
+
 #: Profile keys that would hold a secret inline: refused, use `<key>_env` or `<key>_file`.
 INLINE_SECRETS = ("password", "token")
 
@@ -706,6 +715,7 @@ class Settings(BaseSettings):
     data_dir: Path | None = None
     engine: EngineConfig = Field(default_factory=EngineConfig)
     tui: TuiConfig = Field(default_factory=TuiConfig)
+    deck: DeckConfig = Field(default_factory=DeckConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     profiles: dict[str, ProfileConfig] = Field(default_factory=dict)
     staging: StagingConfig = Field(default_factory=StagingConfig)

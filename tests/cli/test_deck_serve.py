@@ -118,3 +118,18 @@ def test_bad_serve_flags_exit_2_with_a_message(tmp_path: Path, flags: list[str],
         stdin=subprocess.DEVNULL)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("", True), ("confirm = false", False)])
+def test_the_deck_confirm_setting_reaches_the_deck(tmp_path: Path, setting: str,
+                                                   expected: bool) -> None:
+    """`[deck] confirm = false` turns the deck's confirmation questions off; asking is the
+    default."""
+    config = tmp_path / "flowdeck.toml"
+    config.write_text(f"[deck]\n{setting}\n", encoding="utf-8")
+    args = build_parser().parse_args(["--config", str(config),
+                                      "--data-dir", str(tmp_path / "data")])
+    settings = load_settings(args.config, data_dir=args.data_dir)
+    app, serving = build_deck(args, settings)
+    assert serving is None
+    assert app.confirm is expected

@@ -97,7 +97,7 @@ async def test_http_behaviour_kestra_2x_paths(
         await check(backend, http_harness(engine, tmp_path))
         paths = [r.url.path for r in transport.requests]
         assert all(p.startswith("/api/v1/main/") or p.startswith("/api/v1/configs")
-                   for p in paths)
+                   or p == "/api/v1/me" for p in paths)  # /me: the caller's role
         actions = [p for p in paths if any(p.endswith(f"/{a}") for a in
                                            ("kill", "pause", "resume", "restart", "replay"))]
         assert all("/actions/" in p for p in actions)
@@ -130,8 +130,10 @@ async def test_connect_detects_flowdeck(tmp_path: Path) -> None:
         assert caps.kind == "flowdeck" and caps.version == backend.server.version  # type: ignore[union-attr]
         assert backend.server is not None and backend.server.prefix == "/api/v1/main"
         assert backend.name == backend.base_url
+        # then the caller's role, where the server says it (None: this one does not yet)
         assert [r.url.path for r in transport.requests] == ["/api/v1/configs/login",
-                                                            "/api/v1/configs"]
+                                                            "/api/v1/configs", "/api/v1/me"]
+        assert caps.role is None
 
 
 async def test_an_unreachable_server_is_backend_unavailable() -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import Checkbox, Input
+from textual.widgets import Button, Checkbox, Input
 
 from flowdeck.client.embedded import EmbeddedBackend
 from flowdeck.core.clock import ManualClock
 from flowdeck.tui.screens.approvals import ApprovalScreen, ApprovalsScreen
 from flowdeck.tui.screens.execution import ExecutionScreen
 from flowdeck.tui.screens.flows import FlowScreen, FlowsScreen, RunFormScreen
-from flowdeck.tui.widgets.confirm import ConfirmScreen, TextPrompt
+from flowdeck.tui.widgets.confirm import DecisionScreen
 from tui.deck_flows import APPROVAL, COMMENTED, HELLO
 from tui.deck_helpers import both_backends, make_app, screen_text, wait_for
 
@@ -49,10 +49,17 @@ async def test_approve_with_comment_and_conflict(backend: EmbeddedBackend, clock
         assert "team.alpha.gate" in text and '"release": "1.2.3"' in text
         assert "Execution so far" in text
         await pilot.press("a")
-        prompt = await wait_for(lambda: isinstance(app.screen, TextPrompt) and app.screen)
+        prompt = await wait_for(lambda: isinstance(app.screen, DecisionScreen) and app.screen)
+        # the dialog names the approval in full: titles repeat
+        text = screen_text(app)
+        assert ex.id in text and "team.alpha.gate" in text and "2 rows" in text
+        assert "requested by started via api" in text
         # while this reviewer types, someone else decides (another reviewer, the CLI)
         await backend.decide(approval.id, approve=False, by="alice", comment="not today")
-        await pilot.press(*"ship it", "enter")
+        await pilot.press(*"ship it", "enter")  # enter leaves the box for the buttons...
+        await wait_for(lambda: isinstance(app.focused, Button) and app.focused.id == "cancel")
+        assert app.screen is prompt  # ...where No is the default
+        await pilot.press("y")
         await wait_for(lambda: app.screen is detail)
         await wait_for(lambda: detail.conflict is not None, message="conflict shown")
         text = screen_text(app)
@@ -76,11 +83,11 @@ async def test_reject_requires_comment_where_required(backend: EmbeddedBackend,
         queue = await wait_for(lambda: isinstance(app.screen, ApprovalsScreen) and app.screen)
         await wait_for(lambda: queue.source.row_count() == 1)
         await pilot.press("x")
-        prompt = await wait_for(lambda: isinstance(app.screen, TextPrompt) and app.screen)
-        await pilot.press("enter")  # empty: refused, the prompt stays
+        prompt = await wait_for(lambda: isinstance(app.screen, DecisionScreen) and app.screen)
+        await pilot.press("enter", "y")  # empty: refused, the prompt stays
         await wait_for(lambda: "required" in str(prompt.query_one("#problem").render()))
         assert app.screen is prompt
-        await pilot.press(*"bad timing", "enter")
+        await pilot.press(*"bad timing", "ctrl+s")
         await wait_for(lambda: queue.source.row_count() == 0, message="decided")
         final = await backend.get_approval(approval.id)
         assert (final.status, final.decided_by, final.comment) == ("rejected", "tester",
@@ -99,10 +106,15 @@ async def test_bulk_approve_marked(backend: EmbeddedBackend, clock: ManualClock,
         queue = await wait_for(lambda: isinstance(app.screen, ApprovalsScreen) and app.screen)
         await wait_for(lambda: queue.source.row_count() == 2)
         await pilot.press("space", "space", "A")
-        await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("y")
-        await wait_for(lambda: isinstance(app.screen, TextPrompt))
-        await pilot.press("enter")
+        dialog = await wait_for(lambda: isinstance(app.screen, DecisionScreen) and app.screen)
+        text = str(dialog.query_one("#items").render())  # one dialog names both
+        assert text.count("Ship 1.2.3?") == 2 and text.count("execution ") == 2
+        await pilot.press("enter", "enter")  # enter twice: Cancel, nothing approved
+        await wait_for(lambda: app.screen is queue)
+        assert len(await backend.list_approvals("pending")) == 2
+        await pilot.press("A")
+        await wait_for(lambda: isinstance(app.screen, DecisionScreen))
+        await pilot.press("ctrl+s")
         await wait_for(lambda: queue.source.row_count() == 0, message="both approved")
         assert not await backend.list_approvals("pending")
         await wait_for(lambda: app.pending_approvals == 0)

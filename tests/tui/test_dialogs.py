@@ -28,7 +28,7 @@ from flowdeck.tui.screens.approvals import ApprovalsScreen
 from flowdeck.tui.screens.executions import ExecutionsScreen
 from flowdeck.tui.screens.flows import FlowsScreen, RunFormScreen
 from flowdeck.tui.screens.help import CommandPrompt
-from flowdeck.tui.widgets.confirm import ConfirmScreen, TextPrompt
+from flowdeck.tui.widgets.confirm import ConfirmScreen, DecisionScreen
 from tui.deck_flows import APPROVAL, COMMENTED, FAIL, HELLO, SLOW
 from tui.deck_helpers import START, make_backend, screen_text, wait_for
 
@@ -222,12 +222,14 @@ async def open_reject_prompt(pilot: Pilot[Any]) -> None:
                    and app.screen.source.row_count() == 1)
     await wait_for(lambda: "Strict review" in screen_text(app))
     await pilot.press("x")
-    await wait_for(lambda: isinstance(app.screen, TextPrompt))
+    await wait_for(lambda: isinstance(app.screen, DecisionScreen))
     await wait_for(lambda: isinstance(app.focused, Input) and app.focused.id == "text")
-    await wait_for(lambda: "Reject: Strict review" in screen_text(app))
+    await wait_for(lambda: "Reject this approval?" in screen_text(app))
     await assert_centred_with_border(app)
     text = "\n".join(await painted_rows(app))
-    assert "A comment is required." in text and "Reject" in text
+    for part in ("Strict review — team.beta.strict-gate", "requested by started via api",
+                 " · 1 row", "A comment is required.", "Cancel (n)", "Reject (y)"):
+        assert part in text, part
 
 
 async def open_command_prompt(pilot: Pilot[Any]) -> None:

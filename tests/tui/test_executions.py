@@ -62,8 +62,8 @@ async def test_live_rows_filter_sort_and_marks(backend: EmbeddedBackend, clock: 
         await pilot.press("S")
         await wait_for(lambda: [screen.source.execution(i).state.current for i in range(3)]
                        == ["FAILED", "RUNNING", "SUCCESS"])
-        # marks
-        await pilot.press("space", "space")
+        # marks (from the first row: the cursor followed its execution through the sorts)
+        await pilot.press("home", "space", "space")
         await wait_for(lambda: len(screen.table.marked) == 2)
         assert "2 marked" in screen_text(app)
         await pilot.press("escape")
@@ -107,12 +107,23 @@ async def test_restart_and_replay(backend: EmbeddedBackend, clock: ManualClock,
         screen = await open_list(app, pilot)
         await wait_for(lambda: screen.source.execution(0) is not None
                        and screen.source.execution(0).state.current == "FAILED")
-        await pilot.press("R")  # replay: a new execution
+        await pilot.press("R")  # replay asks first, naming the execution; enter is "no"
+        dialog = await wait_for(lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+        assert bad.id in screen_text(app) and "team.alpha.broken" in screen_text(app)
+        await pilot.press("enter")
+        await wait_for(lambda: app.screen is screen)
+        assert screen.source.total == 1 and dialog is not screen
+        await pilot.press("R")
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")  # replay: a new execution
         await wait_for(lambda: screen.source.total == 2, message="replayed row")
         await wait_for(lambda: any("replayed as" in str(n.message) for n in app._notifications))
-        screen.table.move_cursor(1 if screen.source.execution(0).id != bad.id else 0)
+        # the cursor stayed on the replayed execution as the new one was listed above it
         await wait_for(lambda: screen.table.current_key() == bad.id)
+        assert screen.table.cursor == 1
         await pilot.press("r")
+        await wait_for(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
         await wait_for(lambda: any("restarted" in str(n.message) for n in app._notifications))
         page = await backend.search_executions(ExecutionFilter(size=10))
         restarted = next(e for e in page.results if e.id == bad.id)

@@ -14,23 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import errno
 import json
-import os
-import pty
 import re
-import select
 import signal
-import struct
-import subprocess
-import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
 
 from flowdeck.engine.engine import Engine, EngineSettings
+from tui.pty_deck import Deck
 
 CLIP = base64.b64encode(b"PWNED-CLIP").decode()
 #: name -> payload; each is shown after the visible text "V-<name> ".
@@ -112,71 +104,6 @@ async def seed(data_dir: Path) -> None:
             await asyncio.sleep(0.02)
     finally:
         await engine.close()
-
-
-class Deck:
-    """The deck in a pty; `out` is every byte it has written."""
-
-    def __init__(self, data_dir: Path, home: Path) -> None:
-        self.master, slave = pty.openpty()
-        fcntl_size = struct.pack("HHHH", 30, 100, 0, 0)
-        import fcntl
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, fcntl_size)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWDECK_")}
-        env.update(TERM="xterm-256color", COLUMNS="100", LINES="30", HOME=str(home),
-                   XDG_CONFIG_HOME=str(home / "config"), XDG_DATA_HOME=str(home / "data"),
-                   TZ="UTC", TEXTUAL_ANIMATIONS="none")
-        env.pop("NO_COLOR", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flowdeck.cli", "--data-dir", str(data_dir)],
-            stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
-            close_fds=True)
-        os.close(slave)
-        self.out = bytearray()
-
-    def pump(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([self.master], [], [], min(left, 0.05))
-            if ready:
-                try:
-                    chunk = os.read(self.master, 65536)
-                except OSError as exc:  # EIO: the child closed the terminal
-                    if exc.errno == errno.EIO:
-                        return
-                    raise
-                if not chunk:
-                    return
-                self.out += chunk
-
-    def wait_for(self, marker: bytes, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if marker in self.out:
-                return True
-            self.pump(0.1)
-        return False
-
-    def send(self, keys: str, settle: float = 0.15) -> None:
-        for key in keys:
-            os.write(self.master, key.encode())
-            self.pump(0.03)
-        self.pump(settle)
-
-    def close(self) -> int | None:
-        try:
-            self.proc.wait(timeout=0.1)
-        except subprocess.TimeoutExpired:
-            self.pump(0)
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
-        os.close(self.master)
-        return self.proc.returncode
 
 
 ESC, ENTER, DOWN, HOME, END = "\x1b", "\r", "\x1b[B", "\x1b[H", "\x1b[F"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from flowdeck.client.embedded import EmbeddedBackend
+from flowdeck.config import ConfigError, load_settings
 from flowdeck.core.clock import ManualClock
-from flowdeck.tui.commands import CommandError, bindings_for, parse_command
+from flowdeck.tui.commands import bindings_for
+from flowdeck.tui.registry import CommandError, parse_command
 from flowdeck.tui.screens.approvals import ApprovalsScreen
 from flowdeck.tui.screens.executions import ExecutionsScreen
 from flowdeck.tui.screens.flows import FlowsScreen
@@ -34,13 +38,23 @@ def test_command_aliases() -> None:
 
 
 def test_bundled_themes_have_state_variables() -> None:
-    themes, problems = load_themes()
+    themes, problems = load_themes([])
     assert not problems
     names = {t.name for t in themes}
     assert {"flowdeck-dark", "flowdeck-light"} <= names
     for theme in themes:
         assert theme.variables["state-failed"] == theme.error
         assert theme.variables["state-success"] == theme.success
+
+
+def test_the_example_theme_loads() -> None:
+    """`themes/` holds an example for the operator's own themes; it must be usable."""
+    examples = Path(__file__).resolve().parents[2] / "themes"
+    themes, problems = load_themes([examples])
+    assert not problems
+    example = next(t for t in themes if t.name == "example-solarized")
+    assert example.variables["state-paused"] == "#d33682"
+    assert example.variables["state-failed"] == example.error  # unset: from `error`
 
 
 async def type_command(pilot, text: str) -> None:  # type: ignore[no-untyped-def]
@@ -121,3 +135,15 @@ async def test_pending_approval_badge_and_toast(backend: EmbeddedBackend, clock:
         await wait_for(lambda: "⚑ 1 approval" in screen_text(app))
         await wait_for(lambda: any("Ship 1.2.3?" in str(n.message) for n in app._notifications))
         assert rang
+
+
+def test_deck_confirm_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[deck] confirm`: documented in config.example.toml (true), typed, overridable."""
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    monkeypatch.delenv("FLOWDECK_CONFIG", raising=False)
+    assert load_settings(str(example)).deck.confirm is True
+    monkeypatch.setenv("FLOWDECK_DECK__CONFIRM", "false")
+    assert load_settings(str(example)).deck.confirm is False
+    monkeypatch.setenv("FLOWDECK_DECK__CONFIRM", "perhaps")
+    with pytest.raises(ConfigError, match="FLOWDECK_DECK__CONFIRM"):
+        load_settings(str(example))

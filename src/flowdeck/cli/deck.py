@@ -97,7 +97,7 @@ def build_deck(args: argparse.Namespace, settings: Settings
         max_log_lines=tui.max_log_lines,
         startup=startup if args.demo or serving is not None else None,
         close_backend=True, profile=args.profile, open_profile=open_profile,
-        profile_names=sorted(settings.profiles),
+        profile_names=sorted(settings.profiles), confirm=settings.deck.confirm,
         before_close=before_close if serving is not None else None)
     return app, serving
 

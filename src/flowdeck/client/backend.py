@@ -15,6 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from flowdeck.core.models import Approval, Execution, LogEntry
 
+#: API token roles, weakest first; each may do what the roles before it may.
+ROLES: tuple[str, ...] = ("viewer", "operator", "approver", "admin")
+
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
@@ -28,6 +31,24 @@ class Capabilities:
     kv: bool = True
     namespace_files: bool = True
     action_paths: str = "2.x"  # "2.x": /executions/{id}/actions/<x>; "1.x": /executions/{id}/<x>
+    #: The caller's role (viewer < operator < approver < admin) where the backend says it
+    #: (the embedded engine: "admin"; a server: from `GET /api/v1/me`); None: not known.
+    role: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptedRun:
+    """An execution that closing the backend leaves unfinished: the embedded engine stops
+    with its process, and the execution resumes from its last durable point at the next start.
+    `rerun` names the tasks cut short that run again then; `fail` those that fail instead
+    (they may have had side effects: a shell command, an HTTP request)."""
+
+    execution_id: str
+    namespace: str
+    flow_id: str
+    state: str
+    rerun: tuple[str, ...] = ()
+    fail: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -43,6 +64,8 @@ class FlowInfo:
     triggers: list[dict[str, Any]] = field(default_factory=list)
     disabled: bool = False
     source: str | None = None
+    #: Tasks the flow declares (nested ones included; not its errors/finally handlers).
+    task_count: int = 0
 
     @classmethod
     def from_kestra(cls, data: dict[str, Any]) -> FlowInfo:
@@ -55,7 +78,26 @@ class FlowInfo:
                    revision=int(data.get("revision") or 1), description=data.get("description"),
                    labels=pairs, inputs=list(data.get("inputs") or []),
                    triggers=list(data.get("triggers") or []),
-                   disabled=bool(data.get("disabled", False)), source=data.get("source"))
+                   disabled=bool(data.get("disabled", False)), source=data.get("source"),
+                   task_count=count_tasks(data.get("tasks")))
+
+
+def count_tasks(tasks: Any) -> int:
+    """The tasks in a Kestra task list, with those nested in flowable tasks (`tasks`, `then`,
+    `else`, `cases`)."""
+    if not isinstance(tasks, list):
+        return 0
+    total = 0
+    for task in tasks:
+        if not isinstance(task, dict):
+            continue
+        total += 1
+        for key in ("tasks", "then", "else"):
+            total += count_tasks(task.get(key))
+        cases = task.get("cases")
+        if isinstance(cases, dict):
+            total += sum(count_tasks(branch) for branch in cases.values())
+    return total
 
 
 @dataclass(slots=True)
@@ -97,6 +139,15 @@ class Backend(Protocol):
     async def connect(self) -> Capabilities: ...
 
     async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Check the backend still answers (quickly); raises BackendUnavailable if not."""
+        ...
+
+    async def runs_stopped_by_close(self) -> list[InterruptedRun]:
+        """The executions `close()` would leave unfinished (none for a server, which goes on
+        running them)."""
+        ...
 
     # flows
     async def list_flows(self, namespace: str | None = None) -> list[FlowInfo]: ...

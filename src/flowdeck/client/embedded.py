@@ -35,15 +35,22 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flowdeck.client.backend import Capabilities, ExecutionFilter, FlowInfo, Page
+from flowdeck.client.backend import (
+    Capabilities,
+    ExecutionFilter,
+    FlowInfo,
+    InterruptedRun,
+    Page,
+)
 from flowdeck.core.clock import Clock
 from flowdeck.core.errors import BackendUnavailable, BadRequestError, FlowdeckError
 from flowdeck.core.models import Approval, Execution, LogEntry
-from flowdeck.core.states import is_terminal
+from flowdeck.core.states import ACTIVE_STATES, TERMINAL_STATES, is_terminal
 from flowdeck.engine.bus import APPROVAL, EXECUTION, ApprovalEvent, ExecutionEvent
 from flowdeck.engine.engine import Engine, EngineSettings
 from flowdeck.engine.flows import FlowDefinition
 from flowdeck.engine.query import ExecutionQuery
+from flowdeck.engine.tasks.base import FlowableTask
 
 T = TypeVar("T")
 
@@ -53,6 +60,8 @@ STREAM_CREDITS = 256
 CREDIT_BATCH = 32
 #: How long `close()` waits for the engine to stop cleanly.
 CLOSE_TIMEOUT = 30.0
+#: At most this many unfinished executions are listed when asked what closing interrupts.
+INTERRUPTED_LIMIT = 1000
 #: Approval statuses a list may ask for ("all" or None: every one).
 APPROVAL_STATUSES = ("pending", "approved", "rejected", "expired")
 
@@ -188,7 +197,7 @@ class EmbeddedBackend:
             self._started = self._start
             self._capabilities = Capabilities(kind="embedded", version=flowdeck_version(),
                                               approvals=True, staging=True,
-                                              action_paths="2.x")
+                                              action_paths="2.x", role="admin")
             return self._capabilities
 
     async def start(self) -> None:
@@ -275,6 +284,41 @@ class EmbeddedBackend:
             return await work
         finally:
             self._engine_tasks.discard(task)
+
+    async def ping(self) -> None:
+        """The engine's loop answers (a call that does nothing, there and back)."""
+        await self._sync(lambda e: None)
+
+    async def runs_stopped_by_close(self) -> list[InterruptedRun]:
+        """Every unfinished execution but those waiting (PAUSED: they wait again after the
+        next start, nothing is cut short), each with the running tasks that run again at the
+        next start or fail then, as recovery decides (`retryOnCrash`)."""
+
+        async def run(engine: Engine) -> list[InterruptedRun]:
+            states = sorted(ACTIVE_STATES - {"PAUSED"})
+            found, _ = await engine.search_executions(
+                ExecutionQuery(states=states, size=INTERRUPTED_LIMIT))
+            out = []
+            for execution in found:
+                rerun: list[str] = []
+                fail: list[str] = []
+                try:
+                    flow = await engine.get_flow_revision(
+                        execution.namespace, execution.flow_id, execution.flow_revision)
+                except FlowdeckError:
+                    flow = None
+                for tr in execution.task_runs:
+                    if tr.state.current in TERMINAL_STATES or tr.state.current == "PAUSED":
+                        continue
+                    task = flow.tasks_by_id.get(tr.task_id) if flow is not None else None
+                    if task is None or isinstance(task, FlowableTask):
+                        continue
+                    (rerun if task.may_rerun_after_crash() else fail).append(tr.task_id)
+                out.append(InterruptedRun(execution.id, execution.namespace, execution.flow_id,
+                                          execution.state.current, tuple(rerun), tuple(fail)))
+            return out
+
+        return await self.engine_call(run)
 
     async def __aenter__(self) -> EmbeddedBackend:
         await self.connect()

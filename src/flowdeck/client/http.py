@@ -33,7 +33,14 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpx
 import yaml
 
-from flowdeck.client.backend import Capabilities, ExecutionFilter, FlowInfo, Page
+from flowdeck.client.backend import (
+    ROLES,
+    Capabilities,
+    ExecutionFilter,
+    FlowInfo,
+    InterruptedRun,
+    Page,
+)
 from flowdeck.client.kestra_compat import (
     ACTIVE_STATES,
     NotAvailable,
@@ -67,6 +74,8 @@ FLOW_PAGE = 100
 #: Changes this long before a watch began still count as new (server and client clocks).
 WATCH_MARGIN = timedelta(seconds=2)
 MAX_PAGES = 1000
+#: Seconds a `ping` waits for the server (the deck's heartbeat: a dead server shows in time).
+PING_TIMEOUT = 3.0
 
 
 @dataclass(slots=True)
@@ -242,8 +251,44 @@ class HttpBackend:
         self._capabilities = Capabilities(
             kind=info.kind, version=info.version, approvals=info.approvals,
             staging=info.kind == "flowdeck",
-            releases=False, kv=True, namespace_files=True, action_paths=info.action_paths)
+            releases=False, kv=True, namespace_files=True, action_paths=info.action_paths,
+            role=await self._role() if info.kind == "flowdeck" else None)
         return self._capabilities
+
+    async def _role(self) -> str | None:
+        """The caller's role from flowdeck's `GET /api/v1/me` (`{"kind","name","role"}`),
+        where the server answers it; None otherwise (an older server): nothing is hidden."""
+        try:
+            answer = await self._raw("GET", "/api/v1/me")
+        except BackendUnavailable:
+            return None
+        if answer.status_code != 200:
+            return None
+        try:
+            body = answer.json()
+        except ValueError:
+            return None
+        role = body.get("role") if isinstance(body, dict) else None
+        return role if role in ROLES else None
+
+    async def ping(self) -> None:
+        """`GET /api/v1/configs` within a few seconds (less than a request's timeout, so a
+        server that died shows as such quickly); BackendUnavailable if it does not answer."""
+        try:
+            response = await self._http().request(
+                "GET", "/api/v1/configs", timeout=min(self.timeout, PING_TIMEOUT))
+        except httpx.TimeoutException:
+            raise BackendUnavailable(f"{self.base_url} did not answer within "
+                                     f"{min(self.timeout, PING_TIMEOUT):g} s") from None
+        except httpx.TransportError as exc:
+            raise BackendUnavailable(f"cannot reach {self.base_url}: "
+                                     f"{exc or type(exc).__name__}") from None
+        if response.status_code >= 500:
+            raise BackendUnavailable(f"{self.base_url} answered {response.status_code}")
+
+    async def runs_stopped_by_close(self) -> list[InterruptedRun]:
+        """None: the server goes on running its executions when this client goes."""
+        return []
 
     async def close(self) -> None:
         client, self._client = self._client, None

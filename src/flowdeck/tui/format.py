@@ -6,7 +6,7 @@ from datetime import datetime
 
 from rich.text import Text
 
-from flowdeck.core.models import Execution
+from flowdeck.core.models import Execution, StateInfo
 from flowdeck.core.sanitize import sanitize_line
 from flowdeck.core.states import is_terminal
 
@@ -31,20 +31,41 @@ def duration_text(seconds: float) -> str:
     return f"{h}h{rest // 60:02d}m"
 
 
+def finished_at(state: StateInfo) -> datetime | None:
+    """When a run (or task run) ended; None while it goes on. A PAUSED one has not ended: it
+    waits, and the wait counts in its duration."""
+    return state.histories[-1].date if is_terminal(state.current) else None
+
+
+def state_seconds(state: StateInfo, now: datetime) -> float:
+    return ((finished_at(state) or now) - state.start_date).total_seconds()
+
+
 def execution_seconds(ex: Execution, now: datetime) -> float:
-    end = ex.state.end_date or now
-    return (end - ex.state.start_date).total_seconds()
+    return state_seconds(ex.state, now)
 
 
 def local_time(dt: datetime | None) -> str:
+    """Every time the deck shows, in one format (the local time zone)."""
     if dt is None:
         return "-"
     return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def progress(ex: Execution) -> tuple[int, int]:
-    done = sum(1 for t in ex.task_runs if is_terminal(t.state.current))
-    return done, len(ex.task_runs)
+def progress(ex: Execution, in_flow: int = 0) -> tuple[int, int]:
+    """(tasks done, tasks in the flow): a task is done when every run of it has ended (a
+    loop or a retry makes several); the flow's count is `in_flow` when known, and never less
+    than the tasks that have run."""
+    finished: dict[str, bool] = {}
+    for run in ex.task_runs:
+        finished[run.task_id] = finished.get(run.task_id, True) and is_terminal(
+            run.state.current)
+    return sum(finished.values()), max(in_flow, len(finished))
+
+
+def progress_text(ex: Execution, in_flow: int = 0) -> str:
+    done, total = progress(ex, in_flow)
+    return f"{done} done / {total} in flow"
 
 
 def waiting_text(seconds: float) -> str:

@@ -72,11 +72,6 @@ class FlowLoaded(Message):
 
 
 @dataclass
-class ApprovalsLoaded(Message):
-    approvals: list[Approval]
-
-
-@dataclass
 class ActionDone(Message):
     """An action finished; `text` is shown as a notification."""
 

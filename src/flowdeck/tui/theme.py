@@ -1,8 +1,10 @@
 """Themes: TOML files registered as Textual themes; domain colours are theme variables.
 
-Themes come from the top-level `themes/` folder of the source tree (bundled ones) and from
-`<user config dir>/themes/*.toml`. A file holds Textual's theme fields (`name`, `dark`,
-`primary`, ...) and may add a `[variables]` table. Every state colour the deck uses is a
+The bundled themes (flowdeck-dark, flowdeck-light) ship inside the package
+(`flowdeck/tui/themes/*.toml`, read through importlib.resources, so an installed wheel has
+them); the operator's own come from `<user config dir>/themes/*.toml` (the top-level `themes/`
+folder of the source tree has an example). A file holds Textual's theme fields (`name`,
+`dark`, `primary`, ...) and may add a `[variables]` table. Every state colour the deck uses is a
 variable named `state-<state>` (e.g. `state-failed`); a theme that does not set one gets it
 from its own base colours (failed -> error, running -> primary, ...), so there is no colour
 literal anywhere in the deck's code.
@@ -11,7 +13,10 @@ literal anywhere in the deck's code.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,9 @@ from textual.app import App
 from textual.color import Color
 from textual.theme import Theme
 
-BUNDLED_DIR = Path(__file__).resolve().parents[3] / "themes"
 DEFAULT_THEME = "flowdeck-dark"
+#: `:theme light` and `:theme dark` name the bundled themes.
+SHORT_PREFIX = "flowdeck-"
 
 _FIELDS = ("primary", "secondary", "warning", "error", "success", "accent", "foreground",
            "background", "surface", "panel", "boost")
@@ -52,7 +58,7 @@ class LoadedTheme:
     path: Path
 
 
-def _check_colour(path: Path, key: str, value: Any) -> str:
+def _check_colour(path: Path | Traversable, key: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ThemeFileError(f"{path}: {key}: must be a colour string")
     try:
@@ -62,12 +68,12 @@ def _check_colour(path: Path, key: str, value: Any) -> str:
     return value
 
 
-def theme_from_file(path: Path) -> Theme:
+def theme_from_file(path: Path | Traversable) -> Theme:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ThemeFileError(f"{path}: {exc}") from None
-    name = data.get("name") or path.stem
+    name = data.get("name") or path.name.removesuffix(".toml")
     if not isinstance(name, str):
         raise ThemeFileError(f"{path}: name: must be a string")
     if "primary" not in data:
@@ -105,25 +111,48 @@ def with_domain_variables(fields: dict[str, str], variables: dict[str, str]) -> 
     return out
 
 
-def theme_dirs() -> list[Path]:
-    return [BUNDLED_DIR, Path(platformdirs.user_config_dir("flowdeck")) / "themes"]
+def bundled_theme_files() -> list[Traversable]:
+    """The theme files inside the package (present in a source tree and an installed wheel)."""
+    folder = resources.files("flowdeck.tui") / "themes"
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".toml")),
+                  key=lambda f: f.name)
+
+
+def user_theme_dirs() -> list[Path]:
+    return [Path(platformdirs.user_config_dir("flowdeck")) / "themes"]
 
 
 def load_themes(dirs: list[Path] | None = None) -> tuple[list[Theme], list[str]]:
-    """Every theme found, later folders overriding earlier ones by name; and the problems."""
+    """The bundled themes, then every theme in `dirs` (default: the user's themes folder),
+    later ones overriding earlier ones by name; and the problems found."""
     found: dict[str, Theme] = {}
     problems: list[str] = []
-    for folder in dirs if dirs is not None else theme_dirs():
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.glob("*.toml")):
+
+    def add(files: Iterable[Path | Traversable]) -> None:
+        for path in files:
             try:
                 theme = theme_from_file(path)
             except ThemeFileError as exc:
                 problems.append(str(exc))
                 continue
             found[theme.name] = theme
+
+    add(bundled_theme_files())
+    for folder in dirs if dirs is not None else user_theme_dirs():
+        if folder.is_dir():
+            add(sorted(folder.glob("*.toml")))
     return list(found.values()), problems
+
+
+def resolve_theme(name: str, available: Iterable[str]) -> str | None:
+    """A theme's full name, or a bundled theme's short one (`light` -> `flowdeck-light`)."""
+    names = set(available)
+    wanted = name.strip()
+    for candidate in (wanted, SHORT_PREFIX + wanted, wanted.lower(),
+                      SHORT_PREFIX + wanted.lower()):
+        if candidate in names:
+            return candidate
+    return None
 
 
 def register_themes(app: App[Any], dirs: list[Path] | None = None) -> list[str]:

@@ -1,9 +1,15 @@
-"""The approvals queue (oldest first) and one approval with its context and decision."""
+"""The approvals queue (oldest first), the decided ones (`h`), and one approval with its
+context and decision.
+
+A decision dialog names every approval it acts on in full: title, execution id, flow,
+requester and row count (titles repeat: "Deploy?"), and it defaults to No.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from rich.text import Text
@@ -18,16 +24,22 @@ from flowdeck.client.backend import FlowInfo
 from flowdeck.core.errors import BackendUnavailable, ConflictError, FlowdeckError
 from flowdeck.core.models import Approval, Execution
 from flowdeck.core.sanitize import sanitize, sanitize_line
-from flowdeck.core.timefmt import format_instant
 from flowdeck.tui.commands import bindings_for
-from flowdeck.tui.format import safe_text, short_id, waiting_text
-from flowdeck.tui.messages import ActionDone, ActionFailed, ApprovalsLoaded, ConnectionLost
-from flowdeck.tui.screens.base import DeckScreen, FilteredListScreen
+from flowdeck.tui.format import local_time, safe_text, short_id, waiting_text
+from flowdeck.tui.messages import ActionDone, ActionFailed, ConnectionLost
+from flowdeck.tui.screens.base import DeckScreen, ListScreen
 from flowdeck.tui.theme import rich_style, state_variable
-from flowdeck.tui.widgets.confirm import ConfirmScreen, TextPrompt
+from flowdeck.tui.widgets.confirm import DecisionScreen
 from flowdeck.tui.widgets.list_source import ListSource
 from flowdeck.tui.widgets.status import StatusBar
-from flowdeck.tui.widgets.table import Column, VirtualTable
+from flowdeck.tui.widgets.table import Column, VirtualTable, compact_time
+
+#: Executions read for the requesters of the approvals listed (the rest show "?").
+CONTEXT_LIMIT = 200
+#: Approvals a bulk dialog names one by one (the rest are counted).
+NAMED = 10
+#: Metadata keys an approval task may set to say who asked.
+REQUESTER_KEYS = ("requester", "requestedBy", "requested_by")
 
 
 @dataclass
@@ -37,9 +49,61 @@ class ApprovalContext(Message):
     flow: FlowInfo | None
 
 
-COLUMNS = [Column("waiting", "WAITING", 8, "right"), Column("flow", "FLOW", 28),
-           Column("title", "TITLE"), Column("execution", "EXECUTION", 9),
-           Column("bulk", "BULK", 4)]
+@dataclass
+class ApprovalsRead(Message):
+    """The approvals of one view (pending or decided) and their executions."""
+
+    decided: bool
+    approvals: list[Approval]
+    executions: dict[str, Execution] = field(default_factory=dict)
+
+
+PENDING_COLUMNS = [Column("waiting", "WAITING", 7, "right"),
+                   Column("flow", "FLOW", min_width=16), Column("title", "TITLE", min_width=16),
+                   Column("execution", "EXECUTION", 9), Column("expires", "EXPIRES", 8),
+                   Column("rows", "ROWS", 4, "right"), Column("bulk", "BULK", 4)]
+DECIDED_COLUMNS = [Column("decided", "DECIDED", 19, narrow=11, compact=compact_time),
+                   Column("status", "STATUS", 8), Column("by", "BY", 12),
+                   Column("flow", "FLOW", min_width=12), Column("title", "TITLE", min_width=12),
+                   Column("comment", "COMMENT", min_width=12)]
+STATUS_VARIABLES = {"approved": "state-success", "rejected": "state-failed",
+                    "expired": "state-warning", "pending": "state-paused"}
+
+
+def requester(approval: Approval, execution: Execution | None) -> str:
+    """Who asked: the approval task's `metadata.requester` when it says; else what started
+    the execution (its trigger, or how it was created: `api`, `trigger`...)."""
+    for key in REQUESTER_KEYS:
+        value = approval.metadata.get(key)
+        if isinstance(value, str) and value.strip():
+            return sanitize_line(value, 60)
+    if execution is None:
+        return "?"
+    trigger = execution.trigger or {}
+    if trigger.get("id"):
+        kind = str(trigger.get("type") or "").rsplit(".", 1)[-1].lower()
+        return sanitize_line(f"trigger {trigger['id']}" + (f" ({kind})" if kind else ""), 60)
+    origin = execution.label("system.from")
+    return sanitize_line(f"started via {origin}", 60) if origin else "?"
+
+
+def expiry_text(approval: Approval, now: datetime) -> str:
+    if approval.expires_at is None:
+        return "-"
+    left = (approval.expires_at - now).total_seconds()
+    return "due" if left <= 0 else f"in {waiting_text(left)}"
+
+
+def approval_lines(approval: Approval, execution: Execution | None, now: datetime) -> list[str]:
+    """One approval named in full, for a dialog (titles repeat: the rest tells them apart)."""
+    rows = len(approval.rows)
+    expires = (f" · expires {local_time(approval.expires_at)}" if approval.expires_at
+               else "")
+    return [f"{sanitize_line(approval.title, 80)} — "
+            f"{sanitize_line(approval.namespace + '.' + approval.flow_id, 80)}",
+            f"  execution {approval.execution_id} · {rows} row{'s' if rows != 1 else ''}",
+            f"  requested by {requester(approval, execution)} · waiting "
+            f"{waiting_text((now - approval.created_at).total_seconds())}{expires}"]
 
 
 class Decider:
@@ -47,23 +111,35 @@ class Decider:
 
     deck: Any
 
+    def context_for(self, approval: Approval) -> Execution | None:
+        return None
+
     def ask_decision(self, approvals: list[Approval], approve: bool) -> None:
         if not approvals:
             return
         verb = "Approve" if approve else "Reject"
         required = any(a.require_comment for a in approvals)
-        title = (sanitize_line(approvals[0].title, 200) if len(approvals) == 1
-                 else f"{len(approvals)} approvals")
-        body = ("A comment is required." if required else
-                "Comment (optional; enter to skip).")
+        ids = [a.id for a in approvals]
+        if not self.deck.confirm and not required:  # `[deck] confirm = false`
+            self.decide_worker(ids, approve, None)  # type: ignore[attr-defined]
+            return
+        now = self.deck.clock.now()
+        lines: list[str] = []
+        for approval in approvals[:NAMED]:
+            lines.extend(approval_lines(approval, self.context_for(approval), now))
+        if len(approvals) > NAMED:
+            lines.append(f"… and {len(approvals) - NAMED} more")
+        if required:
+            lines.append("A comment is required.")
+        title = (f"{verb} this approval?" if len(approvals) == 1
+                 else f"{verb} these {len(approvals)} approvals?")
 
         def answered(comment: str | None) -> None:
-            if comment is None:
-                return
-            self.decide_worker([a.id for a in approvals], approve, comment or None)  # type: ignore[attr-defined]
+            if comment is not None:
+                self.decide_worker(ids, approve, comment or None)  # type: ignore[attr-defined]
 
-        self.deck.push_screen(TextPrompt(f"{verb}: {title}", body, required=required,
-                                         confirm=verb), answered)
+        self.deck.push_screen(DecisionScreen(title, lines, verb=verb, required=required),
+                              answered)
 
     async def _decide(self, ids: list[str], approve: bool, comment: str | None) -> None:
         backend = self.deck.backend
@@ -77,7 +153,8 @@ class Decider:
             for approval_id in ids:
                 result = await backend.decide(approval_id, approve=approve, by=by,
                                               comment=comment)
-                post(ActionDone(f"{result.status} by {result.decided_by}: {result.title}"))
+                post(ActionDone(f"{result.status} by {result.decided_by}: {result.title} "
+                                f"({short_id(result.execution_id)})"))
         except ConflictError as exc:
             post(ActionFailed(f"not changed — {exc}"))
             post(ActionDone("", refresh=True))
@@ -87,8 +164,9 @@ class Decider:
             post(ActionFailed(str(exc)))
 
 
-class ApprovalsScreen(FilteredListScreen, Decider):
+class ApprovalsScreen(ListScreen, Decider):
     SCOPE = "approvals"
+    AUTO_FOCUS = ""  # the table, from on_mount
     BINDINGS = bindings_for("approvals")
     DEFAULT_CSS = """
     ApprovalsScreen #title { height: 1; background: $boost; padding: 0 1; }
@@ -101,12 +179,15 @@ class ApprovalsScreen(FilteredListScreen, Decider):
         super().__init__()
         self.source = ListSource()
         self.approvals: dict[str, Approval] = {}
+        self.executions: dict[str, Execution] = {}
         self.filter_text = ""
+        #: Showing the decided approvals (history) instead of the pending queue.
+        self.decided = False
 
     def compose(self) -> ComposeResult:
         yield StatusBar()
         yield Static(id="title")
-        yield VirtualTable(COLUMNS, self.source, id="table")
+        yield VirtualTable(PENDING_COLUMNS, self.source, id="table")
         yield Input(placeholder="filter approvals", id="filter")
         yield Footer()
 
@@ -120,6 +201,7 @@ class ApprovalsScreen(FilteredListScreen, Decider):
     def reset_for_backend(self) -> None:
         """Another backend (`:profile`): forget every row and mark; the reload refills."""
         self.approvals = {}
+        self.executions = {}
         self.table.marked.clear()
         self.updated_at = None
         self.rebuild()
@@ -127,34 +209,58 @@ class ApprovalsScreen(FilteredListScreen, Decider):
     def reload(self) -> None:
         if self.deck.capabilities is None:
             return  # the app reloads every screen once connected
-        self.load()
+        self.load(self.decided, set(self.executions))
 
     @work(group="load", exclusive=True)
-    async def load(self) -> None:
+    async def load(self, decided: bool, known: set[str]) -> None:
+        backend = self.deck.backend
         try:
-            items = await self.deck.backend.list_approvals("pending")
+            if decided:
+                items = [a for a in await backend.list_approvals("all")
+                         if a.status != "pending"]
+            else:
+                items = await backend.list_approvals("pending")
+            executions: dict[str, Execution] = {}
+            for approval in items[:CONTEXT_LIMIT]:
+                if approval.execution_id in known or approval.execution_id in executions:
+                    continue
+                try:
+                    executions[approval.execution_id] = await backend.get_execution(
+                        approval.execution_id)
+                except BackendUnavailable:
+                    raise
+                except FlowdeckError:
+                    continue  # deleted since: its requester shows as "?"
         except BackendUnavailable as exc:
             self.post_message(ConnectionLost(str(exc)))
             return
         except FlowdeckError as exc:
             self.post_message(ActionFailed(f"cannot list approvals: {exc}"))
             return
-        self.post_message(ApprovalsLoaded(items))
+        self.post_message(ApprovalsRead(decided, items, executions))
 
-    def on_approvals_loaded(self, message: ApprovalsLoaded) -> None:
+    def on_approvals_read(self, message: ApprovalsRead) -> None:
         message.stop()
+        if message.decided != self.decided:
+            return  # the operator switched views meanwhile
         self.approvals = {a.id: a for a in message.approvals}
+        self.executions.update(message.executions)
         self.stamp()
+        self.deck.mark_connected()
         self.rebuild()
 
-    def on_live_event(self, message: object) -> None:
-        if not isinstance(message, Approval):
+    def on_live_event(self, item: Execution | Approval) -> None:
+        if isinstance(item, Execution):
+            if item.id in self.executions:
+                self.executions[item.id] = item
             return
-        if message.status == "pending":
-            self.approvals[message.id] = message
+        if (item.status == "pending") != self.decided:
+            self.approvals[item.id] = item
+            if item.execution_id not in self.executions:
+                self.reload()  # its requester
         else:
-            self.approvals.pop(message.id, None)
-            self.table.marked.discard(message.id)
+            self.approvals.pop(item.id, None)
+            self.table.marked.discard(item.id)
         self.stamp()
         self.rebuild()
 
@@ -163,15 +269,25 @@ class ApprovalsScreen(FilteredListScreen, Decider):
             self.reload()
 
     def tick(self) -> None:
-        if self.approvals:
+        if self.approvals and not self.decided:
             self.rebuild()
 
+    def context_for(self, approval: Approval) -> Execution | None:
+        return self.executions.get(approval.execution_id)
+
     def shown_approvals(self) -> list[Approval]:
-        items = sorted(self.approvals.values(), key=lambda a: a.created_at)
+        items = list(self.approvals.values())
+        if self.decided:
+            items.sort(key=lambda a: a.decided_at or a.expires_at or a.created_at,
+                       reverse=True)
+        else:
+            items.sort(key=lambda a: a.created_at)
         if self.filter_text:
             needle = self.filter_text.lower()
-            items = [a for a in items if needle in
-                     f"{a.namespace}.{a.flow_id} {a.title} {a.id}".lower()]
+            items = [a for a in items if needle in " ".join((
+                f"{a.namespace}.{a.flow_id}", a.title, a.id, a.execution_id, a.status,
+                a.decided_by or "", a.comment or "",
+                requester(a, self.context_for(a)))).lower()]
         return items
 
     def rebuild(self) -> None:
@@ -179,28 +295,53 @@ class ApprovalsScreen(FilteredListScreen, Decider):
             return
         now = self.deck.clock.now()
         app = self.deck
-        rows = []
+        rows: list[tuple[str, list[Text]]] = []
         for a in self.shown_approvals():
-            rows.append((a.id, [
-                Text(waiting_text((now - a.created_at).total_seconds()),
-                     style=rich_style(app, "state-paused")),
-                safe_text(f"{a.namespace}.{a.flow_id}", 120),
-                safe_text(a.title, 300),
-                Text(short_id(a.execution_id)),
-                Text("yes" if a.allow_bulk_approval else "-"),
-            ]))
+            if self.decided:
+                rows.append((a.id, [
+                    Text(local_time(a.decided_at)),
+                    safe_text(a.status, 10, rich_style(app, STATUS_VARIABLES.get(
+                        a.status, "foreground"), bold=True)),
+                    safe_text(a.decided_by or ("timer" if a.status == "expired" else "-"), 60),
+                    safe_text(f"{a.namespace}.{a.flow_id}", 120), safe_text(a.title, 300),
+                    safe_text(a.comment or "-", 300)]))
+            else:
+                rows.append((a.id, [
+                    Text(waiting_text((now - a.created_at).total_seconds()),
+                         style=rich_style(app, "state-paused")),
+                    safe_text(f"{a.namespace}.{a.flow_id}", 120), safe_text(a.title, 300),
+                    Text(short_id(a.execution_id)), Text(expiry_text(a, now)),
+                    Text(str(len(a.rows))), Text("yes" if a.allow_bulk_approval else "-")]))
+        table = self.table
+        table.columns = DECIDED_COLUMNS if self.decided else PENDING_COLUMNS
         self.source.set_rows(rows)
-        self.table.reset()
-        parts = [f"Approvals ({len(rows)} pending, oldest first)"]
+        table.empty = self.empty_text()
+        table.reset()
+        if self.decided:
+            parts = [f"Approvals — decided ({len(rows)}, newest first; h: the queue)"]
+        else:
+            parts = [f"Approvals ({len(rows)} pending, oldest first; h: the decided ones)"]
         if self.filter_text:
             parts.append(f"filter: {sanitize_line(self.filter_text, 40)}")
-        if self.table.marked:
-            parts.append(f"{len(self.table.marked)} marked")
+        if table.marked:
+            parts.append(f"{len(table.marked)} marked")
         self.query_one("#title", Static).update(Content("  │  ".join(parts)))
+
+    def empty_text(self) -> str:
+        if self.updated_at is None:
+            return "loading…"
+        if self.filter_text:
+            return "No approval matches the filter (esc clears it)."
+        if self.decided:
+            return "Nothing decided yet (h: back to the queue)."
+        return "Nothing waits for a decision. Approval tasks in a flow put their requests here."
 
     def current(self) -> Approval | None:
         key = self.table.current_key()
         return self.approvals.get(key) if key else None
+
+    def apply_filter(self) -> None:
+        self.rebuild()
 
     def handle_back(self) -> bool:
         if self.close_filter():
@@ -211,7 +352,25 @@ class ApprovalsScreen(FilteredListScreen, Decider):
             return True
         return False
 
+    def action_toggle_history(self) -> None:
+        self.decided = not self.decided
+        self.approvals = {}
+        self.table.marked.clear()
+        self.updated_at = None
+        self.rebuild()
+        self.refresh_bindings()
+        self.reload()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        allowed = super().check_action(action, parameters)
+        if allowed and self.decided and action in ("approve", "reject", "bulk_approve", "mark"):
+            return None  # the decided ones: nothing to decide
+        return allowed
+
     def action_mark(self) -> None:
+        if self.table.current_key() is None:
+            self.nothing_selected()
+            return
         self.table.toggle_mark()
         self.rebuild()
 
@@ -220,21 +379,31 @@ class ApprovalsScreen(FilteredListScreen, Decider):
 
     def action_open(self) -> None:
         approval = self.current()
-        if approval is not None:
-            self.app.push_screen(ApprovalScreen(approval.id))
+        if approval is None:
+            self.nothing_selected()
+            return
+        self.app.push_screen(ApprovalScreen(approval.id))
+
+    def _decide_current(self, approve: bool) -> None:
+        approval = self.current()
+        if approval is None:
+            self.nothing_selected()
+            return
+        if approval.status != "pending":
+            self.deck.toast(f"already {approval.status}", severity="warning")
+            return
+        self.ask_decision([approval], approve)
 
     def action_approve(self) -> None:
-        approval = self.current()
-        if approval is not None:
-            self.ask_decision([approval], True)
+        self._decide_current(True)
 
     def action_reject(self) -> None:
-        approval = self.current()
-        if approval is not None:
-            self.ask_decision([approval], False)
+        self._decide_current(False)
 
     def action_bulk_approve(self) -> None:
-        marked = [self.approvals[k] for k in sorted(self.table.marked) if k in self.approvals]
+        marked = [self.approvals[k] for k in sorted(self.table.marked,
+                                                     key=self._marked_order)
+                  if k in self.approvals]
         if not marked:
             self.deck.toast("mark approvals with space first", severity="warning")
             return
@@ -244,14 +413,11 @@ class ApprovalsScreen(FilteredListScreen, Decider):
                             f"{', '.join(sanitize_line(a.title, 60) for a in refused)}",
                             severity="error")
             return
+        self.ask_decision(marked, True)
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.ask_decision(marked, True)
-
-        self.app.push_screen(ConfirmScreen(
-            "Approve marked", f"Approve {len(marked)} marked approvals?",
-            confirm="Approve", danger=False), answered)
+    def _marked_order(self, key: str) -> tuple[datetime, str]:
+        approval = self.approvals.get(key)
+        return (approval.created_at, key) if approval is not None else (datetime.max, key)
 
     @work(group="decide")
     async def decide_worker(self, ids: list[str], approve: bool, comment: str | None) -> None:
@@ -317,16 +483,21 @@ class ApprovalScreen(DeckScreen, Decider):
         self.approval, self.execution, self.flow = (message.approval, message.execution,
                                                     message.flow)
         self.stamp()
+        self.deck.mark_connected()
         self.render_approval()
 
-    def on_live_event(self, message: object) -> None:
-        if isinstance(message, Approval) and message.id == self.approval_id:
-            self.approval = message
+    def on_live_event(self, item: Execution | Approval) -> None:
+        if isinstance(item, Approval) and item.id == self.approval_id:
+            self.approval = item
             self.render_approval()
-        elif isinstance(message, Execution) and self.approval and \
-                message.id == self.approval.execution_id:
-            self.execution = message
+        elif isinstance(item, Execution) and self.approval and \
+                item.id == self.approval.execution_id:
+            self.execution = item
             self.render_approval()
+
+    def context_for(self, approval: Approval) -> Execution | None:
+        return self.execution if approval.execution_id == (
+            self.execution.id if self.execution else None) else None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         allowed = super().check_action(action, parameters)
@@ -337,22 +508,29 @@ class ApprovalScreen(DeckScreen, Decider):
 
     def render_approval(self) -> None:
         a = self.approval
-        if a is None or not self.query("#decision"):
-            return  # a live event before this screen is composed: rendered on mount
+        if a is None:
+            return
+        if not (self.query("#decision") and self.query("#body")):
+            # Not composed yet (#body, inside its scroll container, mounts last): try again
+            # once it is, so what arrived early is not lost.
+            self.call_after_refresh(self.render_approval)
+            return
         app = self.deck
         now = app.clock.now()
         head = Text(end="")
         if a.status == "pending":
             head.append("PENDING", style=rich_style(app, "state-paused", bold=True))
             head.append(f"  waiting {waiting_text((now - a.created_at).total_seconds())}")
+            if a.expires_at is not None:
+                head.append(f"  · expires {local_time(a.expires_at)} "
+                            f"({expiry_text(a, now)})")
             if a.require_comment:
                 head.append("  · a comment is required")
         else:
             head.append(a.status.upper(), style=rich_style(
-                app, "state-success" if a.status == "approved" else "state-failed", bold=True))
+                app, STATUS_VARIABLES.get(a.status, "foreground"), bold=True))
             who = sanitize_line(a.decided_by or "the expiry timer", 80)
-            when = format_instant(a.decided_at) if a.decided_at else "?"
-            head.append(f" by {who} at {when}")
+            head.append(f" by {who} at {local_time(a.decided_at)}")
             if a.comment:
                 head.append(" — " + sanitize_line(a.comment, 500))
         if self.conflict:
@@ -366,6 +544,8 @@ class ApprovalScreen(DeckScreen, Decider):
             body.append(sanitize(a.description) + "\n")
         body.append(f"\nflow {sanitize_line(a.namespace + '.' + a.flow_id, 200)}  task "
                     f"{sanitize_line(a.task_id, 100)}  approval {a.id}\n")
+        body.append(f"requested by {requester(a, self.execution)}  at "
+                    f"{local_time(a.created_at)}\n")
         fields = a.display_fields or sorted({k for row in a.rows for k in row})
         if a.rows:
             widths = [max(len(f), *(len(sanitize_line(str(r.get(f, "")), 80)) for r in a.rows))
@@ -418,4 +598,3 @@ class ApprovalScreen(DeckScreen, Decider):
         if message.text:
             self.deck.toast(message.text)
         self.load()
-

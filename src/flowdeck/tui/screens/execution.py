@@ -17,19 +17,29 @@ from textual.content import Content
 from textual.widgets import Footer, Input, Static
 
 from flowdeck.core.errors import BackendUnavailable, FlowdeckError
-from flowdeck.core.models import Execution, LogEntry, TaskRun
+from flowdeck.core.models import Approval, Execution, LogEntry, TaskRun
 from flowdeck.core.sanitize import sanitize, sanitize_line
 from flowdeck.core.states import RESTARTABLE_STATES, is_terminal
 from flowdeck.tui.commands import bindings_for
-from flowdeck.tui.format import duration_text, execution_seconds, local_time, progress, short_id
+from flowdeck.tui.format import (
+    duration_text,
+    execution_seconds,
+    finished_at,
+    local_time,
+    progress_text,
+    short_id,
+    state_seconds,
+)
 from flowdeck.tui.messages import (
     ActionDone,
     ActionFailed,
     ConnectionLost,
     ExecutionLoaded,
+    FlowLoaded,
     LogBatch,
 )
 from flowdeck.tui.screens.base import DeckScreen
+from flowdeck.tui.screens.executions import execution_line
 from flowdeck.tui.theme import rich_style, state_variable
 from flowdeck.tui.widgets.confirm import ConfirmScreen
 from flowdeck.tui.widgets.log_view import LogView
@@ -73,8 +83,7 @@ def gantt(app: Any, tr: TaskRun, start: datetime, span: float, now: datetime,
     attempts = tr.attempts or []
     for n, attempt in enumerate(attempts):
         a_start = attempt.state.start_date
-        a_end = attempt.state.end_date or (tr.state.end_date if is_terminal(tr.state.current)
-                                           else None) or now
+        a_end = finished_at(attempt.state) or finished_at(tr.state) or now
         lo = int((a_start - start).total_seconds() / span * width) if span > 0 else 0
         hi = int((a_end - start).total_seconds() / span * width) if span > 0 else width
         lo = max(0, min(width - 1, lo))
@@ -92,8 +101,8 @@ def gantt(app: Any, tr: TaskRun, start: datetime, span: float, now: datetime,
 
 class ExecutionScreen(DeckScreen):
     SCOPE = "execution"
-    BINDINGS = [*bindings_for("execution"),
-                ("i", "toggle_io", "Inputs/outputs")]
+    AUTO_FOCUS = ""  # the log pane, from on_mount
+    BINDINGS = bindings_for("execution")
     DEFAULT_CSS = """
     ExecutionScreen #summary { height: auto; background: $boost; padding: 0 1; }
     ExecutionScreen #top { height: 40%; min-height: 5; border-bottom: solid $panel; }
@@ -112,6 +121,8 @@ class ExecutionScreen(DeckScreen):
         self.execution_id = execution_id
         self.execution: Execution | None = None
         self.search_text = ""
+        #: Tasks the flow declares ("n done / m in flow"); 0 until the flow is read.
+        self.flow_tasks = 0
         self._shapes: dict[str, int | None] = {}  # what `update_text` last laid out
 
     def compose(self) -> ComposeResult:
@@ -136,6 +147,23 @@ class ExecutionScreen(DeckScreen):
         self.follow_execution()
         self.follow_logs()
         self.set_interval(1.0, self.tick)
+
+    def reload(self) -> None:
+        self.follow_execution()
+        self.follow_logs()
+
+    @work(group="flow", exclusive=True)
+    async def load_flow(self, namespace: str, flow_id: str) -> None:
+        try:
+            flow = await self.deck.backend.get_flow(namespace, flow_id)
+        except FlowdeckError:
+            return  # the count then says the tasks that have run
+        self.post_message(FlowLoaded(flow))
+
+    def on_flow_loaded(self, message: FlowLoaded) -> None:
+        message.stop()
+        self.flow_tasks = message.flow.task_count
+        self.render_execution()
 
     # -- workers ------------------------------------------------------------------------
 
@@ -196,6 +224,8 @@ class ExecutionScreen(DeckScreen):
     def on_execution_loaded(self, message: ExecutionLoaded) -> None:
         if message.execution.id != self.execution_id:
             return
+        if self.execution is None:
+            self.load_flow(message.execution.namespace, message.execution.flow_id)
         self.execution = message.execution
         self.stamp()
         self.deck.mark_connected()
@@ -206,9 +236,9 @@ class ExecutionScreen(DeckScreen):
             self.log_view.add_entries(message.entries)
             self.stamp()
 
-    def on_live_event(self, message: object) -> None:
-        if isinstance(message, Execution) and message.id == self.execution_id:
-            self.execution = message
+    def on_live_event(self, item: Execution | Approval) -> None:
+        if isinstance(item, Execution) and item.id == self.execution_id:
+            self.execution = item
             self.render_execution()
 
     def tick(self) -> None:
@@ -221,14 +251,14 @@ class ExecutionScreen(DeckScreen):
             return  # a live event before this screen is composed
         app = self.deck
         now = app.clock.now()
-        done, total = progress(ex)
         summary = Text(end="")
         summary.append(sanitize_line(f"{ex.namespace}.{ex.flow_id}", 120), style="bold")
         summary.append(f"  {ex.id}  ")
         summary.append(ex.state.current, style=rich_style(app, state_variable(ex.state.current),
                                                           bold=True))
-        summary.append(f"  started {local_time(ex.state.start_date)}"
-                       f"  {duration_text(execution_seconds(ex, now))}  tasks {done}/{total}")
+        summary.append(f"\nstarted {local_time(ex.state.start_date)}"
+                       f"  duration {duration_text(execution_seconds(ex, now))}"
+                       f"  tasks {progress_text(ex, self.flow_tasks)}")
         if ex.labels:
             labels = " ".join(f"{k}={v}" for k, v in ex.labels if not k.startswith("system."))
             if labels:
@@ -250,8 +280,7 @@ class ExecutionScreen(DeckScreen):
             attempts = len(tr.attempts)
             lines.append(f" {attempts:>2}x " if attempts else "     ")
             lines.append_text(gantt(app, tr, start, span, now))
-            end = tr.state.end_date or now
-            lines.append(f" {duration_text((end - tr.state.start_date).total_seconds())}\n")
+            lines.append(f" {duration_text(state_seconds(tr.state, now))}\n")
         if not ex.task_runs:
             lines.append("no task runs yet")
         self.update_text("tasks", lines)
@@ -324,7 +353,7 @@ class ExecutionScreen(DeckScreen):
     def action_log_search(self) -> None:
         box = self.query_one("#search", Input)
         box.add_class("-shown")
-        box.focus()
+        self.focus_input(box)
 
     @on(Input.Submitted, "#search")
     def search_submitted(self, event: Input.Submitted) -> None:
@@ -378,24 +407,35 @@ class ExecutionScreen(DeckScreen):
 
     # -- actions: the execution -----------------------------------------------------------
 
-    def action_kill(self) -> None:
+    def confirm_then(self, verb: str, body: str) -> None:
+        """Ask (naming the execution; Cancel focused) unless `[deck] confirm` is off."""
+        if not self.deck.confirm:
+            self.act(verb)
+            return
+
         def answered(yes: bool | None) -> None:
             if yes:
-                self.act("kill")
+                self.act(verb)
 
-        self.app.push_screen(ConfirmScreen(
-            "Kill", f"Kill execution {short_id(self.execution_id)}? Running tasks are "
-            "stopped; this cannot be undone.", confirm="Kill"), answered)
+        named = execution_line(self.execution, self.execution_id)
+        self.app.push_screen(ConfirmScreen(f"{verb.capitalize()} 1 execution?",
+                                           f"{named}\n\n{body}", confirm=verb.capitalize()),
+                             answered)
+
+    def action_kill(self) -> None:
+        self.confirm_then("kill", "Running tasks are stopped; this cannot be undone.")
 
     def action_restart(self) -> None:
         if self.execution and self.execution.state.current not in RESTARTABLE_STATES:
             self.deck.toast(f"a {self.execution.state.current} execution cannot be restarted",
                             severity="warning")
             return
-        self.act("restart")
+        self.confirm_then("restart", "It runs again from its failed task, in the same "
+                          "execution.")
 
     def action_replay(self) -> None:
-        self.act("replay")
+        self.confirm_then("replay", "It runs again from the start, as a new execution with "
+                          "the same inputs.")
 
     @work(group="actions")
     async def act(self, verb: str) -> None:

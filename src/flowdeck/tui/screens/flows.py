@@ -17,12 +17,12 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, Static
 
 from flowdeck.client.backend import ExecutionFilter, FlowInfo
 from flowdeck.core.errors import BackendUnavailable, FlowdeckError, ValidationError
-from flowdeck.core.models import Execution
+from flowdeck.core.models import Approval, Execution
 from flowdeck.core.sanitize import sanitize, sanitize_line
 from flowdeck.tui.commands import bindings_for
 from flowdeck.tui.format import execution_seconds, safe_text, short_id
 from flowdeck.tui.messages import ActionDone, ActionFailed, ConnectionLost, FlowLoaded, FlowsLoaded
-from flowdeck.tui.screens.base import DeckScreen, FilteredListScreen
+from flowdeck.tui.screens.base import DeckScreen, ListScreen
 from flowdeck.tui.theme import rich_style, state_variable
 from flowdeck.tui.widgets.confirm import scoped_modal_css
 from flowdeck.tui.widgets.list_source import ListSource
@@ -31,7 +31,7 @@ from flowdeck.tui.widgets.table import Column, VirtualTable
 
 RECENT = 10
 BARS = "▁▂▃▄▅▆▇█"
-COLUMNS = [Column("namespace", "NAMESPACE", 18), Column("id", "FLOW"),
+COLUMNS = [Column("namespace", "NAMESPACE", 18), Column("id", "FLOW", min_width=16),
            Column("triggers", "TRIGGERS", 14), Column("last", "LAST", 9),
            Column("recent", "RECENT", RECENT)]
 
@@ -59,8 +59,9 @@ def sparkline(app: Any, runs: list[Execution]) -> Text:
     return text
 
 
-class FlowsScreen(FilteredListScreen):
+class FlowsScreen(ListScreen):
     SCOPE = "flows"
+    AUTO_FOCUS = ""  # the table, from on_mount
     BINDINGS = bindings_for("flows")
     DEFAULT_CSS = """
     FlowsScreen #title { height: 1; background: $boost; padding: 0 1; }
@@ -132,18 +133,21 @@ class FlowsScreen(FilteredListScreen):
         self.deck.mark_connected()
         self.rebuild()
 
-    def on_live_event(self, message: object) -> None:
-        if isinstance(message, Execution):
-            runs = self.recent.get((message.namespace, message.flow_id))
+    def on_live_event(self, item: Execution | Approval) -> None:
+        if isinstance(item, Execution):
+            runs = self.recent.get((item.namespace, item.flow_id))
             if runs is not None:
                 for i, ex in enumerate(runs):
-                    if ex.id == message.id:
-                        runs[i] = message
+                    if ex.id == item.id:
+                        runs[i] = item
                         break
                 else:
-                    runs.insert(0, message)
+                    runs.insert(0, item)
                     del runs[RECENT:]
                 self.rebuild()
+
+    def apply_filter(self) -> None:
+        self.rebuild()
 
     def rebuild(self) -> None:
         if not self.query("#table"):
@@ -163,11 +167,21 @@ class FlowsScreen(FilteredListScreen):
                 safe_text(last, 20, rich_style(app, state_variable(last)) if runs else None),
                 sparkline(app, runs)]))
         self.source.set_rows(rows)
+        self.table.empty = self.empty_text()
         self.table.reset()
         title = f"Flows ({len(rows)})"
         if self.filter_text:
             title += f"  │  filter: {sanitize_line(self.filter_text, 40)}"
         self.query_one("#title", Static).update(Content(title))
+
+    def empty_text(self) -> str:
+        if self.updated_at is None:
+            return "loading…"
+        if self.filter_text:
+            return "No flow matches the filter (esc clears it)."
+        if self.deck.namespace:
+            return f"No flows in {self.deck.namespace} (:ns alone shows every namespace)."
+        return "No flows yet: `flowdeck flow apply FILE.yml` adds one (flowdeck --demo: examples)."
 
     def current(self) -> FlowInfo | None:
         key = self.table.current_key()
@@ -185,13 +199,17 @@ class FlowsScreen(FilteredListScreen):
 
     def action_open(self) -> None:
         flow = self.current()
-        if flow is not None:
-            self.app.push_screen(FlowScreen(flow.namespace, flow.id))
+        if flow is None:
+            self.nothing_selected()
+            return
+        self.app.push_screen(FlowScreen(flow.namespace, flow.id))
 
     def action_run_flow(self) -> None:
         flow = self.current()
-        if flow is not None:
-            start_run(self, flow)
+        if flow is None:
+            self.nothing_selected()
+            return
+        start_run(self, flow)
 
 
 def start_run(screen: DeckScreen, flow: FlowInfo) -> None:
@@ -272,6 +290,7 @@ class RunFormScreen(ModalScreen[str | None]):
     RunFormScreen .hint { color: $text-muted; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Run")]
+    AUTO_FOCUS = ""  # on_mount focuses the first field
 
     def __init__(self, flow: FlowInfo) -> None:
         super().__init__()

@@ -39,13 +39,13 @@ from flowdeck.client.staging import (
     StagingFailed,
 )
 from flowdeck.core.errors import BackendUnavailable, FlowdeckError
-from flowdeck.core.models import Execution, LogEntry
+from flowdeck.core.models import Approval, Execution, LogEntry
 from flowdeck.core.sanitize import sanitize_line
 from flowdeck.core.states import is_terminal
 from flowdeck.tui.commands import bindings_for
 from flowdeck.tui.format import safe_text, short_id
 from flowdeck.tui.messages import ConnectionLost, LogBatch
-from flowdeck.tui.screens.base import FilteredListScreen
+from flowdeck.tui.screens.base import ListScreen
 from flowdeck.tui.screens.execution import ExecutionScreen
 from flowdeck.tui.theme import rich_style, state_variable
 from flowdeck.tui.widgets.list_source import ListSource
@@ -144,8 +144,9 @@ class RunLog(LogView):
     BINDINGS = [Binding("enter", "screen.open_run", "Open run", show=False)]
 
 
-class StagingScreen(FilteredListScreen):
+class StagingScreen(ListScreen):
     SCOPE = "staging"
+    AUTO_FOCUS = ""  # the table, from on_mount
     BINDINGS = bindings_for("staging")
 
     def __init__(self) -> None:
@@ -285,14 +286,17 @@ class StagingScreen(FilteredListScreen):
         self.rebuild()
         self.deck.toast(message.text, severity="error")
 
-    def on_live_event(self, message: object) -> None:
+    def on_live_event(self, item: Execution | Approval) -> None:
         """A clone or delete run ended (ours or anyone's): reload the list, once."""
-        if not isinstance(message, Execution) or message.namespace != NAMESPACE:
+        if not isinstance(item, Execution) or item.namespace != NAMESPACE:
             return  # (the panel's run is followed by its own worker, not from here)
-        if message.flow_id not in (CLONE_FLOW, DELETE_FLOW):
+        if item.flow_id not in (CLONE_FLOW, DELETE_FLOW):
             return  # never the list flow's own runs: a reload must not cause a reload
-        if is_terminal(message.state.current):
-            self.schedule_reload(message.id)
+        if is_terminal(item.state.current):
+            self.schedule_reload(item.id)
+
+    def apply_filter(self) -> None:
+        self.rebuild()
 
     def schedule_reload(self, execution_id: str) -> None:
         if execution_id in self._reload_for:

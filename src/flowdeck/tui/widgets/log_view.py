@@ -33,6 +33,7 @@ from textual.strip import Strip
 from flowdeck.core.models import LEVEL_RANK, LOG_LEVELS, LogEntry
 from flowdeck.core.sanitize import sanitize_line
 from flowdeck.tui.theme import rich_style
+from flowdeck.tui.widgets.table import render_cell
 
 
 @dataclass(slots=True)
@@ -52,6 +53,13 @@ class _Row:
 
     def plain(self, timestamps: bool) -> str:
         return self.head + self.body if timestamps else self.body
+
+
+def last_state(message: str) -> str:
+    """A line a program rewrote with carriage returns (a progress bar: `10%\r20%\r30%`)
+    as it ended up: its last state, not the pieces joined."""
+    text = message.rstrip("\r")
+    return text.rsplit("\r", 1)[-1] if "\r" in text else text
 
 
 def _make_row(seq: int, timestamp: str, level: str, task: str, task_run_id: str | None,
@@ -152,7 +160,7 @@ class LogView(ScrollView, can_focus=True):
                 self._base += 1  # the deque drops rows[0] on append
             row = _make_row(seq, entry.timestamp, entry.level,
                             sanitize_line(entry.task_id or "-", 60), run_id, attempt,
-                            sanitize_line(entry.message), separator)
+                            sanitize_line(last_state(entry.message)), separator)
             rows.append(row)
             if rank(row.level, 2) < floor:
                 continue
@@ -370,7 +378,7 @@ class LogView(ScrollView, can_focus=True):
                 text.stylize(error, max(0, lvl_start + 5))
             if self.query_text:
                 text.highlight_words([self.query_text], match, case_sensitive=False)
-        segments = list(text.render(self.app.console))
+        segments = render_cell(text, self.app.console)
         strip = Strip(segments).crop(scroll_x, scroll_x + width)
         strip = strip.extend_cell_length(width)
         style = self.rich_style

@@ -44,6 +44,7 @@ class CloneFormScreen(ModalScreen[CloneParams | None]):
     CloneFormScreen #skip-database { margin-bottom: 1; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Clone")]
+    AUTO_FOCUS = ""  # on_mount focuses the client box
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -115,6 +116,7 @@ class TypedNameConfirm(ModalScreen[bool]):
     TypedNameConfirm .hint { color: $text-muted; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = ""  # on_mount focuses Cancel
 
     def __init__(self, name: str, *, title: str = "Delete staging environment",
                  verb: str = "Delete") -> None:

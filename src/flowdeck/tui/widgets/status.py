@@ -33,6 +33,8 @@ class StatusBar(Widget):
         self.set_interval(1.0, self.refresh)
 
     def render(self) -> Content:
+        from flowdeck.tui.screens.base import DeckScreen
+
         app: FlowdeckApp = self.app  # type: ignore[assignment]
         # The screen this bar is on, not the one on top: behind a dialog, the list's bar keeps
         # saying how old the list's data is.
@@ -45,17 +47,18 @@ class StatusBar(Widget):
             parts.append(("  ○ connecting", "$warning"))
         else:
             parts.append(("  ✕ " + app.connection, "$error"))
-        age = getattr(screen, "data_age", None)
-        if callable(age):
-            seconds = age()
-            stale = getattr(screen, "is_stale", lambda: False)()
-            parts.append(("  " + age_text(seconds), "$stale" if stale else "$text-muted"))
+        if isinstance(screen, DeckScreen):
+            stale = screen.is_stale()
+            parts.append(("  " + age_text(screen.data_age()),
+                          "$stale" if stale else "$text-muted"))
         if app.serving_url:
             parts.append(("  ⇄ " + sanitize_line(app.serving_url, 60), "$secondary"))
         if app.namespace:
             parts.append(("  ns:" + sanitize_line(app.namespace, 40), "$secondary"))
         if app.read_only:
             parts.append(("  READ-ONLY", "bold $warning"))
+        elif app.role is not None and app.role != "admin":
+            parts.append(("  role: " + sanitize_line(app.role, 20), "$warning"))
         count = app.pending_approvals
         badge = f"  ⚑ {count} approval{'s' if count != 1 else ''} "
         parts.append((badge, "bold $badge-approvals" if count else "$text-muted"))
