@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/flowdeck --demo --data-dir .flowdeck-demo
 
 test: $(STAMP)
-	TZ=UTC $(BIN)/python -m pytest -q
+	TZ=UTC $(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
