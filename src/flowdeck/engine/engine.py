@@ -42,11 +42,13 @@ from flowdeck.core.states import (
     is_terminal,
 )
 from flowdeck.core.timefmt import format_instant
+from flowdeck.engine import control, namespace_import
 from flowdeck.engine.approvals import ApprovalService
 from flowdeck.engine.bus import EXECUTION, FLOW, EventBus, ExecutionEvent, FlowEvent, Subscription
 from flowdeck.engine.concurrency import Slots
 from flowdeck.engine.events import EVENTS, EventLog, EventReader
 from flowdeck.engine.files import NamespaceFiles
+from flowdeck.engine.flow_search import FlowQuery, search_flows
 from flowdeck.engine.flowctl.service import FlowctlService
 from flowdeck.engine.flows import FlowDefinition, parse_flow, parse_flow_async
 from flowdeck.engine.forge.service import ForgeService
@@ -67,6 +69,7 @@ from flowdeck.engine.secrets import (
 )
 from flowdeck.engine.store import DataDirLock, Store, execution_row
 from flowdeck.engine.templating import TemplateRenderer
+from flowdeck.engine.webhook_triggers import WebhookCall, WebhookStart, WebhookTriggers
 from flowdeck.engine.workdirs import WorkDirs
 
 log = logging.getLogger("flowdeck.engine")
@@ -147,6 +150,7 @@ class Engine:
                                         lambda: self.bus.subscribe(EVENTS))
         #: Pipeline runs, releases, deployments and release approvals (engine/forge/).
         self.forge = ForgeService(self)
+        self.webhook_triggers = WebhookTriggers(self)
         self.renderer = TemplateRenderer()
         #: The engine's own environment as it was at start: for what the engine reads by name
         #: (a delivery token's `token_env`); never handed to task processes.
@@ -839,6 +843,43 @@ class Engine:
         from flowdeck.engine.health import storage_health
 
         return await storage_health(self)
+
+    # -- services the HTTP dialects call ------------------------------------------------------
+
+    async def put_flow(self, namespace: str, flow_id: str,
+                       source: str) -> tuple[FlowDefinition, str]:
+        """Create or update the flow at `namespace`/`flow_id`; the source must define that
+        flow. Returns the flow and 'created', 'updated' or 'unchanged'."""
+        flow = await parse_flow_async(source)
+        if (flow.namespace, flow.id) != (namespace, flow_id):
+            raise InvalidFlowError([("id", f"the source defines '{flow.namespace}.{flow.id}', "
+                                           f"not '{namespace}.{flow_id}'")])
+        return await self.apply_flow(source)
+
+    def search_flows(self, query: FlowQuery) -> tuple[list[FlowDefinition], int]:
+        return search_flows(self.list_flows(), query)
+
+    async def settled(self, execution_id: str) -> Execution:
+        """The execution; a finished one once its runner has let go of it (see control.py)."""
+        return await control.settled(self, execution_id)
+
+    async def resume_and_wait(self, execution_id: str, inputs: dict[str, Any], *,
+                              by: str | None = None, role: str | None = None) -> Execution:
+        """Resume and answer once the execution moved on (see control.py)."""
+        return await control.resume_and_wait(self, execution_id, inputs, by=by, role=role)
+
+    async def trigger_webhook(self, namespace: str, flow_id: str, key: str, call: WebhookCall,
+                              **options: Any) -> WebhookStart:
+        """Start the flow whose webhook trigger holds `key` (see webhook_triggers.py)."""
+        return await self.webhook_triggers.trigger(namespace, flow_id, key, call, **options)
+
+    async def put_namespace_file(self, namespace: str, path: str, content: bytes) -> None:
+        """Store a namespace file; one under `/_flows/` is imported as a flow."""
+        await namespace_import.put_file(self, namespace, path, content)
+
+    async def unpack_namespace_archive(self, namespace: str, content: bytes) -> None:
+        """Unpack a zip at the namespace root (flows under `/_flows/` imported)."""
+        await namespace_import.unpack_archive(self, namespace, content)
 
 
 def reset_for_restart(execution: Execution, flow: FlowDefinition, task_run_id: str | None,

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,19 @@ if TYPE_CHECKING:
     import sqlite3
 
     import aiosqlite
+
+
+
+class Role(StrEnum):
+    """A role as routes declare it: the ladder viewer < operator < approver < admin, and
+    `service` beside it."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    APPROVER = "approver"
+    ADMIN = "admin"
+    SERVICE = "service"
+
 
 ROLES = ("viewer", "operator", "approver", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
