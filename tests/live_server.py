@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -10,6 +11,7 @@ import uvicorn
 
 from flowdeck.engine.engine import Engine
 from flowdeck.server.app import ServerOptions, create_app
+from flowdeck.server.dialect import Dialect
 
 
 @dataclass
@@ -19,9 +21,10 @@ class LiveServer:
     client: httpx.AsyncClient
 
 
-async def start_server(engine: Engine, options: ServerOptions | None = None
+async def start_server(engine: Engine, options: ServerOptions | None = None, *,
+                       dialects: Sequence[Dialect] | None = None
                        ) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
-    app = create_app(engine, options or ServerOptions())
+    app = create_app(engine, options or ServerOptions(), dialects)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
                             lifespan="off", access_log=False)
     server = uvicorn.Server(config)

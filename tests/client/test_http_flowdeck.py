@@ -59,7 +59,7 @@ class Recording(httpx.AsyncBaseTransport):
 
 
 def options(version: str = "2.0.0") -> ServerOptions:
-    return ServerOptions(kestra_version=version, extra={"sse_keepalive": KEEPALIVE})
+    return ServerOptions(extra={"kestra_version": version, "sse_keepalive": KEEPALIVE})
 
 
 @contextlib.asynccontextmanager
@@ -130,10 +130,10 @@ async def test_connect_detects_flowdeck(tmp_path: Path) -> None:
         assert caps.kind == "flowdeck" and caps.version == backend.server.version  # type: ignore[union-attr]
         assert backend.server is not None and backend.server.prefix == "/api/v1/main"
         assert backend.name == backend.base_url
-        # then the caller's role, where the server says it (None: this one does not yet)
+        # then the caller's role, as the server's /me says it (auth off: anonymous, admin)
         assert [r.url.path for r in transport.requests] == ["/api/v1/configs/login",
                                                             "/api/v1/configs", "/api/v1/me"]
-        assert caps.role is None
+        assert caps.role == "admin"
 
 
 async def test_an_unreachable_server_is_backend_unavailable() -> None:

@@ -25,10 +25,11 @@ import httpx
 import pytest
 
 from flowdeck.engine.engine import Engine
-from flowdeck.engine.keys import TokenStore
+from flowdeck.engine.keys import Role, TokenStore
 from flowdeck.engine.query import ExecutionQuery
 from flowdeck.server import auth
-from flowdeck.server.app import ServerOptions
+from flowdeck.server.access import Access
+from flowdeck.server.app import ServerOptions, create_app
 from helpers import apply, open_engine, run_flow, wait_for_state
 from live_server import start_server, stop_server
 
@@ -316,32 +317,51 @@ async def test_a_route_shadowing_the_webhook_shape_is_still_refused(tmp_path: Pa
                                                      headers=basic()))
 
 
-def test_route_rules() -> None:
-    assert auth.is_open("GET", "/ping") and auth.is_open("HEAD", "/ping")
-    assert auth.is_open("PUT", "/api/v1/executions/webhook/ns/flow/key")
-    assert auth.is_open("POST", "/api/v1/main/executions/webhook/ns/flow/key/a/b")
-    assert not auth.is_open("DELETE", "/api/v1/main/executions/webhook/ns/flow/key")
-    assert not auth.is_open("POST", "/api/v1/main/executions/webhook/ns/flow")
-    assert not auth.is_open("POST", "/api/v1/main/executions/webhook/ns/flow/")
-    assert not auth.is_open("GET", "/api/v1/other/executions/webhook/ns/flow/key")
-    assert not auth.is_open("GET", "/x/api/v1/executions/webhook/ns/flow/key")
-    assert auth.required_role("GET", f"{API}/executions/search") == "viewer"
-    assert auth.required_role("HEAD", f"{API}/flows/a/b") == "viewer"
-    for method, path in [("POST", f"{API}/executions/ns/f"), ("DELETE", f"{API}/flows/a/b"),
-                         ("POST", f"{API}/executions/1/actions/restart"),
-                         ("PUT", f"{API}/namespaces/n/kv/k"),
-                         ("DELETE", "/api/v1/executions/1/kill")]:
-        assert auth.required_role(method, path) == "operator", path
-    assert auth.required_role("POST", f"{API}/approvals/1/approve") == "approver"
-    assert auth.required_role("POST", "/v1/approvals") == "approver"
-    assert auth.required_role("GET", f"{API}/approvals") == "viewer"
-    assert auth.required_role("GET", "/api/v1/tokens") == "admin"
-    assert auth.required_role("DELETE", f"{API}/tokens/1") == "admin"
+async def test_route_rules(tmp_path: Path) -> None:
+    """What each route declares, read from the app the way the router matches requests."""
+    engine = await open_engine(tmp_path / "data")
+    try:
+        app = create_app(engine)
+        host = app.state.host
+
+        def rules(method: str, path: str) -> tuple[Access, ...]:
+            route = host.route_for(app, method, path)
+            return host.declared(route) if route is not None else ()
+
+        def is_open(method: str, path: str) -> bool:
+            return any(rule.open for rule in rules(method, path))
+
+        def required_role(method: str, path: str) -> str:
+            needed = [min(rule.roles, key=list(Role).index) for rule in rules(method, path)]
+            return str(max(needed, key=list(Role).index))
+
+        assert is_open("GET", "/ping") and is_open("HEAD", "/ping")
+        assert is_open("PUT", "/api/v1/executions/webhook/ns/flow/key")
+        assert is_open("POST", "/api/v1/main/executions/webhook/ns/flow/key/a/b")
+        assert not is_open("DELETE", "/api/v1/main/executions/webhook/ns/flow/key")
+        assert not is_open("POST", "/api/v1/main/executions/webhook/ns/flow")
+        assert not is_open("POST", "/api/v1/main/executions/webhook/ns/flow/")
+        assert not is_open("GET", "/api/v1/other/executions/webhook/ns/flow/key")
+        assert not is_open("GET", "/x/api/v1/executions/webhook/ns/flow/key")
+        assert required_role("GET", f"{API}/executions/search") == "viewer"
+        assert required_role("GET", f"{API}/flows/a/b") == "viewer"
+        for method, path in [("POST", f"{API}/executions/ns/f"), ("DELETE", f"{API}/flows/a/b"),
+                             ("POST", f"{API}/executions/1/actions/restart"),
+                             ("PUT", f"{API}/namespaces/n/kv/k"),
+                             ("DELETE", "/api/v1/executions/1/kill")]:
+            assert required_role(method, path) == "operator", path
+        assert required_role("POST", f"{API}/approvals/1/approve") == "approver"
+        assert required_role("GET", f"{API}/approvals") == "viewer"
+        assert required_role("GET", "/api/v1/tokens") == "admin"
+        assert required_role("DELETE", f"{API}/tokens/1") == "admin"
+    finally:
+        await engine.close()
     assert auth.is_loopback("127.0.0.1") and auth.is_loopback("127.8.9.10")
     assert auth.is_loopback("::1") and auth.is_loopback("[::1]")
     assert auth.is_loopback("localhost") and auth.is_loopback("LOCALHOST")
-    for host in ("0.0.0.0", "::", "192.168.1.4", "10.0.0.1", "example.com", "localhost.evil"):
-        assert not auth.is_loopback(host), host
+    for host_name in ("0.0.0.0", "::", "192.168.1.4", "10.0.0.1", "example.com",
+                      "localhost.evil"):
+        assert not auth.is_loopback(host_name), host_name
 
 
 # -- bearer tokens -------------------------------------------------------------------------------

@@ -99,10 +99,36 @@ async def test_flow_lifecycle_create_get_update_delete(api: httpx.AsyncClient) -
     assert kept.status_code == 200 and kept.json()["deleted"] is True
     assert kept.json()["revision"] == 2
     assert_problem(await api.delete(f"{MAIN}/flows/company.team/hello"), 404)
-    assert_problem(await api.put(f"{MAIN}/flows/company.team/hello", content=updated_source,
-                                 headers=YAML), 404)
-    again = await create(api, source)  # re-created after a delete: revisions go on
-    assert again["revision"] == 3
+    # Spec 001's "Create/Update Flow": a PUT creates a flow that does not exist (any more).
+    put_back = await api.put(f"{MAIN}/flows/company.team/hello", content=updated_source,
+                             headers=YAML)
+    assert put_back.status_code == 200, put_back.text
+    assert put_back.json()["revision"] == 3  # re-created after a delete: revisions go on
+    assert (await api.delete(f"{MAIN}/flows/company.team/hello")).status_code == 204
+    again = await create(api, source)
+    assert again["revision"] == 4
+
+
+async def test_put_creates_a_flow_that_does_not_exist(api: httpx.AsyncClient) -> None:
+    """Spec 001: `PUT /api/v1/flows/{namespace}/{id}` is "Create/Update Flow"."""
+    source = flow_source("fresh", "company.new")
+    for prefix in (MAIN, "/api/v1"):
+        flow_id = "fresh" if prefix == MAIN else "fresh2"
+        body = flow_source(flow_id, "company.new")
+        created = await api.put(f"{prefix}/flows/company.new/{flow_id}", content=body,
+                                headers=YAML)
+        assert created.status_code == 200, created.text
+        assert created.json()["revision"] == 1 and created.json()["source"] == body
+        got = await api.get(f"{MAIN}/flows/company.new/{flow_id}")
+        assert got.status_code == 200 and got.json()["source"] == body
+    again = await api.put(f"{MAIN}/flows/company.new/fresh", content=source, headers=YAML)
+    assert again.json()["revision"] == 1  # the same source: no new revision
+    # The source must define the flow the path names; nothing is created otherwise.
+    assert_problem(await api.put(f"{MAIN}/flows/company.new/other", content=source,
+                                 headers=YAML), 422, "company.new.fresh")
+    assert_problem(await api.get(f"{MAIN}/flows/company.new/other"), 404)
+    assert_problem(await api.put(f"{MAIN}/flows/company.new/bad", content=b"tasks: 3\n",
+                                 headers=YAML), 422)
 
 
 async def test_flow_errors_are_problem_json(api: httpx.AsyncClient) -> None:

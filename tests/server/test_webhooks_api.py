@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from flowdeck.engine import webhook_triggers as webhooks
 from flowdeck.engine.engine import Engine, EngineSettings
 from flowdeck.server.app import ServerOptions
-from flowdeck.server.dialects.kestra import webhooks
 from helpers import apply
 from live_server import LiveServer, start_server, stop_server
 

@@ -1,31 +1,13 @@
-"""Who may call what, decided in one place; and the guards every request passes first.
+"""Who is calling: credentials checked once, cheaply, and without telling a guesser anything.
 
-Every HTTP request goes through `Gatekeeper`, an ASGI middleware, before routing:
-
-1. Security headers are added to every response (`X-Content-Type-Options: nosniff`,
-   `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer`, and `Cache-Control: no-store` where
-   the route set no caching policy of its own).
-2. Bodies over `max_body_bytes` get 413 problem+json: at once when `Content-Length` says so,
-   else as soon as the streamed (chunked) body crosses the limit. FastAPI's own limit answers
-   a body its route never reads with plain text, so flowdeck counts the bytes itself.
-3. Authentication, unless the route is open. Open routes are `/ping` and Kestra's webhook
-   trigger (`/api/v1[/main]/executions/webhook/{namespace}/{flowId}/{key}[/...]`), matched on
-   the whole route shape, never on a substring: `POST /api/v1/main/executions/webhook/x`
-   creates an execution of flow `x` in a namespace named `webhook` and needs credentials (the
-   Kestra 2.0 open-URL bug). A global route dependency (`confirm_open_route`) checks again,
-   after routing, that a request let through as open reached an open endpoint (`/ping`, or
-   a route whose template spells `/executions/webhook/`); else it is refused (fail closed).
-4. Authorization by role: viewer < operator < approver < admin (`required_role`): reads are
-   viewer; writes and actions operator; approval decisions approver (including resuming an
-   execution that waits on an approval, which decides it); token management admin.
+Authentication only; what a caller may do is declared on each route (`server/access.py`).
 
 Auth is off only when the server is bound to loopback with no credentials configured (the
-`serve` command decides, see `ServerOptions.auth_required`). Otherwise a request needs HTTP
-Basic (the configured user, password checked against an argon2id hash; the user is admin) or
-`Authorization: Bearer <token>` (an API token of `engine.keys`, with its role). Failures get 401
-with `WWW-Authenticate: Basic realm="Kestra"` and one body for every cause (unknown user and
-wrong password, unknown, revoked and expired token are indistinguishable); a role too low for
-the call gets 403.
+`serve` command decides, see `ServerOptions.auth_required`): every caller is then `anonymous`
+with the admin role. Otherwise a request needs HTTP Basic (the configured user, password checked
+against an argon2id hash; the user is admin) or `Authorization: Bearer <token>` (an API token of
+`engine.keys`, with its role), as the dialect's `IdentityScheme` allows. Every failure (unknown
+user and wrong password, unknown, revoked and expired token) gets the same 401.
 
 Brute force: per client IP, 10 failures within 5 minutes lock that IP out for 30 minutes
 (429 + `Retry-After`), checked before any hashing. Attempts being verified count against the
@@ -50,50 +32,27 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import argon2
-from fastapi import Request
-from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flowdeck.engine.keys import ROLE_RANK, role_allows
-from flowdeck.server.errors import problem
+from flowdeck.engine.keys import Role, role_allows
+from flowdeck.server.dialect import ApiError, ApiFailure
 
 if TYPE_CHECKING:
-    from starlette.responses import Response
+    from fastapi import Request
 
     from flowdeck.engine.keys import TokenStore
 
 log = logging.getLogger("flowdeck.server.auth")
 
-REALM = "Kestra"
-CHALLENGE = f'Basic realm="{REALM}"'
 #: OWASP's minimum argon2id profile: 19 MiB, 2 passes, 1 lane (~25 ms a verification).
 HASHER = argon2.PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32,
                                salt_len=16, type=argon2.Type.ID)
-
-#: The webhook trigger's route shapes (the Kestra router serves them before anything else).
-OPEN_ROUTE = re.compile(r"/api/v1(?:/main)?/executions/webhook/[^/]+/[^/]+/[^/]+(?:/.*)?")
-OPEN_ROUTE_METHODS = frozenset({"GET", "HEAD", "POST", "PUT"})
-OPEN_PATHS = frozenset({"/ping", "/api/v1/configs/login"})  # the latter: as Kestra 2.x
 #: A webhook key and whatever follows it in a path, for logs and error bodies.
 WEBHOOK_KEY = re.compile(r"(/executions/webhook/[^/?#]+/[^/?#]+/).*")
-WEBHOOK_TEMPLATE = "/executions/webhook/"
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Writes that need more than operator. Decisions on approvals: approver; tokens: admin.
-APPROVER_WRITES = re.compile(r"/(?:api/v1/(?:main/)?|v1/)approvals(?:/.*)?")
-ADMIN_ANY = re.compile(r"/api/v1/(?:main/)?(?:tokens|api-keys)(?:/.*)?")
-#: Resuming an execution that waits on an approval decides that approval (engine.resume).
-RESUME = re.compile(r"/api/v1/(?:main/)?executions/([^/]+)/(?:actions/)?resume")
-
-SECURITY_HEADERS = (
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-)
 
 DEFAULT_MAX_FAILURES = 10
 DEFAULT_FAILURE_WINDOW_S = 300.0
@@ -101,6 +60,8 @@ DEFAULT_LOCKOUT_S = 1800.0
 DEFAULT_CACHE_TTL_S = 300.0
 #: argon2 verifications running at once (each holds 19 MiB and a CPU).
 VERIFY_CONCURRENCY = 4
+NO_CREDENTIALS = ("no credentials: send HTTP Basic credentials or an API token "
+                  "(Authorization: Bearer)")
 
 
 # -- passwords ---------------------------------------------------------------------------------
@@ -146,40 +107,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-# -- what a call needs ---------------------------------------------------------------------------
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
-def is_open(method: str, path: str) -> bool:
-    """Routes anyone may call: `/ping` and the webhook trigger (whole route shape)."""
-    if path in OPEN_PATHS:
-        return method in READ_METHODS
-    return method in OPEN_ROUTE_METHODS and OPEN_ROUTE.fullmatch(path) is not None
-
-
-def required_role(method: str, path: str) -> str:
-    """The least role allowed to make this call."""
-    if ADMIN_ANY.fullmatch(path):
-        return "admin"
-    if method in READ_METHODS:
-        return "viewer"
-    if APPROVER_WRITES.fullmatch(path):
-        return "approver"
-    return "operator"
+# -- who -----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: `basic` (the configured user), `token`, `anonymous` (auth off) or
-    `open` (an open route, no credentials looked at)."""
+class Identity:
+    """Who is calling: `basic` (the configured user), `token`, `anonymous` (auth off) or `open`
+    (an open route: no credentials looked at). Later dialects add their own kinds."""
 
     kind: str
     name: str
     role: str
     token_id: str | None = None
 
+    def allows(self, role: Role) -> bool:
+        """Whether this caller holds `role` (anonymous callers, with auth off, hold every one)."""
+        return self.kind == "anonymous" or role_allows(self.role, role)
 
-ANONYMOUS = Principal("anonymous", "anonymous", "admin")
-OPEN = Principal("open", "", "viewer")
+
+ANONYMOUS = Identity("anonymous", "anonymous", Role.ADMIN.value)
+OPEN = Identity("open", "", Role.VIEWER.value)
 
 
 # -- throttling and caching ----------------------------------------------------------------------
@@ -286,7 +237,7 @@ class SuccessCache:
             self._entries.popitem(last=False)
 
 
-# -- the decision --------------------------------------------------------------------------------
+# -- the check -----------------------------------------------------------------------------------
 
 
 class _Throttled(Exception):
@@ -304,17 +255,13 @@ def _option(extra: dict[str, Any], name: str, default: float) -> float:
 
 @dataclass
 class Authenticator:
-    """Every authentication and authorization decision of the server."""
+    """Checks credentials for every dialect; what a caller may do is the route's to say."""
 
     required: bool
     tokens: TokenStore | None = None
     username: str | None = None
     password_hash: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    #: Endpoints a request let through as open may reach (set when the app is built).
-    open_endpoints: set[Callable[..., Any]] = field(default_factory=set)
-    #: How many approvals an execution waits on (resuming it decides them: approver only).
-    pending_approvals: Callable[[str], Awaitable[int]] | None = None
     #: Set when the server stops: open event streams end instead of holding the shutdown.
     shutdown: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -329,61 +276,34 @@ class Authenticator:
         self._dummy_hash: str | None = None
         self._verify_slots = asyncio.Semaphore(VERIFY_CONCURRENCY)
 
-    def is_open_endpoint(self, scope: Scope) -> bool:
-        """After routing: an endpoint declared open, or a route whose *template* holds the
-        literal `/executions/webhook/` (any dialect's webhook trigger). A route that merely
-        captured such a path with parameters (`/executions/{namespace}/{flowId}`) is not."""
-        if scope.get("endpoint") in self.open_endpoints:
-            return True
-        template = getattr(scope.get("route"), "path", "")
-        return isinstance(template, str) and WEBHOOK_TEMPLATE in template
-
     @property
     def has_basic(self) -> bool:
         return self.username is not None and self.password_hash is not None
 
-    async def check(self, method: str, path: str, authorization: str | None,
-                    client: str) -> Principal | Response:
-        """The caller of a non-open route, or the error response to send instead."""
+    async def authenticate(self, authorization: str | None, client: str, *, basic: bool = True,
+                           bearer: bool = True) -> Identity | str:
+        """The caller, or why not: a 401's detail; raises `_Throttled` while locked out."""
         if not self.required:
             return ANONYMOUS
-        shown = redact(path)  # what error bodies may echo
         wait = self.throttle.retry_after(client)
         if wait is not None:
-            return self._too_many(shown, wait)
+            raise _Throttled(wait)
         if not authorization:
-            return self._unauthenticated(shown, "no credentials: send HTTP Basic credentials "
-                                               "or an API token (Authorization: Bearer)")
+            return NO_CREDENTIALS
         scheme, _, credentials = authorization.strip().partition(" ")
-        try:
-            if scheme.lower() == "basic":
-                principal = await self._basic(authorization, credentials.strip(), client)
-            elif scheme.lower() == "bearer":
-                principal = await self._bearer(credentials.strip(), client)
-            else:
-                self.throttle.failed(client)
-                principal = None
-        except _Throttled as exc:
-            return self._too_many(shown, exc.retry_after)
-        if principal is None:
-            return self._unauthenticated(shown, "invalid credentials")
-        needed = required_role(method, path)
-        if not role_allows(principal.role, needed):
-            return problem(403, f"role '{principal.role}' may not {method} {shown}; "
-                                f"it needs '{needed}' or above", shown)
-        if method == "POST" and not role_allows(principal.role, "approver"):
-            resume = RESUME.fullmatch(path)
-            if (resume and self.pending_approvals is not None
-                    and await self.pending_approvals(resume.group(1))):
-                return problem(403, f"execution {resume.group(1)} waits on an approval; "
-                                    f"resuming it decides the approval, which needs the "
-                                    f"'approver' role (role '{principal.role}' given)", shown)
-        return principal
+        identity: Identity | None = None
+        if basic and scheme.lower() == "basic":
+            identity = await self._basic(authorization, credentials.strip(), client)
+        elif bearer and scheme.lower() == "bearer":
+            identity = await self._bearer(credentials.strip(), client)
+        else:
+            self.throttle.failed(client)
+        return identity if identity is not None else "invalid credentials"
 
-    async def _basic(self, header: str, credentials: str, client: str) -> Principal | None:
+    async def _basic(self, header: str, credentials: str, client: str) -> Identity | None:
         key = hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
         if self.has_basic and self.cache.hit(key):
-            return Principal("basic", self.username or "", "admin")
+            return Identity("basic", self.username or "", Role.ADMIN.value)
         try:
             decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
@@ -405,7 +325,7 @@ class Authenticator:
         if user_ok and password_ok:
             self.throttle.succeeded(client, ticket)
             self.cache.put(key)
-            return Principal("basic", user, "admin")
+            return Identity("basic", user, Role.ADMIN.value)
         self.throttle.failed(client, ticket)
         return None
 
@@ -419,200 +339,42 @@ class Authenticator:
             self._dummy_hash = await asyncio.to_thread(hasher.hash, secrets.token_hex(16))
         return self._dummy_hash
 
-    async def _bearer(self, secret: str, client: str) -> Principal | None:
+    async def _bearer(self, secret: str, client: str) -> Identity | None:
         token = await self.tokens.authenticate(secret) if self.tokens is not None else None
         if token is None:
             self.throttle.failed(client)
             return None
-        return Principal("token", token.name, token.role, token.id)
-
-    def _unauthenticated(self, path: str, detail: str) -> Response:
-        return problem(401, detail, path, headers={"WWW-Authenticate": CHALLENGE})
-
-    def _too_many(self, path: str, wait: int) -> Response:
-        return problem(429, "too many failed authentications from this address; retry later",
-                       path, headers={"Retry-After": str(wait)})
+        return Identity("token", token.name, token.role, token.id)
 
 
-async def confirm_open_route(request: Request) -> None:
-    """A global route dependency: a request let in as open must have reached an open
-    endpoint (a second line behind `is_open`, should a route ever shadow the webhook)."""
-    state = request.scope.get("state") or {}
-    if state.get("principal") is not OPEN:
-        return
-    auth: Authenticator | None = getattr(request.app.state, "auth", None)
-    if auth is not None and not auth.is_open_endpoint(request.scope):
-        log.error("%s %s was let in as an open route but is served by %r; refused",
-                  request.method, redact(request.url.path), request.scope.get("endpoint"))
-        raise HTTPException(401, "this route is not open; it needs credentials",
-                            headers={"WWW-Authenticate": CHALLENGE})
+@dataclass(frozen=True, slots=True)
+class HttpCredentials:
+    """An `IdentityScheme`: `Authorization: Basic` and/or `Bearer`, answered with `challenge`."""
 
+    basic: bool = True
+    bearer: bool = True
+    challenge: str | None = 'Basic realm="flowdeck"'
 
-# -- the middleware ------------------------------------------------------------------------------
-
-
-class BodyTooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than the {_size(limit)} limit")
-
-
-def _size(limit: int) -> str:
-    if limit >= 1024 * 1024 and limit % (1024 * 1024) == 0:
-        return f"{limit // (1024 * 1024)} MiB"
-    return f"{limit} bytes"
-
-
-class _Exchange:
-    """What the middleware knows about one request/response."""
-
-    __slots__ = ("body_done", "complete", "drained", "received", "started", "streaming",
-                 "suppress", "too_large")
-
-    def __init__(self) -> None:
-        self.started = False
-        self.complete = False
-        self.streaming = False
-        self.too_large = False
-        self.suppress = False
-        self.drained = False
-        self.body_done = False
-        self.received = 0
-
-
-class Gatekeeper:
-    """ASGI middleware: security headers, body limit, authentication and authorization."""
-
-    def __init__(self, app: ASGIApp, *, auth: Authenticator, max_body_bytes: int) -> None:
-        self.app = app
-        self.auth = auth
-        self.max_body = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        ex = _Exchange()
-        method: str = scope["method"]
-        path: str = scope["path"]
-
-        async def deliver(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                ex.started = True
-                headers = list(message.get("headers", []))
-                names = {name.lower() for name, _ in headers}
-                headers.extend(h for h in SECURITY_HEADERS if h[0] not in names)
-                if b"cache-control" not in names:
-                    headers.append((b"cache-control", b"no-store"))
-                for name, value in headers:
-                    if name.lower() == b"content-type" and value.startswith(
-                            b"text/event-stream"):
-                        ex.streaming = True
-                message = {**message, "headers": headers}
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                ex.complete = True
-            await send(message)
-
-        async def send_out(message: Message) -> None:
-            if ex.suppress:
-                return
-            if (message["type"] == "http.response.start" and ex.too_large
-                    and message["status"] != 413):
-                # The route swallowed the limit's error: answer what it really was.
-                ex.suppress = True
-                await self._send_problem(scope, deliver, BodyTooLarge(self.max_body))
-                return
-            await deliver(message)
-
-        length = _content_length(scope)
-        if length is not None and length > self.max_body:
-            await self._send_problem(scope, deliver, BodyTooLarge(self.max_body))
-            return
-
-        if is_open(method, path):
-            principal: Principal = OPEN
-        else:
-            client = scope["client"][0] if scope.get("client") else "unknown"
-            decision = await self.auth.check(method, path, _header(scope, b"authorization"),
-                                             client)
-            if not isinstance(decision, Principal):
-                await decision(scope, receive, send_out)
-                return
-            principal = decision
-        scope.setdefault("state", {})["principal"] = principal
-
-        async def receive_in() -> Message:
-            if ex.body_done:  # only a wait for the client to leave is left
-                return await self._receive_or_shutdown(receive, ex)
-            message = await receive()
-            if message["type"] == "http.request":
-                ex.received += len(message.get("body", b""))
-                if ex.received > self.max_body:
-                    ex.too_large = True
-                    raise BodyTooLarge(self.max_body)
-                ex.body_done = not message.get("more_body", False)
-            return message
-
+    async def identify(self, request: Request, auth: Authenticator) -> Identity:
+        if not auth.required:
+            return ANONYMOUS
         try:
-            await self.app(scope, receive_in, send_out)
-        except BodyTooLarge as exc:
-            if not ex.started:
-                await self._send_problem(scope, deliver, exc)
-            return
-        if ex.drained and ex.started and not ex.complete:
-            # The stream was ended for the shutdown: close the chunked body properly.
-            await deliver({"type": "http.response.body", "body": b"", "more_body": False})
+            found = await auth.authenticate(request.headers.get("authorization"),
+                                            client_ip(request), basic=self.basic,
+                                            bearer=self.bearer)
+        except _Throttled as exc:
+            raise ApiFailure(ApiError(
+                429, "too many failed authentications from this address; retry later",
+                redact(request.url.path), headers={"Retry-After": str(exc.retry_after)})
+            ) from None
+        if isinstance(found, Identity):
+            return found
+        raise ApiFailure(ApiError(401, found, redact(request.url.path),
+                                  headers=self.challenge_headers()))
 
-    async def _receive_or_shutdown(self, receive: Receive, ex: _Exchange) -> Message:
-        """Event streams wait here for their client to go away; the server stopping counts
-        as that, so a stream ends at once instead of holding the shutdown up."""
-        shutdown = self.auth.shutdown
-        incoming = asyncio.ensure_future(receive())
-        try:
-            while not shutdown.is_set():
-                stopping = asyncio.ensure_future(shutdown.wait())
-                try:
-                    await asyncio.wait({incoming, stopping},
-                                       return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    stopping.cancel()
-                if incoming.done():
-                    return incoming.result()
-            if ex.streaming:
-                ex.drained = True
-                return {"type": "http.disconnect"}
-            return await incoming  # a download in flight finishes within the grace period
-        finally:
-            if not incoming.done():
-                incoming.cancel()
-
-    async def _send_problem(self, scope: Scope, send: Send, exc: HTTPException) -> None:
-        response = problem(exc.status_code, str(exc.detail), redact(scope["path"]),
-                           headers=dict(exc.headers or {}))
-
-        async def no_body() -> Message:
-            return {"type": "http.disconnect"}
-
-        await response(scope, no_body, send)
+    def challenge_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.challenge} if self.challenge else {}
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
-
-
-def _content_length(scope: Scope) -> int | None:
-    raw = _header(scope, b"content-length")
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        return None
-
-
-__all__ = ["ANONYMOUS", "CHALLENGE", "HASHER", "OPEN", "ROLE_RANK", "Authenticator",
-           "BodyTooLarge", "FailureThrottle", "Gatekeeper", "Principal", "SuccessCache",
-           "confirm_open_route", "hash_password", "is_loopback", "is_open", "required_role",
-           "verify_password"]
+#: What the Kestra-family dialects accept: Basic (the configured user) and API tokens.
+KESTRA_CREDENTIALS = HttpCredentials(challenge='Basic realm="Kestra"')

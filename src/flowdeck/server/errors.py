@@ -1,17 +1,21 @@
-"""Errors as RFC 9457 `application/problem+json`, plus the `message` field older clients read.
+"""Every error of the app becomes an `ApiError`, rendered by the dialect that serves the request.
 
-Every engine error maps to one status (404 unknown, 409 wrong state, 410 expired, 422 invalid,
-400 bad query); anything unexpected is a 500 with no stack trace and no detail that could leak.
+Engine errors map to one status each (404 unknown, 409 wrong state, 410 expired, 422 invalid,
+400 bad query, 403 not allowed); FastAPI's own validation is 422 for a body and 400 for a query
+or path value; anything unexpected is a 500 with no stack trace and no detail that could leak.
+
+A path that no route serves (404) or serves with other methods (405) is revealed only to a
+caller who may call the API at all: without credentials it is the dialect's 401.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowdeck.core.errors import (
@@ -21,43 +25,15 @@ from flowdeck.core.errors import (
     ExpiredError,
     FlowdeckError,
     NotFoundError,
+    PermissionDenied,
     ValidationError,
 )
+from flowdeck.server.auth import Identity
+from flowdeck.server.dialect import ApiError, ApiFailure
 from flowdeck.server.sse import TooManyStreams
 
 log = logging.getLogger("flowdeck.server")
-PROBLEM = "application/problem+json"
-BASE = "https://kestra.io/docs/api-reference/problems/"
-SLUGS = {
-    400: ("bad-request", "Bad request"),
-    401: ("unauthenticated", "Authentication required"),
-    403: ("forbidden", "Forbidden"),
-    404: ("not-found", "Not found"),
-    405: ("method-not-allowed", "Method not allowed"),
-    409: ("conflict", "Conflict"),
-    410: ("resource-expired", "Resource expired"),
-    413: ("payload-too-large", "Payload too large"),
-    415: ("unsupported-media-type", "Unsupported media type"),
-    422: ("invalid-entity", "Invalid entity"),
-    429: ("too-many-requests", "Too many requests"),
-    500: ("internal-error", "Internal server error"),
-    503: ("service-unavailable", "Service unavailable"),
-}
-
-
-def problem(status: int, detail: str, instance: str, *, headers: dict[str, str] | None = None,
-            extra: dict[str, Any] | None = None) -> JSONResponse:
-    slug, title = SLUGS.get(status, ("error", "Error"))
-    body: dict[str, Any] = {"type": BASE + slug, "title": title, "status": status,
-                            "detail": detail, "instance": instance,
-                            "message": f"{title}: {detail}" if detail else title}
-    if extra:  # a more precise `type` may replace ours; the other members stay as they are
-        protected = {"status", "detail", "instance", "message"}
-        body.update({k: v for k, v in extra.items() if k not in protected})
-    response = JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
-    if status == 404:
-        response.headers["X-Kestra-Edition"] = "OSS"
-    return response
+UNEXPECTED = "an unexpected error occurred; see the server log"
 
 
 def status_for(exc: FlowdeckError) -> int:
@@ -71,6 +47,8 @@ def status_for(exc: FlowdeckError) -> int:
         return 422
     if isinstance(exc, BadRequestError):
         return 400
+    if isinstance(exc, PermissionDenied):
+        return 403
     if isinstance(exc, EngineLockedError):
         return 503
     if isinstance(exc, TooManyStreams):
@@ -78,40 +56,60 @@ def status_for(exc: FlowdeckError) -> int:
     return 422
 
 
+def engine_error(exc: FlowdeckError, path: str,
+                 redact: Callable[[str], str] = lambda text: text) -> ApiError:
+    """The `ApiError` of an engine error (`redact` scrubs secrets from its messages)."""
+    problems: tuple[tuple[str, str], ...] = ()
+    if isinstance(exc, ValidationError) and exc.problems:
+        problems = tuple((where, redact(msg)) for where, msg in exc.problems)
+    details = exc.details if isinstance(exc, ConflictError) else {}
+    headers = {"Retry-After": "5"} if isinstance(exc, TooManyStreams) else {}
+    return ApiError(status_for(exc), redact(str(exc)), path, problems, details, headers)
+
+
+def validation_error(exc: RequestValidationError, path: str) -> ApiError:
+    problems = []
+    in_body = False
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        in_body = in_body or (bool(loc) and loc[0] == "body")
+        where = ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc)
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    return ApiError(422 if in_body else 400, "; ".join(problems), path)
+
+
 def install(app: FastAPI) -> None:
+    def render(request: Request, error: ApiError) -> Response:
+        return request.app.state.host.render(request.scope, error)  # type: ignore[no-any-return]
+
+    @app.exception_handler(ApiFailure)
+    async def _failure(request: Request, exc: ApiFailure) -> Response:
+        return render(request, exc.error)
+
     @app.exception_handler(FlowdeckError)
     async def _flowdeck(request: Request, exc: FlowdeckError) -> Response:
-        status = status_for(exc)
-        extra: dict[str, Any] = {}
-        if isinstance(exc, ValidationError) and exc.problems:
-            extra["errors"] = [{"path": path, "detail": msg} for path, msg in exc.problems]
-        if isinstance(exc, ConflictError) and exc.details:
-            extra.update(exc.details)
-        return problem(status, str(exc), request.url.path, extra=extra)
+        return render(request, engine_error(exc, request.url.path))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        problems = []
-        in_body = False
-        for err in exc.errors():
-            loc = [str(p) for p in err.get("loc", ())]
-            in_body = in_body or (bool(loc) and loc[0] == "body")
-            where = ".".join(loc[1:]) if len(loc) > 1 else ".".join(loc)
-            problems.append(f"{where}: {err.get('msg', 'invalid')}")
-        status = 422 if in_body else 400
-        return problem(status, "; ".join(problems), request.url.path)
+        return render(request, validation_error(exc, request.url.path))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else ""
+        if exc.status_code in (404, 405) and not isinstance(
+                getattr(request.state, "identity", None), Identity):
+            try:  # no route admitted this caller yet: first, may it call the API at all?
+                await request.app.state.host.identify(request)
+            except ApiFailure as failure:
+                return render(request, failure.error)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route for {request.method} {request.url.path}"
-        return problem(exc.status_code, detail, request.url.path,
-                       headers=getattr(exc, "headers", None))
+        return render(request, ApiError(exc.status_code, detail, request.url.path,
+                                        headers=dict(getattr(exc, "headers", None) or {})))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.error("unexpected error on %s %s: %s: %.200s", request.method, request.url.path,
                   type(exc).__name__, exc)
-        return problem(500, "an unexpected error occurred; see the server log",
-                       request.url.path)
+        return render(request, ApiError(500, UNEXPECTED, request.url.path))

@@ -2,9 +2,10 @@
 
 Start-up order: decide auth (refusing a network host with no credentials at all, before
 anything is bound or resumed), bind the socket (a busy port is a one-line error), let the
-engine recover what a previous process left unfinished, then serve, and print
-`flowdeck serving http://HOST:PORT` once connections are accepted (`--port 0` prints the port
-the kernel picked).
+engine recover what a previous process left unfinished, run the dialects' start-up hooks (the
+staging dialect installs its bundled flows), then serve, and print `flowdeck serving
+http://HOST:PORT` once connections are accepted (`--port 0` prints the port the kernel
+picked).
 
 SIGTERM or SIGINT stops it: no new connections, open event streams are ended, requests in
 flight get up to `GRACEFUL_S` seconds, then the caller closes the engine, which leaves running
@@ -24,7 +25,7 @@ import copy
 import logging
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +36,7 @@ from flowdeck.engine.engine import Engine
 from flowdeck.engine.keys import TokenStore
 from flowdeck.server.app import ServerOptions, create_app
 from flowdeck.server.auth import is_loopback, redact
+from flowdeck.server.dialect import Dialect
 
 log = logging.getLogger("flowdeck.server")
 
@@ -167,20 +169,23 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def install_staging_flows(engine: Engine) -> str | None:
-    """Apply the bundled dev.deployment staging flows (idempotent: unchanged ones stay put).
+def served_dialects(dialects: Sequence[Dialect] | None) -> Sequence[Dialect]:
+    if dialects is not None:
+        return dialects
+    from flowdeck.server.dialects import DEFAULT_DIALECTS
 
-    Returns a line naming the variables still to set: until a key is set, its webhook accepts
-    nothing.
-    """
-    from flowdeck.engine.staging import bundled_flow_sources, missing_staging_keys
+    return DEFAULT_DIALECTS
 
-    for source in bundled_flow_sources():
-        await engine.apply_flow(source)
-    missing = missing_staging_keys(engine.trigger_envs)
-    if not missing:
-        return None
-    return ("staging webhooks refuse every call until these are set: " + ", ".join(missing))
+
+async def start_dialects(engine: Engine, dialects: Sequence[Dialect]) -> list[str]:
+    """Run each dialect's start-up hook (e.g. installing bundled flows); the lines to print."""
+    notes = []
+    for dialect in dialects:
+        if dialect.on_startup is not None:
+            note = await dialect.on_startup(engine)
+            if note:
+                notes.append(note)
+    return notes
 
 
 @dataclass
@@ -234,10 +239,11 @@ def server_config(app: Any, options: ServerOptions, *, access_log: bool,
 
 async def launch(engine: Engine, options: ServerOptions, sock: socket.socket, auth_line: str,
                  *, access_log: bool = False, log_config: dict[str, Any] | None = None,
-                 stop: asyncio.Event | None = None) -> HttpService | None:
+                 stop: asyncio.Event | None = None,
+                 dialects: Sequence[Dialect] | None = None) -> HttpService | None:
     """Serve on `sock` (already bound) from this loop; answers once connections are
     accepted, or None when `stop` was set first. Raises ServeError if uvicorn cannot start."""
-    app = create_app(engine, options)
+    app = create_app(engine, options, served_dialects(dialects))
     server = _Server(server_config(app, options, access_log=access_log,
                                    log_config=log_config))
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="flowdeck-http")
@@ -254,15 +260,18 @@ async def launch(engine: Engine, options: ServerOptions, sock: socket.socket, au
 
 
 async def serve_alongside(engine: Engine, options: ServerOptions, sock: socket.socket, *,
-                          log_file: str | None = None) -> HttpService:
+                          log_file: str | None = None,
+                          dialects: Sequence[Dialect] | None = None) -> HttpService:
     """The HTTP API next to a running engine (the deck's `--serve`): checks auth as `flowdeck
-    serve` does, installs the staging flows, serves on `sock` until `stop()`. uvicorn's own
-    messages go to `log_file` (the terminal belongs to the deck)."""
+    serve` does, runs the dialects' start-up hooks, serves on `sock` until `stop()`. uvicorn's
+    own messages go to `log_file` (the terminal belongs to the deck)."""
     options, how = await resolve_auth(engine, options)
     options = replace(options, port=sock.getsockname()[1])
-    await install_staging_flows(engine)
+    dialects = served_dialects(dialects)
+    await start_dialects(engine, dialects)
     log_config = _file_log_config(log_file)
-    service = await launch(engine, options, sock, how, log_config=log_config)
+    service = await launch(engine, options, sock, how, log_config=log_config,
+                           dialects=dialects)
     assert service is not None  # no stop event: it runs or raises
     return service
 
@@ -282,25 +291,27 @@ def _file_log_config(path: str | None) -> dict[str, Any]:
 
 
 async def serve_engine(engine: Engine, options: ServerOptions, stopper: Stopper, *,
-                       announce: Callable[[str], None], access_log: bool = False) -> int:
+                       announce: Callable[[str], None], access_log: bool = False,
+                       dialects: Sequence[Dialect] | None = None) -> int:
     """Serve `engine` (opened, not yet started) until `stopper` says stop; returns 0.
 
     The caller owns the engine and closes it afterwards.
     """
     options, how = await resolve_auth(engine, options)
+    dialects = served_dialects(dialects)
     sock = bind(options.host, options.port)
     try:
         options = replace(options, port=sock.getsockname()[1])
         await engine.start()  # recovery, then the scheduler
-        staging_note = await install_staging_flows(engine)
+        notes = await start_dialects(engine, dialects)
         service = await launch(engine, options, sock, how, access_log=access_log,
-                               stop=stopper.requested)
+                               stop=stopper.requested, dialects=dialects)
         if service is None:
             return 0
         announce(f"flowdeck serving {service.url}")
         announce(how)
-        if staging_note:
-            announce(staging_note)
+        for note in notes:
+            announce(note)
         stop = asyncio.create_task(stopper.requested.wait())
         try:
             await asyncio.wait({service.task, stop}, return_when=asyncio.FIRST_COMPLETED)

@@ -2,7 +2,9 @@
 
 Responses are streamed without a length, so uvicorn sends them chunked (clients that read in
 blocks, like kestrapy's sseclient, see each event at once), with a `: ping` comment as
-keepalive. Streams are capped per client and in total so a reconnect storm cannot exhaust us.
+keepalive. Streams are capped per client and in total so a reconnect storm cannot exhaust us:
+over a cap, `open_stream` raises `TooManyStreams` (429 for one client, 503 for the server, both
+with `Retry-After`), which the serving dialect renders.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from flowdeck.core.errors import FlowdeckError
 
 KEEPALIVE = b": ping\n\n"
+DEFAULT_KEEPALIVE = 15.0
 
 
 class TooManyStreams(FlowdeckError):
@@ -72,3 +76,29 @@ def sse_response(events: AsyncIterator[bytes], limiter: StreamLimiter | None = N
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={
         "Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"})
+
+
+def keepalive_interval(request: Request) -> float:
+    """Seconds between `: ping` comments on an idle stream (`extra["sse_keepalive"]`)."""
+    options = getattr(request.app.state, "options", None)
+    extra: dict[str, Any] = getattr(options, "extra", None) or {}
+    try:
+        value = float(extra.get("sse_keepalive", DEFAULT_KEEPALIVE))
+    except (TypeError, ValueError):
+        return DEFAULT_KEEPALIVE
+    return value if value > 0 else DEFAULT_KEEPALIVE
+
+
+def client_key(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def open_stream(request: Request, events: AsyncIterator[bytes]) -> StreamingResponse:
+    """Stream `events` under the app's stream caps (`app.state.streams`)."""
+    try:
+        return sse_response(events, request.app.state.streams, client_key(request))
+    except TooManyStreams:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        raise

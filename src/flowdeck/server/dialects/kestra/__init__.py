@@ -1,12 +1,21 @@
-"""Kestra's API (spec 001 and Kestra OSS 1.x/2.x), mounted with and without the `main` tenant."""
+"""Kestra's API (spec 001 and Kestra OSS 1.x/2.x), mounted with and without the `main` tenant.
+
+Errors are Kestra's problem+json; callers use HTTP Basic or API tokens (realm "Kestra"); the
+webhook trigger and `/api/v1/configs/login` are open. Settings: `extra["kestra_version"]`, the
+version the server presents (2.0.0 by default; 2.x adds `"type": "OFFSET"` to log pages).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from flowdeck.server.auth import KESTRA_CREDENTIALS
+from flowdeck.server.dialect import Dialect, DialectContext, Routes
 from flowdeck.server.dialects.kestra import (
-    approvals,
+    actions,
+    configs,
     executions,
+    fast,
     files,
     flows,
     follow,
@@ -15,12 +24,34 @@ from flowdeck.server.dialects.kestra import (
     outputs,
     webhooks,
 )
+from flowdeck.server.options import flowdeck_version
+from flowdeck.server.problem import KESTRA_PROBLEMS
+
+TENANTS = ("/api/v1/main", "/api/v1")
 
 
-def build_router() -> APIRouter:
-    router = APIRouter()
-    # Webhooks first: their open, key-in-path routes must not be shadowed by execution routes.
-    # Then the busiest reads: routes are matched in order.
-    for module in (webhooks, executions, follow, outputs, logs, flows, kv, files, approvals):
-        router.include_router(module.router)
-    return router
+def module_routers() -> tuple[APIRouter, ...]:
+    """The tenant-relative routers, in match order. Webhooks first: their open, key-in-path
+    routes must not be shadowed by execution routes; then the busiest reads."""
+    return (webhooks.router, executions.reads, actions.router, executions.writes,
+            follow.router, outputs.router, logs.router, flows.router, kv.router, files.router)
+
+
+def routes(context: DialectContext) -> list[Routes]:
+    mounts = [Routes(configs.configs_router(context, flowdeck_version()))]
+    for tenant in TENANTS:
+        mounts.extend(Routes(router, tenant, include_in_schema=tenant.endswith("/main"))
+                      for router in module_routers())
+    return mounts
+
+
+DIALECT = Dialect(
+    name="kestra",
+    prefixes=TENANTS,
+    routes=routes,
+    errors=KESTRA_PROBLEMS,
+    identity=KESTRA_CREDENTIALS,
+    open_routes=frozenset({configs.LOGIN} | {
+        prefix + template for prefix in TENANTS for template in webhooks.TEMPLATES}),
+    fast_routes=fast.fast_routes,
+)

@@ -1,4 +1,4 @@
-"""What every Kestra route shares: the engine handle, query filters, paging, inputs, JSON.
+"""What the Kestra routes share: Kestra's query filters, sorting, paging and version.
 
 Kestra clients filter with PHP-style parameters (`filters[state][IN]=FAILED,KILLED`,
 `filters[labels][EQUALS][team]=data`) and older scripts with legacy ones (`state=FAILED`,
@@ -8,22 +8,17 @@ names the parameter.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from starlette.datastructures import QueryParams, UploadFile
-from starlette.formparsers import MultiPartException
+from starlette.datastructures import QueryParams
 
-from flowdeck.core.errors import BadRequestError, ValidationError
-from flowdeck.core.ids import new_id
-from flowdeck.core.timefmt import parse_duration, parse_instant
-from flowdeck.engine.engine import Engine
+from flowdeck.core.errors import BadRequestError
 from flowdeck.engine.query import ExecutionQuery
+from flowdeck.server.deps import instant_param, int_param, time_range
 
 FILTER_KEY = re.compile(r"^filters\[(\w+)\]\[(\w+)\](?:\[([^\]]*)\])?$")
 OPERATORS = {"EQUALS", "NOT_EQUALS", "GREATER_THAN", "LESS_THAN", "GREATER_THAN_OR_EQUAL_TO",
@@ -39,9 +34,6 @@ class Filter:
     key: str | None = None
 
 
-def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
 
 
 def parse_filters(params: QueryParams) -> list[Filter]:
@@ -60,33 +52,10 @@ def parse_filters(params: QueryParams) -> list[Filter]:
     return filters
 
 
-def int_param(params: QueryParams, name: str, default: int, low: int = 1,
-              high: int = 10_000) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequestError(f"query parameter '{name}' must be an integer, got '{raw}'") from None
-    if not low <= value <= high:
-        raise BadRequestError(f"query parameter '{name}' must be between {low} and {high}")
-    return value
 
 
-def instant_param(name: str, raw: str) -> datetime:
-    try:
-        return parse_instant(raw)
-    except ValueError:
-        raise BadRequestError(f"'{name}' must be an ISO-8601 date-time, got '{raw}'") from None
 
 
-def time_range(raw: str, now: datetime) -> datetime:
-    try:
-        return now - parse_duration(raw)
-    except ValueError:
-        raise BadRequestError(f"'timeRange' must be an ISO-8601 duration like PT24H, "
-                              f"got '{raw}'") from None
 
 
 def parse_sort(params: QueryParams) -> list[tuple[str, bool]]:
@@ -113,43 +82,50 @@ def execution_query(params: QueryParams, now: datetime | None = None) -> Executi
     query = ExecutionQuery(page=int_param(params, "page", 1, high=1_000_000),
                            size=int_param(params, "size", 10), sort=parse_sort(params))
     for f in parse_filters(params):
-        if f.field == "namespace":
-            query.namespace = f.value
-            query.namespace_mode = {"EQUALS": "EQUALS", "CONTAINS": "CONTAINS"}.get(f.op,
-                                                                                    "PREFIX")
-        elif f.field == "flowId":
-            query.flow_id = f.value
-        elif f.field == "state":
-            if f.op in ("NOT_IN", "NOT_EQUALS"):
-                query.exclude_states = _split(f.value)
-            else:
-                query.states = _split(f.value)
-        elif f.field == "labels":
-            if f.key:
-                query.labels[f.key] = f.value
-            else:
-                for pair in _split(f.value):
-                    k, _, v = pair.partition(":")
-                    query.labels[k] = v
-        elif f.field == "startDate":
-            moment = instant_param("filters[startDate]", f.value)
-            if f.op.startswith("GREATER"):
-                query.start_after = moment
-            else:
-                query.start_before = moment
-        elif f.field == "endDate":
-            query.start_before = instant_param("filters[endDate]", f.value)
-        elif f.field == "timeRange":
-            query.start_after = time_range(f.value, now)
-        elif f.field == "q":
-            query.q = f.value
-        elif f.field == "childFilter":
-            query.child_filter = f.value.upper()
-        elif f.field in ("scope", "kind"):
-            continue
+        _apply_filter(query, f, now)
+    _apply_legacy(query, params, now)
+    return query
+
+
+def _apply_filter(query: ExecutionQuery, f: Filter, now: datetime) -> None:
+    if f.field == "namespace":
+        query.namespace = f.value
+        query.namespace_mode = {"EQUALS": "EQUALS", "CONTAINS": "CONTAINS"}.get(f.op,
+                                                                                "PREFIX")
+    elif f.field == "flowId":
+        query.flow_id = f.value
+    elif f.field == "state":
+        if f.op in ("NOT_IN", "NOT_EQUALS"):
+            query.exclude_states = _split(f.value)
         else:
-            raise BadRequestError(f"cannot filter executions by '{f.field}'")
-    legacy = params
+            query.states = _split(f.value)
+    elif f.field == "labels":
+        if f.key:
+            query.labels[f.key] = f.value
+        else:
+            for pair in _split(f.value):
+                k, _, v = pair.partition(":")
+                query.labels[k] = v
+    elif f.field == "startDate":
+        moment = instant_param("filters[startDate]", f.value)
+        if f.op.startswith("GREATER"):
+            query.start_after = moment
+        else:
+            query.start_before = moment
+    elif f.field == "endDate":
+        query.start_before = instant_param("filters[endDate]", f.value)
+    elif f.field == "timeRange":
+        query.start_after = time_range(f.value, now)
+    elif f.field == "q":
+        query.q = f.value
+    elif f.field == "childFilter":
+        query.child_filter = f.value.upper()
+    elif f.field not in ("scope", "kind"):
+        raise BadRequestError(f"cannot filter executions by '{f.field}'")
+
+
+def _apply_legacy(query: ExecutionQuery, legacy: QueryParams, now: datetime) -> None:
+    """The ≤0.21 parameters: `namespace`, `flowId`, `state`, `labels=k:v`, dates, `q`."""
     if legacy.get("namespace"):
         query.namespace = legacy["namespace"]
     if legacy.get("flowId"):
@@ -172,67 +148,14 @@ def execution_query(params: QueryParams, now: datetime | None = None) -> Executi
         query.q = legacy["q"]
     if legacy.get("childFilter"):
         query.child_filter = legacy["childFilter"].upper()
-    return query
 
 
 def paged(results: list[Any], total: int) -> dict[str, Any]:
     return {"results": results, "total": total}
 
 
-async def read_inputs(request: Request, upload_dir: Path) -> dict[str, Any]:
-    """Execution or resume inputs from an optional multipart/urlencoded (or JSON) body.
-
-    A file part becomes a FILE input whose value is the stored file's `file://` URI.
-    """
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        await _check_multipart_complete(request, content_type)
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        try:
-            form = await request.form()
-        except MultiPartException as exc:
-            raise BadRequestError(f"malformed multipart body: {exc.message}") from None
-        inputs: dict[str, Any] = {}
-        try:
-            for name, value in form.multi_items():
-                if isinstance(value, UploadFile):
-                    folder = upload_dir / new_id()
-                    folder.mkdir(parents=True, exist_ok=True)
-                    target = folder / Path(value.filename or name).name
-                    target.write_bytes(await value.read())
-                    inputs[name] = target.as_uri()
-                else:
-                    inputs[name] = value
-        finally:
-            await form.close()
-        return inputs
-    if content_type.startswith("application/json"):
-        raw = await request.body()
-        if not raw.strip():
-            return {}
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValidationError([("body", f"invalid JSON: {exc}")]) from None
-        if not isinstance(body, dict):
-            raise ValidationError([("body", "a JSON body must be an object of input values")])
-        return body
-    return {}
 
 
-async def _check_multipart_complete(request: Request, content_type: str) -> None:
-    """A multipart body cut short would otherwise parse as fewer inputs, silently."""
-    boundary = ""
-    for part in content_type.split(";")[1:]:
-        key, _, value = part.strip().partition("=")
-        if key.lower() == "boundary":
-            boundary = value.strip('"')
-    body = await request.body()
-    if not body.strip():
-        return
-    if not boundary or f"--{boundary}--".encode() not in body[-(len(boundary) + 16):]:
-        raise BadRequestError("malformed multipart body: it does not end with its closing "
-                              "boundary (was the upload cut short?)")
 
 
 def labels_param(params: QueryParams) -> list[tuple[str, str]]:
@@ -245,17 +168,20 @@ def labels_param(params: QueryParams) -> list[tuple[str, str]]:
     return out
 
 
-def bool_param(params: QueryParams, name: str, default: bool = False) -> bool:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
-    raise BadRequestError(f"query parameter '{name}' must be true or false, got '{raw}'")
 
 
 def execution_url(request: Request, namespace: str, flow_id: str, execution_id: str) -> str:
     base = str(request.base_url).rstrip("/")
     return f"{base}/ui/main/executions/{namespace}/{flow_id}/{execution_id}"
+
+
+def kestra_version(request: Request) -> str:
+    """The Kestra version this server presents (`extra["kestra_version"]`, 2.0.0 by default)."""
+    options = getattr(request.app.state, "options", None)
+    extra: dict[str, Any] = getattr(options, "extra", None) or {}
+    return str(extra.get("kestra_version") or "2.0.0")
+
+
+def kestra_major(request: Request) -> int:
+    head = kestra_version(request).split(".", 1)[0]
+    return int(head) if head.isdigit() else 2

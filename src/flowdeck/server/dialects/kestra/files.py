@@ -6,15 +6,13 @@ Every path goes through `NamespaceFiles.resolve`, which refuses `..` and `.` seg
 
 Uploads are `multipart/form-data` with a part named `fileContent`; a raw body is accepted too.
 A `.zip` upload is extracted at the namespace root, as Kestra does, and a YAML file uploaded
-under `/_flows/` is imported as a flow of that namespace.
+under `/_flows/` is imported as a flow of that namespace (`engine/namespace_import.py`).
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-import zlib
-from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -22,16 +20,13 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from flowdeck.core.errors import BadRequestError, NotFoundError, ValidationError
-from flowdeck.engine.engine import Engine
 from flowdeck.engine.files import NamespaceFiles
-from flowdeck.server.dialects.kestra.common import get_engine
+from flowdeck.server.access import OPERATOR, VIEWER
+from flowdeck.server.deps import get_engine
 
 router = APIRouter(tags=["files"])
 
 OCTET = "application/octet-stream"
-#: Bounds on what one uploaded archive may unpack to (the body itself is capped by the app).
-MAX_ZIP_ENTRIES = 10_000
-MAX_ZIP_BYTES = 100 * 1024 * 1024
 
 
 def _required(request: Request, name: str = "path") -> str:
@@ -46,74 +41,20 @@ def _is_root(path: str | None) -> bool:
     return path is None or not path.strip("/")
 
 
-def _under_flows(path: str) -> bool:
-    parts = PurePosixPath("/" + path.lstrip("/")).parts[1:]
-    return parts[:1] == ("_flows",)
-
-
-async def _import_flow(engine: Engine, namespace: str, path: str, content: bytes) -> None:
-    """A YAML file put under `/_flows/` is a flow of this namespace, as in Kestra."""
-    if not path.endswith((".yml", ".yaml")):
-        raise ValidationError([("path", "'/_flows' is reserved for flow sources (*.yml)")])
-    try:
-        source = content.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError([("fileContent", "a flow source must be UTF-8 text")]) from None
-    flow = engine.validate_flow(source)
-    if flow.namespace != namespace:
-        raise ValidationError([("namespace", f"the flow is in namespace '{flow.namespace}', "
-                                             f"not '{namespace}'")])
-    await engine.apply_flow(source)
-
-
-async def _put(engine: Engine, namespace: str, path: str, content: bytes) -> None:
-    if _under_flows(path):
-        await _import_flow(engine, namespace, path, content)
-    else:
-        engine.files.put(namespace, path, content)
-
-
-async def _extract(engine: Engine, namespace: str, content: bytes) -> None:
-    """Unpack at the namespace root; every entry is read and checked before one is written."""
-    contents: list[tuple[str, bytes]] = []
-    try:
-        with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            entries = [i for i in archive.infolist() if not i.is_dir()]
-            if len(entries) > MAX_ZIP_ENTRIES:
-                raise ValidationError([("fileContent", f"the archive holds more than "
-                                                       f"{MAX_ZIP_ENTRIES} files")])
-            if sum(i.file_size for i in entries) > MAX_ZIP_BYTES:
-                raise ValidationError([("fileContent", "the archive unpacks to more than "
-                                                       f"{MAX_ZIP_BYTES // (1024 * 1024)} MiB")])
-            for info in entries:
-                engine.files.resolve(namespace, info.filename)  # refuses '..' with a 422
-                if _under_flows(info.filename) and not info.filename.endswith((".yml",
-                                                                                ".yaml")):
-                    raise ValidationError([("fileContent", f"'{info.filename}': '/_flows' is "
-                                                           "reserved for flow sources (*.yml)")])
-                # zipfile stops at the declared size and checks the CRC: no bomb gets past.
-                contents.append(("/" + info.filename.lstrip("/"), archive.read(info)))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
-            NotImplementedError, RuntimeError) as exc:
-        raise ValidationError([("fileContent", f"not a readable zip archive: {exc}")]) from None
-    for path, data in contents:
-        await _put(engine, namespace, path, data)
-
-
-@router.get("/namespaces/{namespace}/files/directory")
+@router.get("/namespaces/{namespace}/files/directory", dependencies=VIEWER)
 async def list_directory(namespace: str, request: Request) -> list[dict[str, Any]]:
     path = request.query_params.get("path")
     files = get_engine(request).files
     return [a.to_dict() for a in files.list_dir(namespace, None if _is_root(path) else path)]
 
 
-@router.post("/namespaces/{namespace}/files/directory")
+@router.post("/namespaces/{namespace}/files/directory", dependencies=OPERATOR)
 async def make_directory(namespace: str, request: Request) -> Response:
     get_engine(request).files.mkdir(namespace, _required(request))
     return Response(status_code=200)
 
 
-@router.get("/namespaces/{namespace}/files/stats")
+@router.get("/namespaces/{namespace}/files/stats", dependencies=VIEWER)
 async def stats(namespace: str, request: Request) -> dict[str, Any]:
     path = request.query_params.get("path")
     files: NamespaceFiles = get_engine(request).files
@@ -126,12 +67,12 @@ async def stats(namespace: str, request: Request) -> dict[str, Any]:
     return files.stats(namespace, path).to_dict()
 
 
-@router.get("/namespaces/{namespace}/files/search")
+@router.get("/namespaces/{namespace}/files/search", dependencies=VIEWER)
 async def search(namespace: str, request: Request) -> list[str]:
     return get_engine(request).files.search(namespace, request.query_params.get("q") or "")
 
 
-@router.get("/namespaces/{namespace}/files/revisions")
+@router.get("/namespaces/{namespace}/files/revisions", dependencies=VIEWER)
 async def revisions(namespace: str, request: Request) -> list[dict[str, Any]]:
     """Files are not versioned here: an existing file has exactly revision 1."""
     path = _required(request)
@@ -139,7 +80,7 @@ async def revisions(namespace: str, request: Request) -> list[dict[str, Any]]:
     return [{"revision": 1}]
 
 
-@router.get("/namespaces/{namespace}/files/export")
+@router.get("/namespaces/{namespace}/files/export", dependencies=VIEWER)
 async def export(namespace: str, request: Request) -> Response:
     engine = get_engine(request)
     files = engine.files
@@ -153,7 +94,7 @@ async def export(namespace: str, request: Request) -> Response:
         "Content-Disposition": f'attachment; filename="{namespace}_files.zip"'})
 
 
-@router.get("/namespaces/{namespace}/files")
+@router.get("/namespaces/{namespace}/files", dependencies=VIEWER)
 async def get_file(namespace: str, request: Request) -> Response:
     """The raw bytes of a file; without `path`, the listing of the root (spec 001)."""
     engine = get_engine(request)
@@ -173,7 +114,7 @@ async def get_file(namespace: str, request: Request) -> Response:
     return Response(content, media_type=OCTET)
 
 
-@router.post("/namespaces/{namespace}/files")
+@router.post("/namespaces/{namespace}/files", dependencies=OPERATOR)
 async def upload(namespace: str, request: Request) -> Response:
     engine = get_engine(request)
     path = request.query_params.get("path")
@@ -190,7 +131,7 @@ async def upload(namespace: str, request: Request) -> Response:
         else:
             content, filename = part.encode("utf-8"), ""
         if filename.lower().endswith(".zip"):
-            await _extract(engine, namespace, content)
+            await engine.unpack_namespace_archive(namespace, content)
             return Response(status_code=200)
     else:
         content = await request.body()
@@ -198,11 +139,11 @@ async def upload(namespace: str, request: Request) -> Response:
         raise BadRequestError("query parameter 'path' is required (a file path such as "
                               "/scripts/run.py)")
     assert path is not None
-    await _put(engine, namespace, path, content)
+    await engine.put_namespace_file(namespace, path, content)
     return Response(status_code=200)
 
 
-@router.put("/namespaces/{namespace}/files")
+@router.put("/namespaces/{namespace}/files", dependencies=OPERATOR)
 async def move(namespace: str, request: Request) -> Response:
     source = _required(request, "from")
     dest = _required(request, "to")
@@ -210,7 +151,7 @@ async def move(namespace: str, request: Request) -> Response:
     return Response(status_code=200)
 
 
-@router.delete("/namespaces/{namespace}/files")
+@router.delete("/namespaces/{namespace}/files", dependencies=OPERATOR)
 async def delete(namespace: str, request: Request) -> Response:
     get_engine(request).files.delete(namespace, _required(request))
     return Response(status_code=200)

@@ -21,7 +21,7 @@ event (a slow client never holds the engine back; a lagged subscription changes 
 what is sent is never older than what was sent before.
 
 Streams count against the per-client and global caps (`app.state.streams`); over a cap the
-answer is a 429 problem+json. The helpers here are shared with the log-follow route.
+answer is a 429 problem+json.
 """
 
 from __future__ import annotations
@@ -37,41 +37,11 @@ from flowdeck.core.models import TENANT, Execution
 from flowdeck.core.states import is_terminal
 from flowdeck.engine.bus import EXECUTION, Subscription
 from flowdeck.engine.engine import Engine
-from flowdeck.server.dialects.kestra.common import get_engine
-from flowdeck.server.errors import problem
-from flowdeck.server.sse import KEEPALIVE, TooManyStreams, encode, sse_response
+from flowdeck.server.access import VIEWER
+from flowdeck.server.deps import get_engine
+from flowdeck.server.sse import KEEPALIVE, encode, keepalive_interval, open_stream
 
-router = APIRouter()
-
-DEFAULT_KEEPALIVE = 15.0
-
-
-def keepalive_interval(request: Request) -> float:
-    """Seconds between `: ping` comments on an idle stream (`extra["sse_keepalive"]`)."""
-    options = getattr(request.app.state, "options", None)
-    extra: dict[str, Any] = getattr(options, "extra", None) or {}
-    try:
-        value = float(extra.get("sse_keepalive", DEFAULT_KEEPALIVE))
-    except (TypeError, ValueError):
-        return DEFAULT_KEEPALIVE
-    return value if value > 0 else DEFAULT_KEEPALIVE
-
-
-def client_key(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
-async def open_stream(request: Request, events: AsyncIterator[bytes]) -> Response:
-    """Stream `events` under the stream caps; over a cap, a 429 problem+json instead."""
-    try:
-        return sse_response(events, request.app.state.streams, client_key(request))
-    except TooManyStreams as exc:
-        aclose = getattr(events, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        return problem(503 if exc.server_wide else 429, str(exc), request.url.path,
-                       headers={"Retry-After": "5"})
-
+router = APIRouter(dependencies=VIEWER)
 
 def start_doc(execution: Execution) -> dict[str, Any]:
     """Kestra's first event: enough to name the execution, and no `state`."""

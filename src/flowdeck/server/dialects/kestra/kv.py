@@ -18,12 +18,9 @@ from flowdeck.core.errors import BadRequestError, ValidationError
 from flowdeck.core.timefmt import parse_duration
 from flowdeck.engine.flows import NAMESPACE
 from flowdeck.engine.kv import KVEntry, KVStore, parse_literal
-from flowdeck.server.dialects.kestra.common import (
-    get_engine,
-    int_param,
-    paged,
-    parse_filters,
-)
+from flowdeck.server.access import OPERATOR, VIEWER
+from flowdeck.server.deps import get_engine, int_param
+from flowdeck.server.dialects.kestra.common import paged, parse_filters
 
 router = APIRouter(tags=["kv"])
 
@@ -49,7 +46,7 @@ def _ttl(request: Request) -> timedelta | None:
         raise BadRequestError(f"header 'ttl': {exc}") from None
 
 
-@router.get("/namespaces/{namespace}/kv/inheritance")
+@router.get("/namespaces/{namespace}/kv/inheritance", dependencies=VIEWER)
 async def list_with_inheritance(namespace: str, request: Request) -> list[dict[str, Any]]:
     """Entries of the parent namespaces only, the nearest parent winning for a shared key."""
     kv: KVStore = get_engine(request).kv
@@ -62,12 +59,12 @@ async def list_with_inheritance(namespace: str, request: Request) -> list[dict[s
     return [seen[k].summary() for k in sorted(seen)]
 
 
-@router.get("/namespaces/{namespace}/kv")
+@router.get("/namespaces/{namespace}/kv", dependencies=VIEWER)
 async def list_namespace(namespace: str, request: Request) -> list[dict[str, Any]]:
     return [e.summary() for e in await get_engine(request).kv.list(namespace)]
 
 
-@router.delete("/namespaces/{namespace}/kv")
+@router.delete("/namespaces/{namespace}/kv", dependencies=OPERATOR)
 async def delete_many(namespace: str, request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
@@ -84,7 +81,7 @@ async def delete_many(namespace: str, request: Request) -> dict[str, Any]:
     return {"keys": deleted}
 
 
-@router.put("/namespaces/{namespace}/kv/{key:path}")
+@router.put("/namespaces/{namespace}/kv/{key:path}", dependencies=OPERATOR)
 async def put_value(namespace: str, key: str, request: Request) -> Response:
     _check_namespace(namespace)
     KVStore.check_key(key)
@@ -100,13 +97,13 @@ async def put_value(namespace: str, key: str, request: Request) -> Response:
     return Response(status_code=200)
 
 
-@router.get("/namespaces/{namespace}/kv/{key:path}")
+@router.get("/namespaces/{namespace}/kv/{key:path}", dependencies=VIEWER)
 async def get_value(namespace: str, key: str, request: Request) -> dict[str, Any]:
     entry = await get_engine(request).kv.get(namespace, key)
     return entry.detail()
 
 
-@router.delete("/namespaces/{namespace}/kv/{key:path}")
+@router.delete("/namespaces/{namespace}/kv/{key:path}", dependencies=OPERATOR)
 async def delete_value(namespace: str, key: str, request: Request) -> JSONResponse:
     return JSONResponse(await get_engine(request).kv.delete(namespace, key))
 
@@ -134,7 +131,7 @@ def _matches(value: str | None, op: str, wanted: str) -> bool:
     raise BadRequestError(f"filter operation '{op}' is not supported on KV entries")
 
 
-@router.get("/kv")
+@router.get("/kv", dependencies=VIEWER)
 async def list_all(request: Request) -> dict[str, Any]:
     """2.0 listing: `page`, `size`, `sort` and `filters[namespace|key|q][OP]=...`."""
     params = request.query_params

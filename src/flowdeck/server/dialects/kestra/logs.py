@@ -44,17 +44,16 @@ from flowdeck.engine.logs import (
     LogQuery,
     levels_from,
 )
+from flowdeck.server.access import OPERATOR, VIEWER
+from flowdeck.server.deps import get_engine, instant_param, int_param, time_range
 from flowdeck.server.dialects.kestra.common import (
-    get_engine,
-    instant_param,
-    int_param,
+    Filter,
+    kestra_major,
     paged,
     parse_filters,
     parse_sort,
-    time_range,
 )
-from flowdeck.server.dialects.kestra.follow import keepalive_interval, open_stream
-from flowdeck.server.sse import KEEPALIVE, encode
+from flowdeck.server.sse import KEEPALIVE, encode, keepalive_interval, open_stream
 
 router = APIRouter()
 
@@ -74,45 +73,47 @@ def _int(name: str, raw: str) -> int:
         raise BadRequestError(f"'{name}' must be an integer, got '{raw}'") from None
 
 
+def _apply_filter(query: LogQuery, f: Filter, now: datetime) -> None:
+    if f.field == "level":
+        _narrow(query, levels_from(f.op, f.value))
+    elif f.field in LOG_TEXT_FIELDS:
+        query.text.append((f.field, f.op, f.value))
+    elif f.field in ("attempt", "attemptNumber"):
+        if f.op != "EQUALS":
+            raise BadRequestError(f"cannot filter logs by '{f.field}' with {f.op}")
+        query.attempt = _int(f"filters[{f.field}]", f.value)
+    elif f.field == "startDate":
+        moment = instant_param("filters[startDate]", f.value)
+        if f.op in LATER:
+            query.start = moment
+        elif f.op in EARLIER:
+            query.end = moment
+        else:
+            raise BadRequestError(f"cannot filter logs by 'startDate' with {f.op}")
+    elif f.field == "endDate":
+        moment = instant_param("filters[endDate]", f.value)
+        if f.op in LATER:
+            query.start = moment
+        else:
+            query.end = moment
+    elif f.field == "timeRange":
+        query.start = time_range(f.value, now)
+    elif f.field == "q":
+        query.q = f.value
+    elif f.field == "triggerId":
+        if f.op != "IS_NULL":  # flowdeck's lines all come from executions
+            query.trigger_id = f.value
+    elif f.field != "scope":
+        raise BadRequestError(f"cannot filter logs by '{f.field}'")
+
+
 def log_query(params: QueryParams, execution_id: str | None = None,
               now: datetime | None = None) -> LogQuery:
     """Both parameter styles into one `LogQuery` (not yet paged or sorted)."""
     now = now or datetime.now(UTC)
     query = LogQuery(execution_id=execution_id)
     for f in parse_filters(params):
-        if f.field == "level":
-            _narrow(query, levels_from(f.op, f.value))
-        elif f.field in LOG_TEXT_FIELDS:
-            query.text.append((f.field, f.op, f.value))
-        elif f.field in ("attempt", "attemptNumber"):
-            if f.op != "EQUALS":
-                raise BadRequestError(f"cannot filter logs by '{f.field}' with {f.op}")
-            query.attempt = _int(f"filters[{f.field}]", f.value)
-        elif f.field == "startDate":
-            moment = instant_param("filters[startDate]", f.value)
-            if f.op in LATER:
-                query.start = moment
-            elif f.op in EARLIER:
-                query.end = moment
-            else:
-                raise BadRequestError(f"cannot filter logs by 'startDate' with {f.op}")
-        elif f.field == "endDate":
-            moment = instant_param("filters[endDate]", f.value)
-            if f.op in LATER:
-                query.start = moment
-            else:
-                query.end = moment
-        elif f.field == "timeRange":
-            query.start = time_range(f.value, now)
-        elif f.field == "q":
-            query.q = f.value
-        elif f.field == "triggerId":
-            if f.op != "IS_NULL":  # flowdeck's lines all come from executions
-                query.trigger_id = f.value
-        elif f.field == "scope":
-            continue
-        else:
-            raise BadRequestError(f"cannot filter logs by '{f.field}'")
+        _apply_filter(query, f, now)
     if params.get("minLevel"):
         _narrow(query, levels_from("GREATER_THAN_OR_EQUAL_TO", params["minLevel"]))
     if params.get("taskRunId"):
@@ -145,7 +146,8 @@ def _in_order(query: LogQuery) -> LogQuery:
     return query
 
 
-@router.get("/logs/search", tags=["Logs"], summary="Search for logs")
+@router.get("/logs/search", tags=["Logs"], dependencies=VIEWER,
+            summary="Search for logs")
 async def search_logs(request: Request) -> dict[str, Any]:
     params = request.query_params
     query = log_query(params)
@@ -155,18 +157,12 @@ async def search_logs(request: Request) -> dict[str, Any]:
         query.sort = parse_sort(params)
     entries, total = await get_engine(request).logs.search(query)
     body = paged([e.to_dict() for e in entries], total)
-    if _kestra_major(request) >= 2:
+    if kestra_major(request) >= 2:
         body["type"] = "OFFSET"  # 2.x: CursorOrOffsetPagedResults; flowdeck pages by offset
     return body
 
 
-def _kestra_major(request: Request) -> int:
-    version = str(getattr(request.app.state.options, "kestra_version", "2.0.0"))
-    head = version.split(".", 1)[0]
-    return int(head) if head.isdigit() else 2
-
-
-@router.get("/logs/{execution_id}", tags=["Logs"],
+@router.get("/logs/{execution_id}", tags=["Logs"], dependencies=VIEWER,
             summary="Get logs for a specific execution, taskrun or task")
 async def list_logs(execution_id: str, request: Request) -> list[dict[str, Any]]:
     query = _in_order(log_query(request.query_params, execution_id))
@@ -192,7 +188,8 @@ async def _pretty_lines(engine: Engine, query: LogQuery) -> AsyncIterator[bytes]
             return
 
 
-@router.get("/logs/{execution_id}/download", tags=["Logs"], response_class=Response,
+@router.get("/logs/{execution_id}/download", tags=["Logs"], dependencies=VIEWER,
+            response_class=Response,
             summary="Download logs for a specific execution, taskrun or task",
             responses={200: {"content": {"text/plain": {}}}})
 async def download_logs(execution_id: str, request: Request) -> Response:
@@ -206,7 +203,8 @@ async def download_logs(execution_id: str, request: Request) -> Response:
                              headers=headers)
 
 
-@router.delete("/logs/{execution_id}", tags=["Logs"], response_class=Response,
+@router.delete("/logs/{execution_id}", tags=["Logs"], dependencies=OPERATOR,
+               response_class=Response,
                summary="Delete logs for a specific execution, taskrun or task")
 async def delete_logs(execution_id: str, request: Request) -> Response:
     query = log_query(request.query_params, execution_id)
@@ -250,7 +248,8 @@ async def log_events(engine: Engine, execution_id: str, after: int, query: LogQu
             await aclose()
 
 
-@router.get("/logs/{execution_id}/follow", tags=["Logs"], response_class=Response,
+@router.get("/logs/{execution_id}/follow", tags=["Logs"], dependencies=VIEWER,
+            response_class=Response,
             summary="Follow logs for a specific execution (server-sent events)",
             responses={200: {"content": {"text/event-stream": {}}},
                        404: {"description": "Unknown execution"},

@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from flowdeck.core.errors import NotFoundError
-from flowdeck.server.dialects.kestra.common import get_engine
+from flowdeck.server.access import VIEWER
+from flowdeck.server.deps import get_engine
 
-router = APIRouter(tags=["outputs"])
+router = APIRouter(tags=["outputs"], dependencies=VIEWER)
 
 
 @router.get("/outputs/executions/{execution_id}")

@@ -5,11 +5,11 @@ answer first):
 
 - `POST|PUT|GET /executions/webhook/dev.deployment/{flow}/{key}` for the three bundled flows
   (`clone-staging-api`, `list-staging-environments`, `delete-staging-environment`): the key is
-  checked by the generic Kestra webhook code (same constant-time comparison over the rendered
-  trigger keys, same failure throttle, byte-identical 401 for every failure). Only once the key
-  matched is the body checked: clone without `client_name`, or delete without
-  `environment_name`, is a 400 naming the field, and no execution is created. Otherwise the
-  generic code starts the execution and this dialect answers the spec's
+  checked by the engine's webhook triggers, as for any webhook (same constant-time comparison
+  over the rendered trigger keys, same failure throttle, byte-identical 401 for every failure).
+  Only once the key matched is the body checked: clone without `client_name`, or delete
+  without `environment_name`, is a 400 naming the field, and no execution is created.
+  Otherwise the engine starts the execution and this dialect answers the spec's
   `{"executionId": ..., "state": "CREATED"}`.
 - `GET /executions/{namespace}/{flowId}/{executionId}`: the spec's simplified execution:
   `id`, `state` (a string), `namespace`, `flowId`, `startDate`, `endDate` once finished,
@@ -30,13 +30,14 @@ they never reach this route.
 
 from __future__ import annotations
 
-import json
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowdeck.core.errors import NotFoundError
+from flowdeck.core.errors import BadRequestError, FlowdeckError, NotFoundError
 from flowdeck.core.models import Execution, LogEntry, TaskRun
 from flowdeck.core.states import TERMINAL_STATES
 from flowdeck.core.timefmt import format_instant
@@ -49,10 +50,25 @@ from flowdeck.engine.staging import (
     response_of,
     strip_failure,
 )
-from flowdeck.server.dialects.kestra import webhooks
-from flowdeck.server.dialects.kestra.common import get_engine
-from flowdeck.server.errors import problem
+from flowdeck.engine.webhook_triggers import (
+    WebhookCall,
+    WebhookRejected,
+    WebhookStart,
+    WebhookThrottled,
+)
+from flowdeck.server.access import OPEN_ROUTE, VIEWER
+from flowdeck.server.deps import get_engine, webhook_call
+from flowdeck.server.errors import UNEXPECTED, engine_error
+from flowdeck.server.problem import KESTRA_PROBLEMS
+from flowdeck.server.webhook_answers import (
+    METHODS,
+    REJECT_INSTANCE,
+    reject,
+    throttled,
+    trigger_options,
+)
 
+log = logging.getLogger("flowdeck.server.staging")
 router = APIRouter(tags=["staging"])
 
 PREFIXES = ("/api/v1", "/api/v1/main")
@@ -70,46 +86,53 @@ LOG_LEVELS = ("ERROR", "WARN")
 # -- webhooks -----------------------------------------------------------------------------------
 
 
-def _missing_field(flow_id: str, raw: bytes) -> str | None:
-    """The required body field that is absent, null or empty, or None."""
+async def _require_field(flow_id: str, call: WebhookCall) -> None:
+    """A 400 naming the body field this flow cannot start without (absent, null or empty)."""
     field = REQUIRED_FIELD.get(flow_id)
     if field is None:
-        return None
-    body = webhooks._body(raw)
+        return
+    body = await call.body()
     value = body.get(field) if isinstance(body, dict) else None
-    return field if value is None or value == "" else None
+    if value is None or value == "":
+        raise BadRequestError(f"{field} is required: send a JSON body such as "
+                              f"{EXAMPLE[flow_id]}")
 
 
-def _compact(response: Response) -> Response:
-    """The generic webhook answer (a WebhookResponse) in the spec's shape."""
-    if response.status_code != 200 or not isinstance(response, JSONResponse):
-        return response
-    try:
-        doc = json.loads(bytes(response.body))
-    except ValueError:
-        return response
-    state = doc.get("state") if isinstance(doc, dict) else None
-    if not (isinstance(state, dict) and "id" in doc):
-        return response  # `returnOutputs`: the outputs map, as the trigger asked
-    return JSONResponse({"executionId": doc["id"], "state": state.get("current")})
+def _compact(started: WebhookStart) -> JSONResponse:
+    """The spec's answer: the execution id and state (the outputs map for `returnOutputs`)."""
+    execution = started.execution
+    if started.trigger.wait and started.trigger.returnOutputs:
+        return JSONResponse(execution.outputs or {})
+    return JSONResponse({"executionId": execution.id, "state": execution.state.current})
 
 
 async def trigger(request: Request, flow_id: str, key: str) -> Response:
-    """Verify the key exactly as the generic webhook does; only then check the body."""
-    client = request.client.host if request.client else "unknown"
-    limit = int(webhooks._option(request, "webhook_failures_per_minute",
-                                 webhooks.DEFAULT_FAILURES_PER_MINUTE))
-    throttled = webhooks.throttle_for(request.app).retry_after(client, limit) is not None
-    # A throttled or unmatched call falls through to the generic handler, which answers it
-    # (429, or the identical 401) and counts the failure.
-    if not throttled and webhooks.match_trigger(get_engine(request), NAMESPACE, flow_id,
-                                                key) is not None:
-        field = _missing_field(flow_id, await request.body())
-        if field is not None:
-            return problem(400, f"{field} is required: send a JSON body such as "
-                                f"{EXAMPLE[flow_id]}",
-                           f"{webhooks.REJECT_INSTANCE}/{NAMESPACE}/{flow_id}")
-    return _compact(await webhooks.handle(request, NAMESPACE, flow_id, key))
+    """Verify the key exactly as every webhook is verified; only then check the body."""
+    instance = f"{REJECT_INSTANCE}/{NAMESPACE}/{flow_id}"
+
+    def scrub(text: str) -> str:
+        return text.replace(key, "***") if key else text
+
+    async def accept(call: WebhookCall) -> None:
+        await _require_field(flow_id, call)
+
+    try:
+        started = await get_engine(request).trigger_webhook(
+            NAMESPACE, flow_id, key, webhook_call(request), accept=accept,
+            **trigger_options(request))
+    except WebhookThrottled as exc:
+        return throttled(KESTRA_PROBLEMS, exc)
+    except WebhookRejected:
+        return reject(KESTRA_PROBLEMS)
+    except FlowdeckError as exc:
+        return KESTRA_PROBLEMS(engine_error(exc, instance, scrub))
+    except StarletteHTTPException:
+        raise  # a 413 and the like are answers, not errors
+    except Exception as exc:  # keep the key out of the generic handler's log line
+        log.error("staging webhook %s: unexpected %s: %.200s", flow_id, type(exc).__name__,
+                  scrub(str(exc)))
+        return KESTRA_PROBLEMS.problem(500, UNEXPECTED, instance)
+    return _compact(started)
 
 
 def _webhook_route(flow_id: str) -> Any:
@@ -184,20 +207,23 @@ async def execution_status(namespace: str, flow_id: str, execution_id: str,
     return JSONResponse(await simplified(request, execution))
 
 
+OPEN_ROUTES = [f"{prefix}/executions/webhook/{NAMESPACE}/{flow}/{{key}}"
+               for prefix in PREFIXES for flow in (CLONE_FLOW, LIST_FLOW, DELETE_FLOW)]
+
 for _prefix in PREFIXES:
     _tenant = "_main" if _prefix.endswith("/main") else ""
     for _flow in (CLONE_FLOW, LIST_FLOW, DELETE_FLOW):
         _endpoint = _webhook_route(_flow)
-        for _method in webhooks.METHODS:  # one route each: one OpenAPI operation id each
+        for _method in METHODS:  # one route each: one OpenAPI operation id each
             router.add_api_route(
                 f"{_prefix}/executions/webhook/{NAMESPACE}/{_flow}/{{key}}", _endpoint,
-                methods=[_method], include_in_schema=not _tenant,
+                methods=[_method], include_in_schema=not _tenant, dependencies=OPEN_ROUTE,
                 name=f"staging_{_flow.replace('-', '_')}_{_method.lower()}{_tenant}",
                 summary=f"Start {_flow} (webhook key in the path): "
                         '{"executionId": ..., "state": "CREATED"}')
     router.add_api_route(
         f"{_prefix}/executions/{{namespace}}/{{flow_id}}/{{execution_id}}", execution_status,
-        methods=["GET"], include_in_schema=not _tenant,
+        methods=["GET"], include_in_schema=not _tenant, dependencies=VIEWER,
         name=f"staging_execution_status{_tenant}",
         summary="An execution in the staging dialect's simplified shape (state as a string, "
                 "outputs.response, failureReason)")

@@ -13,14 +13,13 @@
   `id: <kind>` and `data: {"kind": "created|decided|expired", "approval": Approval}`, with
   `: ping` keepalives; the stream stays open until the client leaves.
 
-Who decided: the authenticated principal when the request has one (set by the auth layer on
-`request.state.principal`; then a `decidedBy` in the body cannot name someone else), else (auth
-off on loopback: the `anonymous` principal) the body's `decidedBy`, else `"api"`.
+Reads need the viewer role, decisions the approver role. Who decided: the caller when it has a
+name (then a `decidedBy` in the body cannot name someone else), else (auth off on loopback: the
+`anonymous` caller) the body's `decidedBy`, else `"api"`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,9 +29,10 @@ from fastapi.responses import JSONResponse
 from flowdeck.core.errors import BadRequestError, ValidationError
 from flowdeck.engine.bus import APPROVAL, ApprovalEvent
 from flowdeck.engine.engine import Engine
-from flowdeck.server.dialects.kestra.common import get_engine
-from flowdeck.server.dialects.kestra.follow import keepalive_interval, open_stream
-from flowdeck.server.sse import KEEPALIVE, encode
+from flowdeck.server.access import APPROVER, VIEWER, Caller
+from flowdeck.server.auth import Identity
+from flowdeck.server.deps import get_engine, json_object
+from flowdeck.server.sse import KEEPALIVE, encode, keepalive_interval, open_stream
 
 router = APIRouter(tags=["approvals"])
 
@@ -41,34 +41,8 @@ MAX_BULK = 1000
 MAX_TEXT = 10_000
 
 
-#: Principals that name nobody: auth is off (`anonymous`) or the route is open.
+#: Callers that name nobody: auth is off (`anonymous`) or the route is open.
 UNNAMED_KINDS = frozenset({"anonymous", "open"})
-
-
-def principal_name(request: Request) -> str | None:
-    """The authenticated user's name, if the auth layer set one (None when auth is off)."""
-    principal = getattr(request.state, "principal", None)
-    if principal is None or getattr(principal, "kind", None) in UNNAMED_KINDS:
-        return None
-    if isinstance(principal, str):
-        return principal or None
-    name = getattr(principal, "name", None)
-    return name if isinstance(name, str) and name else None
-
-
-async def json_object(request: Request) -> dict[str, Any]:
-    """The optional JSON object body (an empty body is `{}`)."""
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        raise ValidationError([("body", f"invalid JSON: {reason}")]) from None
-    if not isinstance(body, dict):
-        raise ValidationError([("body", "must be a JSON object")])
-    return body
 
 
 def optional_text(body: dict[str, Any], key: str) -> str | None:
@@ -82,17 +56,16 @@ def optional_text(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
-def decider(request: Request, body: dict[str, Any]) -> str:
+def decider(caller: Identity, body: dict[str, Any]) -> str:
     given = optional_text(body, "decidedBy")
-    principal = principal_name(request)
-    if principal is not None:
-        return principal
+    if caller.kind not in UNNAMED_KINDS and caller.name:
+        return caller.name
     if given is not None and given.strip():
         return given.strip()
     return "api"
 
 
-@router.get("/approvals/follow", response_class=Response,
+@router.get("/approvals/follow", response_class=Response, dependencies=VIEWER,
             summary="Follow approvals (server-sent events: created, decided, expired)",
             responses={200: {"content": {"text/event-stream": {}}},
                        429: {"description": "Too many open streams"}})
@@ -117,7 +90,8 @@ async def approval_events(engine: Engine, keepalive: float) -> AsyncIterator[byt
         sub.close()
 
 
-@router.get("/approvals", summary="List approvals (?status=pending|approved|rejected|expired|all)")
+@router.get("/approvals", dependencies=VIEWER,
+            summary="List approvals (?status=pending|approved|rejected|expired|all)")
 async def list_approvals(request: Request) -> JSONResponse:
     engine = get_engine(request)
     params = request.query_params
@@ -131,9 +105,9 @@ async def list_approvals(request: Request) -> JSONResponse:
     return JSONResponse([a.to_dict() for a in approvals])
 
 
-@router.post("/approvals/bulk-approve",
+@router.post("/approvals/bulk-approve", dependencies=APPROVER,
              summary='Approve several: {"ids": [...], "comment", "decidedBy"}')
-async def bulk_approve(request: Request) -> JSONResponse:
+async def bulk_approve(request: Request, caller: Caller) -> JSONResponse:
     engine = get_engine(request)
     body = await json_object(request)
     ids = body.get("ids")
@@ -143,34 +117,35 @@ async def bulk_approve(request: Request) -> JSONResponse:
         raise ValidationError([("ids", f"at most {MAX_BULK} approvals at once")])
     comment = optional_text(body, "comment")
     unique = list(dict.fromkeys(ids))
-    decided = await engine.approvals.decide_many(unique, by=decider(request, body),
+    decided = await engine.approvals.decide_many(unique, by=decider(caller, body),
                                                  comment=comment)
     return JSONResponse([a.to_dict() for a in decided])
 
 
-@router.get("/approvals/{approval_id}", summary="Get an approval")
+@router.get("/approvals/{approval_id}", dependencies=VIEWER, summary="Get an approval")
 async def get_approval(request: Request, approval_id: str) -> JSONResponse:
     engine = get_engine(request)
     return JSONResponse((await engine.approvals.get(approval_id)).to_dict())
 
 
-async def decide(request: Request, approval_id: str, approve: bool) -> JSONResponse:
+async def decide(request: Request, caller: Identity, approval_id: str,
+                 approve: bool) -> JSONResponse:
     engine = get_engine(request)
     await engine.approvals.get(approval_id)  # 404 before looking at the body
     body = await json_object(request)
     comment = optional_text(body, "comment")
     approval = await engine.approvals.decide(approval_id, approve=approve,
-                                             by=decider(request, body), comment=comment)
+                                             by=decider(caller, body), comment=comment)
     return JSONResponse(approval.to_dict())
 
 
-@router.post("/approvals/{approval_id}/approve",
+@router.post("/approvals/{approval_id}/approve", dependencies=APPROVER,
              summary='Approve: {"comment", "decidedBy"} (409 if already decided)')
-async def approve(request: Request, approval_id: str) -> JSONResponse:
-    return await decide(request, approval_id, True)
+async def approve(request: Request, caller: Caller, approval_id: str) -> JSONResponse:
+    return await decide(request, caller, approval_id, True)
 
 
-@router.post("/approvals/{approval_id}/reject",
+@router.post("/approvals/{approval_id}/reject", dependencies=APPROVER,
              summary='Reject: {"comment", "decidedBy"} (409 if already decided)')
-async def reject(request: Request, approval_id: str) -> JSONResponse:
-    return await decide(request, approval_id, False)
+async def reject(request: Request, caller: Caller, approval_id: str) -> JSONResponse:
+    return await decide(request, caller, approval_id, False)
