@@ -211,7 +211,7 @@ async def w2(engine: Engine) -> dict[str, float]:
 
     done: set[str] = set()
     ids: set[str] = set()
-    sub = engine.bus.subscribe(EXECUTION)  # committed snapshots of every execution
+    sub = engine.subscribe(EXECUTION)  # committed snapshots of every execution
     try:
         start = time.perf_counter()
         created = await asyncio.gather(*(engine.create_execution(NAMESPACE, "w2")

@@ -32,7 +32,7 @@ async def run_flow(engine: Engine, namespace: str, flow_id: str, timeout: float 
 async def wait_for_state(engine: Engine, execution_id: str, state: str,
                          timeout: float = 10) -> Execution:
     """Wait (on events, not sleeps) until the execution reaches `state`."""
-    sub = engine.bus.subscribe("execution", execution_id=execution_id)
+    sub = engine.subscribe("execution", execution_id=execution_id)
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -48,7 +48,7 @@ async def wait_for_state(engine: Engine, execution_id: str, state: str,
 async def wait_for_task_state(engine: Engine, execution_id: str, task_id: str, state: str,
                               timeout: float = 10) -> Execution:
     """Wait (on events, not sleeps) until a task run of `task_id` is in `state`."""
-    sub = engine.bus.subscribe("execution", execution_id=execution_id)
+    sub = engine.subscribe("execution", execution_id=execution_id)
     try:
         async with asyncio.timeout(timeout):
             while True:

@@ -86,3 +86,8 @@ def test_no_server_function_is_over_60_lines() -> None:
                 if length > MAX_SERVER_FUNCTION_LINES:
                     too_long[f"{path.relative_to(SERVER)}:{node.name}"] = length
     assert not too_long, too_long
+
+
+def test_the_engine_facade_stays_under_400_lines() -> None:
+    engine = ROOT / "src" / "flowdeck" / "engine" / "engine.py"
+    assert len(engine.read_text().splitlines()) < 400

@@ -132,7 +132,7 @@ async def test_an_approval_by_its_own_id_or_its_executions(served: tuple[Engine,
 
 async def decide_and_wait_for_next(engine: Engine, approval_id: str) -> dict[str, Any]:
     """Approve `approval_id`, then wait (on events) for the next pending approval."""
-    sub = engine.bus.subscribe(APPROVAL)
+    sub = engine.subscribe(APPROVAL)
     try:
         await engine.approvals.decide(approval_id, approve=True, by="ada")
         async with asyncio.timeout(10):

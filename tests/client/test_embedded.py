@@ -528,7 +528,7 @@ async def embedded(tmp_path: Path) -> AsyncIterator[EmbeddedBackend]:
 
 async def subscribers(backend: EmbeddedBackend, topic: str) -> int:
     async def count(engine: Engine) -> int:
-        return len(engine.bus._by_topic.get(topic, ()))
+        return len(engine._bus._by_topic.get(topic, ()))
 
     return await backend.engine_call(count)
 
@@ -596,7 +596,7 @@ async def test_stopping_a_stream_cancels_its_engine_side_pump(embedded: Embedded
     execution = await embedded.create_execution("t.client", "sleepy")
 
     async def followers(engine: Engine) -> int:
-        return len(engine.bus._by_execution.get(execution.id, ()))
+        return len(engine._bus._by_execution.get(execution.id, ()))
 
     logs = embedded.follow_logs(execution.id)
     states = embedded.follow_execution(execution.id)
@@ -770,7 +770,7 @@ async def test_start_false_opens_without_recovery_or_scheduler_until_start(
         await engine.close()
 
     async def running(engine: Engine) -> tuple[list[str], bool]:
-        return sorted(engine.runners), engine.scheduler is not None
+        return engine.running_ids(), engine.scheduler is not None
 
     backend = EmbeddedBackend(settings(tmp_path, scheduler=True), start=False)
     await backend.connect()

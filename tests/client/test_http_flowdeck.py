@@ -82,7 +82,7 @@ def http_harness(engine: Engine, tmp_path: Path) -> Harness:
         if topic != "approval":
             return  # executions are polled: nothing to wait for
         async with asyncio.timeout(5):
-            while not engine.bus._by_topic.get(topic):
+            while not engine._bus._by_topic.get(topic):
                 await asyncio.sleep(0.01)
 
     return Harness(tmp_path, watching)
@@ -315,7 +315,7 @@ async def test_watch_approvals_catches_up_after_a_reconnect(tmp_path: Path) -> N
     try:
         await backend.apply_flow(flow(RELEASE))
         async with asyncio.timeout(5):
-            while not engine.bus._by_topic.get("approval"):
+            while not engine._bus._by_topic.get("approval"):
                 await asyncio.sleep(0.01)
         await crash(server, task)
         # Created while nobody listens: the watch must still report it after reconnecting.

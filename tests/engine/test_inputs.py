@@ -427,7 +427,7 @@ async def test_invalid_inputs_are_refused_before_anything_is_stored(engine: Engi
     finally:
         sub.close()
     assert await _execution_count(engine) == 0
-    assert engine.runners == {}
+    assert engine.running_ids() == []
     # and a valid one afterwards is the first and only execution
     ok = await run_flow(engine, "t.inputs", "typed", inputs={"count": 1, "when": "2025-06-01"})
     assert ok.state.current == "SUCCESS"

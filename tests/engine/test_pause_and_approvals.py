@@ -117,7 +117,7 @@ APPROVAL_FLOW = """
 
 async def test_approve_resumes_and_records_who(engine: Engine) -> None:
     await apply(engine, APPROVAL_FLOW.format(require="false"))
-    events = engine.bus.subscribe(APPROVAL)
+    events = engine.subscribe(APPROVAL)
     execution = await engine.create_execution("t.approve", "release")
     await wait_for_state(engine, execution.id, "PAUSED")
     created = await events.get(5)
@@ -236,9 +236,10 @@ async def test_manual_pause_shows_at_once_and_holds_the_next_task(engine: Engine
     await wait_for_state(engine, execution.id, "RUNNING")
     paused = await engine.pause(execution.id)
     assert paused.state.current == "PAUSED"
-    runner = engine.runners[execution.id]
+    runner = engine._launcher.runner(execution.id)
+    assert runner is not None
     nap = runner.execution.task_runs[0]
-    sub = engine.bus.subscribe("execution", execution_id=execution.id)
+    sub = engine.subscribe("execution", execution_id=execution.id)
     try:
         async with asyncio.timeout(5):
             while nap.state.current != "SUCCESS":

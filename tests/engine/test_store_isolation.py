@@ -91,7 +91,8 @@ async def test_a_snapshot_that_cannot_be_written_fails_its_execution(tmp_path: P
         await apply(engine, QUICK)
         execution = await engine.create_execution("t.store", "slow")
         await wait_for_state(engine, execution.id, "RUNNING")
-        runner = engine.runners[execution.id]
+        runner = engine._launcher.runner(execution.id)
+        assert runner is not None
         runner.execution.labels.append(("poison", "\udfff"))  # slipped past sanitising
         engine.store.stage_execution(runner.execution)
         async with asyncio.timeout(10):
@@ -111,7 +112,7 @@ async def test_a_snapshot_that_cannot_be_written_fails_its_execution(tmp_path: P
     engine = await open_engine(tmp_path / "data")
     try:
         assert (await engine.get_execution(execution.id)).state.current == "FAILED"
-        assert execution.id not in engine.runners
+        assert not engine.is_running(execution.id)
         await everything_else_still_commits(engine)
     finally:
         async with asyncio.timeout(10):

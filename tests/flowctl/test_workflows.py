@@ -254,7 +254,7 @@ async def test_metrics_count_by_status_and_workers_are_slots(engine: Engine,
                                  "failed": 1, "cancelled": 0}
     assert metrics.tasks == {"total": 6, "pending": 1, "running": 1, "completed": 2,
                              "failed": 1, "retrying": 0, "cancelled": 1}
-    limit = engine.global_slots.limit
+    limit = engine._launcher.global_slots.limit
     assert metrics.workers == {"active": 1, "idle": limit - 1}
     await engine.flowctl.cancel(running.id, "t")
     after = await engine.flowctl.metrics()

@@ -203,7 +203,7 @@ async def test_follow_streams_created_and_decided(flows: LiveServer) -> None:
         assert response.headers["content-type"].startswith("text/event-stream")
         frames = Frames(response)
         async with asyncio.timeout(10):
-            while not live.engine.bus._by_topic.get("approval"):
+            while not live.engine._bus._by_topic.get("approval"):
                 await asyncio.sleep(0.01)
             approval = await pending_approval(live)
             kind, data = await frames.next_event()

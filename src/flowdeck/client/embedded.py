@@ -527,7 +527,7 @@ class EmbeddedBackend:
         """
 
         async def produce(engine: Engine, emit: Emitter) -> None:
-            sub = engine.bus.subscribe(EXECUTION, execution_id=execution_id)
+            sub = engine.subscribe(EXECUTION, execution_id=execution_id)
             try:
                 last = await engine.get_execution(execution_id)
                 await emit(last)
@@ -566,7 +566,7 @@ class EmbeddedBackend:
         the consumer is behind, so the latest state always arrives)."""
 
         async def produce(engine: Engine, emit: Emitter) -> None:
-            sub = engine.bus.subscribe(EXECUTION)
+            sub = engine.subscribe(EXECUTION)
             pending: dict[str, dict[str, Any]] = {}
             ready = asyncio.Event()
 
@@ -627,7 +627,7 @@ class EmbeddedBackend:
         """Each created, decided or expired approval."""
 
         async def produce(engine: Engine, emit: Emitter) -> None:
-            sub = engine.bus.subscribe(APPROVAL)
+            sub = engine.subscribe(APPROVAL)
             try:
                 while True:
                     event: ApprovalEvent = await sub.get()

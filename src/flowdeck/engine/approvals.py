@@ -71,7 +71,7 @@ class ApprovalService:
 
     def _publish(self, kind: str, approval: Approval) -> None:
         event = ApprovalEvent(kind, approval.to_dict())
-        self.store.after_commit(lambda: self.engine.bus.publish(APPROVAL, event))
+        self.store.after_commit(lambda: self.engine._bus.publish(APPROVAL, event))
 
     async def ensure(self, runner: ExecutionRunner, ctx: RunContext,
                      task: ApprovalRequest) -> Approval:
@@ -187,11 +187,11 @@ class ApprovalService:
                 f"approval {current.id} was already {how} at {when}",
                 {"approvalStatus": decided.status, "decidedBy": decided.decided_by,
                  "decidedAt": when, "reason": decided.comment})
-        self.engine.bus.publish(APPROVAL, ApprovalEvent("decided" if by else "expired",
+        self.engine._bus.publish(APPROVAL, ApprovalEvent("decided" if by else "expired",
                                                         decided.to_dict()))
         from flowdeck.engine.runner import Decision
 
-        runner = self.engine.runners.get(decided.execution_id)
+        runner = self.engine._launcher.runner(decided.execution_id)
         if runner is not None:
             runner.decide(decided.task_run_id, Decision(status, by=by, comment=comment))
         return decided
@@ -234,7 +234,7 @@ class ApprovalService:
 
         expired = [await self.get(i) for i in await self.store.run(op)]
         for approval in expired:
-            self.engine.bus.publish(APPROVAL, ApprovalEvent("expired", approval.to_dict()))
+            self.engine._bus.publish(APPROVAL, ApprovalEvent("expired", approval.to_dict()))
         return expired
 
     async def check_status_change(self, execution_id: str, status: str) -> None:

@@ -34,7 +34,7 @@ async def settled(engine: Engine, execution_id: str,
                   timeout: float = SETTLE_TIMEOUT) -> Execution:
     """The execution; if it is finished, once its runner has let go of it too."""
     execution = await engine.get_execution(execution_id)
-    if is_terminal(execution.state.current) and execution_id in engine.runners:
+    if is_terminal(execution.state.current) and engine.is_running(execution_id):
         with contextlib.suppress(TimeoutError):  # then the action's own check answers 409
             return await engine.wait_until_terminal(execution_id, timeout=timeout)
     return execution
@@ -54,7 +54,7 @@ async def resume_and_wait(engine: Engine, execution_id: str, inputs: dict[str, A
             raise PermissionDenied(
                 f"execution {execution_id} waits on an approval; resuming it decides the "
                 f"approval, which needs the 'approver' role (role '{role}' given)")
-    subscription = engine.bus.subscribe(EXECUTION, execution_id=execution_id)
+    subscription = engine.subscribe(EXECUTION, execution_id=execution_id)
     try:
         resumed = await engine.resume(execution_id, inputs, by)
         if resumed.state.current != "PAUSED":

@@ -56,6 +56,8 @@ class ConcurrencyDef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(ge=1)
     behavior: Literal["QUEUE", "CANCEL", "FAIL"] = "QUEUE"
+    #: flowdeck's extension: flows of one namespace with the same key share one limit.
+    key: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class ScheduleTrigger(BaseModel):

@@ -41,7 +41,7 @@ async def storage_health(engine: Engine) -> dict[str, Any]:
     return {
         "status": "UP" if readable and can_write else "DOWN",
         "canWrite": can_write,
-        "runningExecutions": len(engine.runners),
+        "runningExecutions": len(engine.running_ids()),
         "writer": writer,
         "warnings": list(engine.warnings),
     }

@@ -77,13 +77,13 @@ async def collect(engine: Engine) -> list[Metric]:
         deliveries[str(status)] = int(count)
     row = await store.fetchone("SELECT COUNT(*) FROM approvals WHERE status = 'pending'")
     approvals = int(row[0]) if row else 0
-    slots = engine.global_slots
+    slots = engine._launcher.global_slots
     return [
         Metric("flowdeck_executions", "gauge", "Executions stored, by state.",
                [Sample({"state": s}, n) for s, n in sorted(by_state.items())]),
         Metric("flowdeck_executions_active", "gauge",
                "Executions this engine is driving now (running, queued or waiting).",
-               [Sample({}, len(engine.runners))]),
+               [Sample({}, len(engine.running_ids()))]),
         Metric("flowdeck_execution_slots", "gauge",
                "Global execution slots: the limit and how many are in use.",
                [Sample({"kind": "limit"}, slots.limit), Sample({"kind": "in_use"}, slots.in_use)]),

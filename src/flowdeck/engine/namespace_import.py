@@ -79,3 +79,16 @@ async def unpack_archive(engine: Engine, namespace: str, content: bytes) -> None
     """Unpack a zip at the namespace root; nothing is written unless every entry is sound."""
     for path, data in _read_archive(engine, namespace, content):
         await put_file(engine, namespace, path, data)
+
+
+class NamespaceImport:
+    """`put_file` and `unpack_archive` for one engine (what the namespace-file routes call)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def put_file(self, namespace: str, path: str, content: bytes) -> None:
+        await put_file(self._engine, namespace, path, content)
+
+    async def unpack_archive(self, namespace: str, content: bytes) -> None:
+        await unpack_archive(self._engine, namespace, content)

@@ -49,8 +49,8 @@ async def recover(engine: Engine) -> list[str]:
             runner._finish_killed()
             continue
         _close_interrupted_attempts(runner)
-        engine.runners.pop(execution.id, None)
-        engine._launch(execution, flow)
+        engine._launcher.forget(execution.id)
+        engine._launcher.launch(execution, flow)
         recovered.append(execution.id)
     await engine.store.flush()
     return recovered

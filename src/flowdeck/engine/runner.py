@@ -39,6 +39,7 @@ from flowdeck.engine.templating import has_expression
 
 if TYPE_CHECKING:
     from flowdeck.engine.engine import Engine
+    from flowdeck.engine.task_services import TaskServices
     from flowdeck.engine.tasks.approval import ApprovalRequest
     from flowdeck.engine.tasks.flowable import Subflow
 
@@ -121,8 +122,8 @@ class RunContext:
         self.runner.engine.workdirs.prepare_spare()
 
     @property
-    def services(self) -> Engine:
-        return self.runner.engine
+    def services(self) -> TaskServices:
+        return self.runner.engine.task_services
 
     def render_context(self) -> Mapping[str, Any]:
         return self.runner.template_context(self.task, self.task_run)
@@ -461,7 +462,7 @@ class ExecutionRunner:
         self.emit_logs(tr, "ERROR", [f"task '{task.id}' failed: timed out after "
                                      f"{format_duration(limit)}"])
         if not self._holds_global_slot:  # it was waiting without one when time ran out
-            await self.engine.global_slots.acquire()
+            await self.engine._launcher.global_slots.acquire()
             self._holds_global_slot = True
         self.save()
         return "FAILED"
@@ -563,7 +564,7 @@ class ExecutionRunner:
 
         A kill (cancellation) while waiting does not take the slot back: the execution ends.
         """
-        slots = self.engine.global_slots
+        slots = self.engine._launcher.global_slots
         if self._holds_global_slot:
             slots.release()
             self._holds_global_slot = False

@@ -318,7 +318,7 @@ async def serve_engine(engine: Engine, options: ServerOptions, stopper: Stopper,
         finally:
             stop.cancel()
         await service.stop(stopper.forced)
-        left = len(engine.runners)
+        left = len(engine.running_ids())
         if left:
             announce(f"flowdeck stopping: {left} unfinished execution(s) continue when it "
                      "starts again")

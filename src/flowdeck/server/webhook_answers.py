@@ -36,7 +36,7 @@ def throttled(render: ErrorRenderer, exc: WebhookThrottled) -> Response:
 
 
 def trigger_options(request: Request) -> dict[str, Any]:
-    """The server's webhook settings (`extra`), as `Engine.trigger_webhook` takes them."""
+    """The server's webhook settings (`extra`), as `WebhookTriggers.trigger` takes them."""
     options = request.app.state.options
     return {"failures_per_minute": int(options.number("webhook_failures_per_minute",
                                                       DEFAULT_FAILURES_PER_MINUTE)),

@@ -53,11 +53,11 @@ async def follow_until_settled(engine: Engine, execution_id: str,
     async def settled() -> Execution:
         while True:
             execution = await engine.get_execution(execution_id)
-            if is_terminal(execution.state.current) and execution_id not in engine.runners:
+            if is_terminal(execution.state.current) and not engine.is_running(execution_id):
                 return execution
             if execution.state.current == "PAUSED":
                 return execution
-            sub = engine.bus.subscribe("execution", execution_id=execution_id)
+            sub = engine.subscribe("execution", execution_id=execution_id)
             try:
                 await sub.get(0.5)
             except TimeoutError:

@@ -175,7 +175,7 @@ class FlowctlService:
         status = workflow_status(execution.state.current)
         if execution.state.current in TERMINAL_STATES:
             raise ConflictError(f"Workflow is already {status}")
-        runner = self.engine.runners.get(execution.id)
+        runner = self.engine._launcher.runner(execution.id)
         if runner is not None and by:
             self.engine.logs.emit(runner.execution, None, "WARN",
                                   [f"workflow cancelled by {by}"])
@@ -201,7 +201,7 @@ class FlowctlService:
         states: list[str] = []
         for execution_id, state, end in rows:
             cached = self._finished_counts.get((execution_id, end or ""))
-            runner = self.engine.runners.get(execution_id)
+            runner = self.engine._launcher.runner(execution_id)
             if runner is not None:  # live: newer than the last commit
                 state = runner.execution.state.current
             states.append(state)
@@ -223,7 +223,7 @@ class FlowctlService:
                     self._finished_counts[(execution.id, end or "")] = counts
                 for key, value in counts.items():
                     tasks[key] += value
-        slots = self.engine.global_slots
+        slots = self.engine._launcher.global_slots
         active = min(slots.in_use, slots.limit)
         return FlowctlMetrics(
             workflows=count_by((workflow_status(s) for s in states), WORKFLOW_STATUSES),

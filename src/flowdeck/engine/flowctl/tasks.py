@@ -187,7 +187,7 @@ class FlowctlTask(RunnableTask):
         except asyncio.CancelledError:  # a kill, a workflow timeout or the engine stopping
             ctx.task_run.outputs = {"result": None, "error": STOPPED}
             # Staged now, so it is in the snapshot written before the engine stops.
-            ctx.services.store.stage_execution(ctx.execution)
+            ctx.services.stage_execution(ctx.execution)
             raise
         except FlowctlFailure as exc:
             ctx.task_run.outputs = {"result": exc.result, "error": str(exc)}

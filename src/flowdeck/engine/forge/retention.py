@@ -40,7 +40,7 @@ class RunRetention:
                 f"SELECT id FROM executions WHERE {PIPELINES} AND end_date IS NOT NULL AND "
                 f"end_date < ? AND state IN ({','.join('?' * len(states))}) LIMIT ?",
                 [cutoff, *states, batch])
-            ids = [r[0] for r in rows if r[0] not in self.engine.runners]
+            ids = [r[0] for r in rows if not self.engine.is_running(r[0])]
             if not ids:
                 return purged
             await self.engine.store.run(_deleter(ids))

@@ -42,7 +42,7 @@ from flowdeck.engine.tasks.base import FlowableTask
 
 if TYPE_CHECKING:
     from flowdeck.engine.engine import Engine
-    from flowdeck.engine.runner import RunContext
+    from flowdeck.engine.tasks.base import TaskContext
 
 #: A step's log lines served at most (a chatty step keeps its newest lines).
 MAX_STEP_LOG_LINES = 100_000
@@ -269,7 +269,7 @@ class RunService:
         if waker is not None:
             waker.set()
 
-    async def wait_for_worker(self, ctx: RunContext, walker: Any, task: External) -> str:
+    async def wait_for_worker(self, ctx: TaskContext, walker: Any, task: External) -> str:
         """Run an External task: wait (without an execution slot) for its worker's reports."""
         run_id = ctx.execution.id
         tid = layout.task_uuid(run_id, task.id)
@@ -291,7 +291,7 @@ class RunService:
         finally:
             self._wakers.pop(tid, None)
 
-    async def _follow_reports(self, ctx: RunContext, walker: Any, task: External,
+    async def _follow_reports(self, ctx: TaskContext, walker: Any, task: External,
                               tid: str) -> str:
         names = {layout.step_uuid(tid, key): name for key, name in layout.step_keys(task)}
         seen: dict[str, WorkerReport] = {}

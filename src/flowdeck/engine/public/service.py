@@ -371,7 +371,7 @@ class PublicService:
                         revision: int) -> FlowDefinition | None:
         """The flow of an execution, from memory only (called on the store's writer thread):
         its runner's revision while it runs, else the current one."""
-        runner = self.engine.runners.get(execution_id)
+        runner = self.engine._launcher.runner(execution_id)
         if runner is not None and runner.flow.revision == revision:
             return runner.flow
         try:

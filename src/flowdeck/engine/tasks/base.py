@@ -18,6 +18,7 @@ from flowdeck.core.timefmt import parse_duration
 
 if TYPE_CHECKING:
     from flowdeck.core.models import Execution, TaskRun
+    from flowdeck.engine.task_services import TaskServices
 
 
 def _duration(value: Any) -> Any:
@@ -116,7 +117,7 @@ class TaskContext(Protocol):
         """Make a directory for a later task ahead of need (call while waiting anyway)."""
 
     @property
-    def services(self) -> Any: ...
+    def services(self) -> TaskServices: ...
 
     def render(self, value: Any) -> Any: ...
 

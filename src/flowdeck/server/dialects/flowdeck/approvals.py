@@ -76,7 +76,7 @@ async def follow_approvals(request: Request) -> Response:
 
 
 async def approval_events(engine: Engine, keepalive: float) -> AsyncIterator[bytes]:
-    sub = engine.bus.subscribe(APPROVAL)
+    sub = engine.subscribe(APPROVAL)
     try:
         yield KEEPALIVE  # the stream is open (and subscribed) from here on
         while True:

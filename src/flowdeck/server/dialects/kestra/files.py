@@ -131,7 +131,7 @@ async def upload(namespace: str, request: Request) -> Response:
         else:
             content, filename = part.encode("utf-8"), ""
         if filename.lower().endswith(".zip"):
-            await engine.unpack_namespace_archive(namespace, content)
+            await engine.namespace_import.unpack_archive(namespace, content)
             return Response(status_code=200)
     else:
         content = await request.body()
@@ -139,7 +139,7 @@ async def upload(namespace: str, request: Request) -> Response:
         raise BadRequestError("query parameter 'path' is required (a file path such as "
                               "/scripts/run.py)")
     assert path is not None
-    await engine.put_namespace_file(namespace, path, content)
+    await engine.namespace_import.put_file(namespace, path, content)
     return Response(status_code=200)
 
 

@@ -128,7 +128,7 @@ def flow_query(params: QueryParams) -> FlowQuery:
 @router.get("/flows/search", dependencies=VIEWER,
             summary="Search flows (filters[...], legacy q/namespace/labels)")
 async def search_flows(request: Request) -> JSONResponse:
-    flows, total = get_engine(request).search_flows(flow_query(request.query_params))
+    flows, total = get_engine(request).flows.search(flow_query(request.query_params))
     return JSONResponse(paged([flow_json(f, with_source=False) for f in flows], total))
 
 
@@ -181,7 +181,7 @@ async def get_flow(request: Request, namespace: str, flow_id: str) -> JSONRespon
             summary="Create or update a flow (an update is a new revision)")
 async def put_flow(request: Request, namespace: str, flow_id: str) -> JSONResponse:
     engine = get_engine(request)
-    flow, _ = await engine.put_flow(namespace, flow_id, await yaml_body(request))
+    flow, _ = await engine.flows.put(namespace, flow_id, await yaml_body(request))
     return JSONResponse(flow_json(flow))
 
 

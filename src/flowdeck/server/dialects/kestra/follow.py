@@ -57,7 +57,7 @@ def _drain(sub: Subscription) -> None:
 
 async def execution_events(engine: Engine, execution_id: str,
                            keepalive: float) -> AsyncIterator[bytes]:
-    sub = engine.bus.subscribe(EXECUTION, execution_id=execution_id)
+    sub = engine.subscribe(EXECUTION, execution_id=execution_id)
     try:
         try:
             execution = await engine.get_execution(execution_id)

@@ -66,8 +66,8 @@ async def handle(request: Request, namespace: str, flow_id: str, key: str) -> Re
         return text.replace(key, "***") if key else text
 
     try:
-        started = await engine.trigger_webhook(namespace, flow_id, key, webhook_call(request),
-                                               **trigger_options(request))
+        started = await engine.webhook_triggers.trigger(
+            namespace, flow_id, key, webhook_call(request), **trigger_options(request))
     except WebhookThrottled as exc:
         return throttled(KESTRA_PROBLEMS, exc)
     except WebhookRejected:

@@ -117,7 +117,7 @@ async def trigger(request: Request, flow_id: str, key: str) -> Response:
         await _require_field(flow_id, call)
 
     try:
-        started = await get_engine(request).trigger_webhook(
+        started = await get_engine(request).webhook_triggers.trigger(
             NAMESPACE, flow_id, key, webhook_call(request), accept=accept,
             **trigger_options(request))
     except WebhookThrottled as exc:
