@@ -24,6 +24,7 @@ from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from fastapi.params import Depends as DependsParam
+from starlette.routing import BaseRoute
 
 from flowdeck.engine.keys import Role
 from flowdeck.server.auth import Identity
@@ -51,7 +52,8 @@ class Access:
 class Gate(Protocol):
     """The host's side of an access check (see `server/host.py`)."""
 
-    async def admit(self, request: Request, access: Access) -> Identity: ...
+    async def admit(self, request: Request, access: Access,
+                    route: BaseRoute | None = None) -> Identity: ...
 
     async def check_declared(self, request: Request) -> None: ...
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from starlette.routing import BaseRoute, Route
 
 from flowdeck.engine.engine import Engine
 from flowdeck.engine.keys import TokenStore
 from flowdeck.server import errors
-from flowdeck.server.access import OPEN_ROUTE, VIEWER, declared_access
+from flowdeck.server.access import VIEWER, Access, declared_access, gate
 from flowdeck.server.auth import Authenticator, is_loopback
 from flowdeck.server.dialect import Dialect, DialectContext
 from flowdeck.server.host import Host
@@ -30,16 +31,24 @@ __all__ = ["MAX_BODY", "ServerOptions", "create_app", "flowdeck_version"]
 
 #: The host's routes that need no credentials.
 HOST_OPEN_ROUTES = frozenset({"/ping"})
+OPEN_ACCESS = Access(open=True)
+
+
+def fast_host_routes() -> list[BaseRoute]:
+    """Liveness, as a plain route (no dependency solving), open as its declaration says."""
+
+    async def ping(request: Request) -> PlainTextResponse:
+        await gate(request).admit(request, OPEN_ACCESS, route)
+        return PlainTextResponse("pong")
+
+    route = Route("/ping", ping, methods=["GET", "HEAD"], include_in_schema=False)
+    route.access = OPEN_ACCESS  # type: ignore[attr-defined]
+    return [route]
 
 
 def host_routes(engine: Engine, app: FastAPI) -> APIRouter:
-    """Liveness, storage health and the API's own description."""
+    """Storage health and the API's own description."""
     router = APIRouter()
-
-    @router.api_route("/ping", methods=["GET", "HEAD"], include_in_schema=False,
-                      dependencies=OPEN_ROUTE)
-    async def ping() -> PlainTextResponse:
-        return PlainTextResponse("pong")
 
     @router.get("/health", tags=["misc"], dependencies=VIEWER)
     async def health() -> dict[str, Any]:
@@ -91,5 +100,5 @@ def create_app(engine: Engine, options: ServerOptions | None = None,
     errors.install(app)
     app.add_middleware(Gatekeeper, render=host.render, max_body_bytes=options.max_body_bytes,
                        shutdown=auth.shutdown)
-    host.mount(app, host_routes(engine, app), HOST_OPEN_ROUTES)
+    host.mount(app, host_routes(engine, app), fast_host_routes(), HOST_OPEN_ROUTES)
     return app

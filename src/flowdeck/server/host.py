@@ -3,9 +3,10 @@
 - **Which dialect.** A routed request belongs to the dialect whose router holds its route; any
   other (no route, or an error before routing such as a 413) to the dialect with the longest
   prefix that owns its path, else to the first dialect of the list.
-- **Mount order.** The host's own routes first, then every dialect's fast routes, then the
-  dialects' routers, the most specific first (the longest prefix first; ties keep the list
-  order), so `/api/v1/public/...` is matched before Kestra's `/api/v1/{...}`.
+- **Mount order.** Fast routes first (plain routes for the hottest paths, `/ping` and the
+  dialects' own), then the host's other routes, then the dialects' routers, the most specific
+  first (the longest prefix first; ties keep the list order), so `/api/v1/public/...` is
+  matched before Kestra's `/api/v1/{...}`.
 - **Access.** `admit` runs a route's declared access: the dialect's rate limit, its identity
   scheme, the roles. A dialect route without a rule, or declaring itself open without being in
   its dialect's `open_routes`, stops the app from being built; on every request,
@@ -67,25 +68,28 @@ class Host:
 
     # -- building --------------------------------------------------------------------------
 
-    def mount(self, app: FastAPI, own: APIRouter, own_open: frozenset[str]) -> None:
+    def mount(self, app: FastAPI, own: APIRouter, own_fast: Sequence[BaseRoute],
+              own_open: frozenset[str]) -> None:
         """Mount the host's routes, then every dialect (see the module docstring)."""
+        fast = [self._fast(route, self.fallback, own_open, stamp=False) for route in own_fast]
         self._include(app, [Routes(own)], self.fallback, own_open, stamp=False)
-        fast: list[BaseRoute] = []
         for dialect in self.dialects:
-            if dialect.fast_routes is None:
-                continue
-            for route in dialect.fast_routes(self.context):
-                if not self.declared(route):
-                    raise ValueError(f"fast route {getattr(route, 'path', route)!r} of "
-                                     f"dialect '{dialect.name}' declares no access")
-                self._route_dialect[id(route)] = dialect
-                fast.append(route)
+            if dialect.fast_routes is not None:
+                fast.extend(self._fast(route, dialect, dialect.open_routes, stamp=True)
+                            for route in dialect.fast_routes(self.context))
         app.router.routes[0:0] = fast
         order = sorted(enumerate(self.dialects),
                        key=lambda item: (-max(map(len, item[1].prefixes), default=0), item[0]))
         for _, dialect in order:
             self._include(app, dialect.routes(self.context), dialect, dialect.open_routes,
                           stamp=True)
+
+    def _fast(self, route: BaseRoute, dialect: Dialect, open_paths: frozenset[str], *,
+              stamp: bool) -> BaseRoute:
+        if stamp:
+            self._route_dialect[id(route)] = dialect
+        self._verify(route, str(getattr(route, "path", route)), dialect, open_paths)
+        return route
 
     def _include(self, app: FastAPI, mounts: Sequence[Routes], dialect: Dialect,
                  open_paths: frozenset[str], *, stamp: bool) -> None:
@@ -188,8 +192,13 @@ class Host:
         state["identity"] = identity
         return identity
 
-    async def admit(self, request: Request, access: Access) -> Identity:
+    async def admit(self, request: Request, access: Access,
+                    route: BaseRoute | None = None) -> Identity:
+        """The caller, if `access` admits it (else `ApiFailure`). A plain route passes itself
+        as `route` (the router records only FastAPI routes in the scope)."""
         scope = request.scope
+        if route is not None:
+            scope["route"] = route
         dialect = self.dialect_for(scope)
         limit = self._limits.get(dialect.name) if self._limits else None
         if limit is not None and limit.key == "ip":

@@ -36,16 +36,16 @@ class _ExecutionId(Convertor[str]):
 register_url_convertor("execution_id", _ExecutionId())
 
 
-async def endpoint(request: Request) -> Response:
-    await gate(request).admit(request, READ)
-    return await execution_response(request, request.path_params["execution_id"])
+def _fast_route(prefix: str) -> BaseRoute:
+    async def endpoint(request: Request) -> Response:
+        await gate(request).admit(request, READ, route)
+        return await execution_response(request, request.path_params["execution_id"])
+
+    route = Route(f"{prefix}/executions/{{execution_id:execution_id}}", endpoint,
+                  methods=["GET"], include_in_schema=False)
+    route.access = READ  # type: ignore[attr-defined]
+    return route
 
 
 def fast_routes(context: DialectContext) -> list[BaseRoute]:
-    routes: list[BaseRoute] = []
-    for prefix in PREFIXES:
-        route = Route(f"{prefix}/executions/{{execution_id:execution_id}}", endpoint,
-                      methods=["GET"], include_in_schema=False)
-        route.access = READ  # type: ignore[attr-defined]
-        routes.append(route)
-    return routes
+    return [_fast_route(prefix) for prefix in PREFIXES]
