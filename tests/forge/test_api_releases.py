@@ -41,7 +41,7 @@ async def test_releases_by_every_identifier(tmp_path: Path) -> None:
         got = await api.ok("GET", "/v1/releases/acme/shop/api/2")
         assert set(got) == {"id", "repository", "project", "commit_sha", "release_number",
                             "oci_uri", "oci_digest", "created_at", "created_by", "artifacts",
-                            "aliases", "trigger"}
+                            "aliases", "trigger", "pipeline_run_id"}
         assert got["created_by"] == "bob" and got["artifacts"] == ARTIFACTS
         assert got["aliases"] == [{"alias": "2", "alias_type": "numeric"}]
         assert got["trigger"] == {"trigger_type": "manual", "branch": None,
@@ -75,6 +75,7 @@ async def test_a_release_from_a_pipeline_run_carries_its_trigger(tmp_path: Path)
         got = await api.ok("GET", f"/v1/releases/acme/shop/api/{release['id']}")
         assert got["trigger"] == {"trigger_type": "branch_push", "branch": "main",
                                   "triggered_by": "alice@company.com"}
+        assert got["pipeline_run_id"] == run["id"]
 
 
 async def test_deployments_current_and_history(tmp_path: Path) -> None:
