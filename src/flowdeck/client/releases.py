@@ -168,8 +168,7 @@ def releases_for(backend: Backend, capabilities: Capabilities, *, user: str,
     from flowdeck.client.http import HttpBackend
 
     if endpoint is not None:
-        return HttpReleases(endpoint.url, token=endpoint.token, timeout=endpoint.timeout,
-                            fallback=endpoint)
+        return releases_at(endpoint)
     if isinstance(backend, EmbeddedBackend) and capabilities.releases:
         return EmbeddedReleases(backend, user)
     if isinstance(backend, HttpBackend) and capabilities.releases:
@@ -179,6 +178,14 @@ def releases_for(backend: Backend, capabilities: Capabilities, *, user: str,
         f"releases are not available on {backend.name} ({capabilities.kind} "
         f"{capabilities.version}): a Kestra server has no releases API; point a profile's "
         "[profiles.NAME.forge] url at a Forge server, or use a flowdeck server")
+
+
+def releases_at(endpoint: ForgeEndpoint) -> Releases:
+    """The releases of a Forge server of its own (a profile's `forge` table)."""
+    from flowdeck.client.forge_http import HttpReleases
+
+    return HttpReleases(endpoint.url, token=endpoint.token, timeout=endpoint.timeout,
+                        fallback=endpoint)
 
 
 class EmbeddedReleases:
