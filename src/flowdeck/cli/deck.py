@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from flowdeck.cli import endpoint
 from flowdeck.cli.common import EXIT_OK, UsageError
+from flowdeck.cli.releases import profile_forge
 from flowdeck.cli.session import engine_settings
 from flowdeck.client.backend import Backend
 from flowdeck.config import Settings
@@ -20,6 +21,7 @@ from flowdeck.engine.engine import Engine
 
 if TYPE_CHECKING:
     from flowdeck.client.embedded import EmbeddedBackend
+    from flowdeck.client.releases import ForgeEndpoint
     from flowdeck.server.app import ServerOptions
     from flowdeck.server.serve import HttpService
     from flowdeck.tui.app import FlowdeckApp
@@ -79,6 +81,12 @@ def build_deck(args: argparse.Namespace, settings: Settings
     def open_profile(name: str) -> Backend:
         return profile_backend(settings, name)
 
+    def forge_for_profile(name: str) -> ForgeEndpoint | None:
+        try:
+            return profile_forge(settings, name)
+        except UsageError as exc:  # e.g. its token variable is unset: releases say so
+            raise ValidationError([(f"profiles.{name}.forge", str(exc))]) from None
+
     serving = DeckServing.bind(args.serve, settings) if args.serve else None
 
     async def startup(backend: Backend) -> None:
@@ -98,7 +106,9 @@ def build_deck(args: argparse.Namespace, settings: Settings
         startup=startup if args.demo or serving is not None else None,
         close_backend=True, profile=args.profile, open_profile=open_profile,
         profile_names=sorted(settings.profiles), confirm=settings.deck.confirm,
-        before_close=before_close if serving is not None else None)
+        before_close=before_close if serving is not None else None,
+        forge=profile_forge(settings, args.profile) if args.profile else None,
+        forge_for_profile=forge_for_profile)
     return app, serving
 
 

@@ -30,6 +30,7 @@ from flowdeck.client.releases import (
     releases_at,
     releases_for,
 )
+from flowdeck.config import Settings
 from flowdeck.core.errors import BackendUnavailable, ConflictError
 from flowdeck.core.forge import Deployment, PipelineRun, Release, ReleaseApproval
 
@@ -59,16 +60,19 @@ def parse_release(text: str, *, ref: bool = True) -> ReleaseRef:
 
 
 def forge_endpoint(ctx: Context) -> ForgeEndpoint | None:
-    """`[profiles.NAME.forge]` of the `--profile` given, its token read from the
-    environment variable or file it names."""
+    """`[profiles.NAME.forge]` of the `--profile` given."""
     name = getattr(ctx.args, "profile", None)
-    if not name:
-        return None
-    profile = ctx.settings.profiles.get(name)
+    return profile_forge(ctx.settings, name) if name else None
+
+
+def profile_forge(settings: Settings, name: str) -> ForgeEndpoint | None:
+    """`[profiles.NAME.forge]`, its token read from the environment variable or file it
+    names (UsageError naming the key when it cannot be)."""
+    profile = settings.profiles.get(name)
     if profile is None or profile.forge is None:
         return None
     forge = profile.forge
-    key = f"{ctx.settings.source}: profiles.{name}.forge"
+    key = f"{settings.source}: profiles.{name}.forge"
     token = None
     if forge.token_env:
         token = os.environ.get(forge.token_env)

@@ -1,0 +1,208 @@
+"""The `:rel` screens over a real engine (and a live server): projects, a project's releases
+and environments, live updates from the event log, deploy (a production deploy without an
+approval joins the approval queue), approve, revoke with a confirmation, the pipeline run with
+phases as groups, what is hidden from whom, and a Kestra that has no releases."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowdeck.client.backend import Backend
+from flowdeck.client.embedded import EmbeddedBackend
+from flowdeck.core.clock import ManualClock
+from flowdeck.tui.app import FlowdeckApp
+from flowdeck.tui.screens.pipeline_run import PipelineRunScreen
+from flowdeck.tui.screens.release_project import ProjectScreen
+from flowdeck.tui.screens.releases import ReleasesScreen
+from flowdeck.tui.widgets.confirm import ConfirmScreen
+from flowdeck.tui.widgets.release_forms import ApproveDialog, DeployDialog
+from tui.deck_forge import SHA3, person, seed
+from tui.deck_helpers import both_backends, make_app, screen_text, wait_for
+
+
+async def open_releases(app: FlowdeckApp, pilot: Any) -> ReleasesScreen:
+    await wait_for(lambda: app.connection == "connected")
+    await pilot.press("colon")
+    await wait_for(lambda: app.screen.__class__.__name__ == "CommandPrompt")
+    await pilot.press("r", "e", "l", "enter")
+    screen: ReleasesScreen = await wait_for(
+        lambda: isinstance(app.screen, ReleasesScreen) and app.screen.loaded and app.screen)
+    return screen
+
+
+async def open_project(app: FlowdeckApp, pilot: Any, rows: int = 2) -> ProjectScreen:
+    screen = await open_releases(app, pilot)
+    await wait_for(lambda: screen.source.row_count() == 2)
+    assert screen.table.current_key() == "acme/shop/api"
+    await pilot.press("enter")
+    project: ProjectScreen = await wait_for(
+        lambda: isinstance(app.screen, ProjectScreen) and app.screen.loaded and app.screen)
+    await wait_for(lambda: project.source.row_count() == rows)
+    return project
+
+
+@both_backends
+async def test_projects_then_a_project_and_live_updates(backend: Backend, clock: ManualClock,
+                                                        tmp_path: Path) -> None:
+    _, second = await seed(backend)
+    app = make_app(backend, clock, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_releases(app, pilot)
+        await wait_for(lambda: screen.source.row_count() == 2)
+        text = screen_text(app)
+        assert "PROJECT" in text and "PRODUCTION" in text
+        row = next(line for line in text.splitlines() if line.startswith("acme/shop/api"))
+        assert row.split()[1:3] == ["#2", second.commit_sha[:7]]
+        assert row.split()[-3:] == ["#2", "#1", "-"]  # dev, staging, production
+        project = await open_project(app, pilot)
+        text = screen_text(app)
+        assert "Releases of acme/shop/api (2 of 2, newest first)" in text
+        assert "before: #1" in text and "nothing deployed" in text
+        # a release and a deployment by someone else appear without a reload
+        bob = await person(backend, "bob")
+        third = await bob.create_release("acme/shop", "api", SHA3, [])
+        await wait_for(lambda: project.source.row_count() == 3, timeout=20)
+        assert project.table.current_key() == second.id  # the cursor stayed on its release
+        await bob.deploy(third.id, "staging")
+        await wait_for(lambda: any(v.name == "staging" and v.current is not None
+                                   and v.current.release_id == third.id
+                                   for v in project.env_views), timeout=20)
+        await pilot.press("escape")
+        await wait_for(lambda: app.screen is screen)
+        await wait_for(lambda: "#3" in screen_text(app))
+
+
+async def test_deploy_request_approve_revoke_and_deploy(backend: EmbeddedBackend,
+                                                       clock: ManualClock,
+                                                       tmp_path: Path) -> None:
+    first, second = await seed(backend)
+    app = make_app(backend, clock, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        project = await open_project(app, pilot)
+        # deploy #2 to staging through the dialog: enter only moves to Cancel, y deploys
+        await pilot.press("d")
+        dialog = await wait_for(lambda: isinstance(app.screen, DeployDialog) and app.screen)
+        await pilot.press("down", "enter")
+        await wait_for(lambda: app.focused is not None and app.focused.id == "cancel")
+        await pilot.press("y")
+        await wait_for(lambda: not isinstance(app.screen, DeployDialog))
+        await wait_for(lambda: any(v.name == "staging" and v.current is not None and
+                                   v.current.release_id == second.id and
+                                   v.current.deployed_by == "tester"
+                                   for v in project.env_views))
+        # production without an approval: a deploy request in the approval queue
+        await pilot.press("d")
+        dialog = await wait_for(lambda: isinstance(app.screen, DeployDialog) and app.screen)
+        await pilot.press("down", "down")
+        await wait_for(lambda: "approval queue" in str(dialog.query_one("#plan").render()))
+        await pilot.press("y")
+        await wait_for(lambda: app.pending_approvals == 1, timeout=20)
+        assert "Deploy acme/shop/api release 2 to production" in str(
+            app.pending_list()[0].title)
+        # approve (someone else than alice), then revoke with a confirmation
+        await pilot.press("a")
+        approve = await wait_for(lambda: isinstance(app.screen, ApproveDialog) and app.screen)
+        await pilot.press("y")  # typed into the box: nothing is approved yet
+        await pilot.press("ctrl+u", "ctrl+s")
+        await wait_for(lambda: "justification is required" in str(
+            approve.query_one("#problem").render()))
+        await pilot.press(*"CAB-12", "enter")
+        await wait_for(lambda: app.focused is not None and app.focused.id == "cancel")
+        await pilot.press("y")
+        await wait_for(lambda: (project.approvals.get(second.id) or {}).get("production")
+                       is not None)
+        approval = project.approvals[second.id]["production"]
+        assert approval is not None
+        assert (approval.approver, approval.justification) == ("tester", "CAB-12")
+        assert "production approval: active by tester" in screen_text(app)
+        await pilot.press("x")
+        confirm = await wait_for(lambda: isinstance(app.screen, ConfirmScreen) and app.screen)
+        assert "Release 2 of acme/shop/api for production" in str(
+            confirm.query_one(".body").render())
+        await pilot.press("y")
+        await wait_for(lambda: "production approval: revoked by tester" in screen_text(app))
+        # approve again and deploy with it
+        await pilot.press("a")
+        await wait_for(lambda: isinstance(app.screen, ApproveDialog))
+        await pilot.press(*"CAB-13", "ctrl+s")
+        await wait_for(lambda: project.active_approval(second) is not None)
+        await pilot.press("d")
+        dialog = await wait_for(lambda: isinstance(app.screen, DeployDialog) and app.screen)
+        await pilot.press("down", "down")
+        await wait_for(lambda: "with the approval of tester" in str(
+            dialog.query_one("#plan").render()))
+        await pilot.press("y")
+        await wait_for(lambda: any(v.name == "production" and v.current is not None
+                                   for v in project.env_views))
+        # the run, phases as groups
+        await pilot.press("j")
+        await wait_for(lambda: project.table.current_key() == first.id)
+        await pilot.press("o")
+        run = await wait_for(lambda: isinstance(app.screen, PipelineRunScreen) and app.screen)
+        await wait_for(lambda: run.run is not None and "phase 3 · release" in screen_text(app))
+        text = screen_text(app)
+        assert text.index("phase 1 · discover") < text.index("phase 2 · ci") < text.index(
+            "  api") < text.index("phase 3 · release")
+
+
+async def test_what_is_hidden_from_whom(backend: EmbeddedBackend, clock: ManualClock,
+                                       tmp_path: Path) -> None:
+    await seed(backend)
+    mine = await (await person(backend, "tester")).create_release("acme/shop", "api", SHA3, [])
+    app = make_app(backend, clock, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        project = await open_project(app, pilot, rows=3)
+        assert project.table.current_key() == mine.id
+        await wait_for(lambda: mine.id in project.approvals)
+        assert project.check_action("approve_release", ()) is False  # its creator
+        assert project.check_action("deploy_release", ())
+        assert project.check_action("revoke_approval", ()) is None  # nothing to revoke
+        await pilot.press("a")
+        assert not isinstance(app.screen, ApproveDialog)
+        await pilot.press("j")
+        await wait_for(lambda: project.check_action("approve_release", ()) is True)
+        app.read_only = True
+        for action in ("approve_release", "deploy_release", "revoke_approval"):
+            assert not project.check_action(action, ())
+        assert project.check_action("reload", ())
+
+
+async def test_a_kestra_has_no_releases(clock: ManualClock, tmp_path: Path) -> None:
+    from client.test_http_kestra_recorded import KestraReplay
+
+    backend = KestraReplay.load("2.0.0").backend()
+    app = make_app(backend, clock, tmp_path, close_backend=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_releases(app, pilot)
+        assert screen.unavailable
+        await wait_for(lambda: "a Kestra server has no releases API" in " ".join(
+            screen_text(app).split()))
+
+
+def test_a_profiles_own_forge_reaches_the_deck(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`[profiles.NAME.forge]`: the deck reads that profile's releases from its own Forge,
+    with the token the profile names (and says which variable is missing)."""
+    from flowdeck.cli.common import UsageError
+    from flowdeck.cli.deck import build_deck
+    from flowdeck.config import load_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text('[profiles.split]\nurl = "http://127.0.0.1:9"\n'
+                      '[profiles.split.forge]\nurl = "http://127.0.0.1:8"\n'
+                      'token_env = "DECK_FORGE_TOKEN"\nprojects = ["acme/shop/api"]\n')
+    settings = load_settings(str(config))
+    args = argparse.Namespace(serve=None, url=None, profile="split", read_only=None,
+                              demo=False)
+    monkeypatch.delenv("DECK_FORGE_TOKEN", raising=False)
+    with pytest.raises(UsageError, match="DECK_FORGE_TOKEN is not set"):
+        build_deck(args, settings)
+    monkeypatch.setenv("DECK_FORGE_TOKEN", "t0k3n")
+    app, _ = build_deck(args, settings)
+    assert app.forge is not None
+    assert (app.forge.url, app.forge.token, app.forge.projects) == (
+        "http://127.0.0.1:8", "t0k3n", ("acme/shop/api",))
