@@ -53,15 +53,16 @@ async def test_projects_then_a_project_and_live_updates(backend: Backend, clock:
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_releases(app, pilot)
         await wait_for(lambda: screen.source.row_count() == 2)
-        text = screen_text(app)
-        assert "PROJECT" in text and "PRODUCTION" in text
-        row = next(line for line in text.splitlines() if line.startswith("acme/shop/api"))
+        row = await wait_for(lambda: next((line for line in screen_text(app).splitlines()
+                                           if line.startswith("acme/shop/api")), None))
+        assert "PRODUCTION" in screen_text(app)
         assert row.split()[1:3] == ["#2", second.commit_sha[:7]]
         assert row.split()[-3:] == ["#2", "#1", "-"]  # dev, staging, production
         project = await open_project(app, pilot)
+        await wait_for(lambda: "before: #1" in screen_text(app))
         text = screen_text(app)
         assert "Releases of acme/shop/api (2 of 2, newest first)" in text
-        assert "before: #1" in text and "nothing deployed" in text
+        assert "nothing deployed" in text
         # a release and a deployment by someone else appear without a reload
         bob = await person(backend, "bob")
         third = await bob.create_release("acme/shop", "api", SHA3, [])
@@ -206,3 +207,23 @@ def test_a_profiles_own_forge_reaches_the_deck(tmp_path: Path,
     assert app.forge is not None
     assert (app.forge.url, app.forge.token, app.forge.projects) == (
         "http://127.0.0.1:8", "t0k3n", ("acme/shop/api",))
+
+
+async def test_the_demo_shows_releases(backend: EmbeddedBackend, clock: ManualClock,
+                                       tmp_path: Path) -> None:
+    """`make run` (`flowdeck --demo`): the example pipeline for example/shop, a run of it and
+    a demo release deployed to dev; a second start makes no second release."""
+    from flowdeck.cli.deck import seed_demo, seed_demo_release
+
+    app = make_app(backend, clock, tmp_path, startup=seed_demo, initial="releases")
+    async with app.run_test(size=(120, 40)):
+        screen = await wait_for(lambda: isinstance(app.screen, ReleasesScreen) and app.screen)
+        await wait_for(lambda: screen.source.row_count() == 1, timeout=20)
+        row = await wait_for(lambda: next((line for line in screen_text(app).splitlines()
+                                           if line.startswith("example/shop/api")), None))
+        assert row.split()[1] == "#1" and row.split()[-3:] == ["#1", "-", "-"]
+    await seed_demo_release(backend)
+    overview = await (await person(backend, "x")).overview()
+    assert [p.releases for p in overview.projects] == [1]
+    [release] = (await (await person(backend, "x")).releases("example/shop", "api")).items
+    assert release.pipeline_run_id is not None and release.tag == "v0.1.0"
