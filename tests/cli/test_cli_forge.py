@@ -179,6 +179,7 @@ def test_a_pipeline_run_cancelled_over_http(served: Served) -> None:
 
 
 def test_a_profiles_own_forge(served: Served, tmp_path: Path) -> None:
+    ok(served("alice", "release", "create", "acme/shop/web", "--sha", SHA))
     config = tmp_path / "config.toml"
     config.write_text(
         '[profiles.split]\nkind = "remote"\nurl = "http://127.0.0.1:9"\n'
@@ -186,6 +187,6 @@ def test_a_profiles_own_forge(served: Served, tmp_path: Path) -> None:
         encoding="utf-8")
     args = ("--config", str(config), "--profile", "split", "release", "list", "--json")
     out = json.loads(ok(flowdeck(tmp_path, *args, env={"FORGE_TOKEN": served.tokens["carol"]})))
-    assert ("acme/shop", "api") in {(p["repository"], p["project"]) for p in out["projects"]}
+    assert ("acme/shop", "web") in {(p["repository"], p["project"]) for p in out["projects"]}
     unset = refused(flowdeck(tmp_path, *args), 2)
     assert "profiles.split.forge.token_env: environment variable FORGE_TOKEN is not set" in unset

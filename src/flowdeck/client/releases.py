@@ -163,13 +163,14 @@ class Releases(Protocol):
 def releases_for(backend: Backend, capabilities: Capabilities, *, user: str,
                  endpoint: ForgeEndpoint | None = None) -> Releases:
     """The releases of this backend (or of the profile's own Forge, when given)."""
-    from flowdeck.client.embedded import EmbeddedBackend
     from flowdeck.client.forge_http import HttpReleases
     from flowdeck.client.http import HttpBackend
 
     if endpoint is not None:
         return releases_at(endpoint)
-    if isinstance(backend, EmbeddedBackend) and capabilities.releases:
+    # The engine in this process is recognised by what it offers, not by its class: importing
+    # the embedded backend here would pull the engine into every screen that shows releases.
+    if callable(getattr(backend, "engine_call", None)) and capabilities.releases:
         return EmbeddedReleases(backend, user)
     if isinstance(backend, HttpBackend) and capabilities.releases:
         return HttpReleases(backend.base_url, headers=backend.auth_headers(),
