@@ -227,3 +227,86 @@ async def test_the_demo_shows_releases(backend: EmbeddedBackend, clock: ManualCl
     assert [p.releases for p in overview.projects] == [1]
     [release] = (await (await person(backend, "x")).releases("example/shop", "api")).items
     assert release.pipeline_run_id is not None and release.tag == "v0.1.0"
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator"])
+async def test_a_role_hides_what_it_may_not_do(role: str, clock: ManualClock,
+                                              tmp_path: Path) -> None:
+    """A viewer may not deploy, approve or revoke; an operator deploys but neither approves
+    nor revokes (both need the approver role): hidden from the footer and inert."""
+    from tui.deck_helpers import make_backend
+    from tui.test_quit_and_roles import RoleBackend
+
+    plain = make_backend(tmp_path / "data", clock)
+    backend = RoleBackend(plain.settings, clock=clock)
+    backend.role = role
+    await backend.connect()
+    try:
+        first, _ = await seed(backend)
+        await (await person(backend, "carol")).approve(first.id, "production", "CAB-1")
+        app = make_app(backend, clock, tmp_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            project = await open_project(app, pilot)
+            await wait_for(lambda: app.role == role)
+            await pilot.press("j")
+            await wait_for(lambda: project.table.current_key() == first.id
+                           and project.active_approval(first) is not None)
+            assert not project.check_action("approve_release", ())
+            assert not project.check_action("revoke_approval", ())
+            assert bool(project.check_action("deploy_release", ())) == (role == "operator")
+            footer = screen_text(app).splitlines()[-1]
+            assert "Approve" not in footer and "Revoke" not in footer
+            assert ("Deploy" in footer) == (role == "operator")
+            assert "Open run" in footer
+            await pilot.press("a", "x")
+            if role == "viewer":
+                await pilot.press("d")
+            await wait_for(lambda: app.screen is project)
+            assert not isinstance(app.screen, (ApproveDialog, ConfirmScreen, DeployDialog))
+    finally:
+        await backend.close()
+
+
+async def test_a_kestra_with_a_forge_of_its_own(clock: ManualClock, tmp_path: Path) -> None:
+    """A profile on a Kestra whose releases come from a separate Forge URL with its own token,
+    a server that has only the document's routes: the projects come from the profile's list,
+    a release made meanwhile appears on the refresh beat (no event log to follow), and a
+    deploy from the deck is recorded as the Forge token's name."""
+    import dataclasses
+
+    from client.test_http_kestra_recorded import KestraReplay
+    from client.test_releases_client import SHA, documented_routes, remote
+    from flowdeck.client.releases import ForgeEndpoint
+    from flowdeck.server.dialects import DEFAULT_DIALECTS, forge
+
+    plain = dataclasses.replace(forge.DIALECT, routes=documented_routes)
+    dialects = [d for d in DEFAULT_DIALECTS if d.name != "forge"] + [plain]
+    async with remote(tmp_path, dialects) as (who, url, secrets):
+        alice = who("alice")
+        await alice.create_release("acme/shop", "api", SHA)
+        endpoint = ForgeEndpoint(url, token=secrets["carol"],
+                                 projects=("acme/shop/api", "acme/shop/web"),
+                                 environments=("dev", "staging"))
+        backend = KestraReplay.load("2.0.0").backend()
+        app = make_app(backend, clock, tmp_path, close_backend=True, forge=endpoint,
+                       refresh_seconds=0.5)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_releases(app, pilot)
+            assert not screen.unavailable
+            await wait_for(lambda: screen.source.row_count() == 2)
+            await wait_for(lambda: "read every 0.5s" in screen_text(app))
+            await pilot.press("enter")
+            project: ProjectScreen = await wait_for(
+                lambda: isinstance(app.screen, ProjectScreen) and app.screen.loaded
+                and app.screen)
+            await wait_for(lambda: project.source.row_count() == 1)
+            await alice.create_release("acme/shop", "api", "fedcba9876543210")
+            await wait_for(lambda: project.source.row_count() == 2, timeout=20)
+            await pilot.press("d")
+            dialog = await wait_for(lambda: isinstance(app.screen, DeployDialog) and app.screen)
+            await pilot.press("down")
+            await wait_for(lambda: "staging" in str(dialog.query_one("#plan").render()))
+            await pilot.press("y")
+            await wait_for(lambda: any(v.name == "staging" and v.current is not None
+                                       and v.current.deployed_by == "carol"
+                                       for v in project.env_views), timeout=20)
