@@ -270,8 +270,8 @@ async def test_a_role_hides_what_it_may_not_do(role: str, clock: ManualClock,
 async def test_a_kestra_with_a_forge_of_its_own(clock: ManualClock, tmp_path: Path) -> None:
     """A profile on a Kestra whose releases come from a separate Forge URL with its own token,
     a server that has only the document's routes: the projects come from the profile's list,
-    a release made meanwhile appears on the refresh beat (no event log to follow), and a
-    deploy from the deck is recorded as the Forge token's name."""
+    a release and an approval made meanwhile appear on the refresh beat (no event log to
+    follow), and a deploy from the deck is recorded as the Forge token's name."""
     import dataclasses
 
     from client.test_http_kestra_recorded import KestraReplay
@@ -283,7 +283,7 @@ async def test_a_kestra_with_a_forge_of_its_own(clock: ManualClock, tmp_path: Pa
     dialects = [d for d in DEFAULT_DIALECTS if d.name != "forge"] + [plain]
     async with remote(tmp_path, dialects) as (who, url, secrets):
         alice = who("alice")
-        await alice.create_release("acme/shop", "api", SHA)
+        first = await alice.create_release("acme/shop", "api", SHA)
         endpoint = ForgeEndpoint(url, token=secrets["carol"],
                                  projects=("acme/shop/api", "acme/shop/web"),
                                  environments=("dev", "staging"))
@@ -302,6 +302,11 @@ async def test_a_kestra_with_a_forge_of_its_own(clock: ManualClock, tmp_path: Pa
             await wait_for(lambda: project.source.row_count() == 1)
             await alice.create_release("acme/shop", "api", "fedcba9876543210")
             await wait_for(lambda: project.source.row_count() == 2, timeout=20)
+            assert project.table.current_key() == first.id
+            # an approval made elsewhere shows on the same beat
+            await who("carol").approve(first.id, "production", "CAB-7")
+            await wait_for(lambda: "production approval: active by carol" in screen_text(app),
+                           timeout=20)
             await pilot.press("d")
             dialog = await wait_for(lambda: isinstance(app.screen, DeployDialog) and app.screen)
             await pilot.press("down")
