@@ -262,7 +262,9 @@ async def test_a_server_with_only_the_documents_routes(tmp_path: Path) -> None:
         client = HttpReleases(url, token=secrets["carol"], fallback=endpoint,
                               transport=recording)
         try:
+            assert client.identity is None
             overview = await client.overview()
+            assert client.identity == "carol"  # from flowdeck's /api/v1/me, asked once
             [shop] = overview.projects
             assert (shop.project, shop.releases, sorted(shop.current)) == (
                 "api", 1, ["staging"])
@@ -280,7 +282,9 @@ async def test_a_server_with_only_the_documents_routes(tmp_path: Path) -> None:
                 await client.release("acme/shop", "api", "99")
         finally:
             await client.close()
-        documented = ("GET /v1/releases/", "GET /v1/deployments/", "POST /v1/approvals",
+        assert recording.paths.count("GET /api/v1/me") == 1
+        documented = ("GET /api/v1/me", "GET /v1/releases/", "GET /v1/deployments/",
+                      "POST /v1/approvals",
                       "GET /v1/projects", "GET /v1/events", "DELETE /v1/approvals/",
                       "POST /v1/deployments/requests")
         assert all(p.startswith(documented) for p in recording.paths), recording.paths

@@ -300,6 +300,7 @@ async def test_a_kestra_with_a_forge_of_its_own(clock: ManualClock, tmp_path: Pa
                 lambda: isinstance(app.screen, ProjectScreen) and app.screen.loaded
                 and app.screen)
             await wait_for(lambda: project.source.row_count() == 1)
+            assert project.client.identity == "carol"  # the Forge token's name
             await alice.create_release("acme/shop", "api", "fedcba9876543210")
             await wait_for(lambda: project.source.row_count() == 2, timeout=20)
             assert project.table.current_key() == first.id
