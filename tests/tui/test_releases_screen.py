@@ -6,6 +6,7 @@ phases as groups, what is hidden from whom, and a Kestra that has no releases.""
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from flowdeck.client.backend import Backend
 from flowdeck.client.embedded import EmbeddedBackend
 from flowdeck.core.clock import ManualClock
 from flowdeck.tui.app import FlowdeckApp
+from flowdeck.tui.screens.forge_run import ForgeRunScreen
 from flowdeck.tui.screens.pipeline_run import PipelineRunScreen
 from flowdeck.tui.screens.release_project import ProjectScreen
 from flowdeck.tui.screens.releases import ReleasesScreen
@@ -301,9 +303,27 @@ async def test_a_kestra_with_a_forge_of_its_own(clock: ManualClock, tmp_path: Pa
                 and app.screen)
             await wait_for(lambda: project.source.row_count() == 1)
             assert project.client.identity == "carol"  # the Forge token's name
-            await alice.create_release("acme/shop", "api", "fedcba9876543210")
+            run = await alice.create_run("acme/shop", "main", "fedcba9876543210")
+            async with asyncio.timeout(20):
+                while (await alice.run(run.id)).status != "success":
+                    await asyncio.sleep(0.05)
+            await alice.create_release("acme/shop", "api", "fedcba9876543210",
+                                       pipeline_run_id=run.id)
             await wait_for(lambda: project.source.row_count() == 2, timeout=20)
             assert project.table.current_key() == first.id
+            # its run is not an execution of the Kestra: drawn from the Forge's answer
+            await pilot.press("k", "o")
+            shown = await wait_for(lambda: isinstance(app.screen, ForgeRunScreen)
+                                   and app.screen.run is not None and app.screen)
+            text = await wait_for(lambda: "phase 2 · release" in screen_text(app)
+                                  and screen_text(app))
+            assert f"acme/shop  run {run.id}  SUCCESS" in text
+            assert text.index("phase 1 · build") < text.index("- attempt 1  SUCCESS  exit 0")
+            assert shown.run_id == run.id
+            await pilot.press("escape")
+            await wait_for(lambda: app.screen is project)
+            await pilot.press("j")
+            await wait_for(lambda: project.table.current_key() == first.id)
             # an approval made elsewhere shows on the same beat
             await who("carol").approve(first.id, "production", "CAB-7")
             await wait_for(lambda: "production approval: active by carol" in screen_text(app),

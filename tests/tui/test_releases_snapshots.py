@@ -1,6 +1,7 @@
 """Snapshots of the releases screens at 120x40 and 80x24: the projects, a project (its
 releases, the release under the cursor, each environment's deployment and history), the
-deploy and approve dialogs, and a release's pipeline run with its phases as groups.
+deploy and approve dialogs, a release's pipeline run with its phases as groups, and a failed
+run as a Forge of a profile's own describes it (phases, tasks, steps, the failed step's log).
 
 Deterministic: a fixed ManualClock (moved only while seeding, so the ages differ), fixed ids,
 TZ=UTC, no toasts, no cursor blink; the data is made through the app's own backend before the
@@ -9,6 +10,7 @@ deck reads it, and each scene waits until the screen is painted and stamped.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +25,7 @@ from flowdeck.core.clock import ManualClock
 from flowdeck.core.ids import DeterministicIds
 from flowdeck.engine.engine import EngineSettings
 from flowdeck.tui.app import FlowdeckApp
+from flowdeck.tui.screens.forge_run import ForgeRunScreen
 from flowdeck.tui.screens.pipeline_run import PipelineRunScreen
 from flowdeck.tui.screens.release_project import ProjectScreen
 from flowdeck.tui.screens.releases import ReleasesScreen
@@ -31,6 +34,20 @@ from tui.deck_forge import IMAGE, PIPELINE, SHA1, SHA2, SHA3, finished_run, pers
 from tui.deck_helpers import START, screen_text, wait_for
 
 SIZES = [(120, 40), (80, 24)]
+BROKEN = """
+id: broken
+namespace: pipelines.acme
+tasks:
+  - id: build
+    type: io.kestra.plugin.core.log.Log
+    message: compiled
+  - id: test
+    type: io.kestra.plugin.core.execution.Fail
+    errorMessage: 3 tests failed
+  - id: release
+    type: io.kestra.plugin.core.log.Log
+    message: never
+"""
 
 
 def deck(tmp: Path) -> FlowdeckApp:
@@ -55,6 +72,10 @@ def deck(tmp: Path) -> FlowdeckApp:
         approval = await carol.approve(first.id, "production", "CAB-7 signed off")
         await alice.deploy(first.id, "production", approval.id)
         await carol.approve(second.id, "production", "CAB-8 signed off")
+        await backend.apply_flow(BROKEN)
+        broken = await alice.create_run("acme/broken", "main", SHA3, trigger_type="push")
+        while (await alice.run(broken.id)).status != "failed":
+            await asyncio.sleep(0.02)
         clock.advance(timedelta(seconds=30))
 
     return FlowdeckApp(backend, clock=clock, user="tester", save_dir=tmp, show_toasts=False,
@@ -109,8 +130,19 @@ async def go_run(pilot: Pilot[Any]) -> None:
     await wait_for(lambda: "phase 3 · release" in screen_text(app))
 
 
+async def go_forge_run(pilot: Pilot[Any]) -> None:
+    await go_projects(pilot)
+    app: Any = pilot.app
+    client = await person(app.backend, "tester")
+    [broken] = (await client.runs("acme/broken")).items
+    app.push_screen(ForgeRunScreen(broken.id, client))
+    await wait_for(lambda: isinstance(app.screen, ForgeRunScreen) and app.screen.run is not None
+                   and "3 tests failed" in screen_text(app) and "updated 0s ago" in
+                   screen_text(app))
+
+
 SCENES = {"projects": go_projects, "project": go_project, "deploy": go_deploy,
-          "approve": go_approve, "run": go_run}
+          "approve": go_approve, "run": go_run, "forge-run": go_forge_run}
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

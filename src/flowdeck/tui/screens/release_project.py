@@ -8,7 +8,9 @@
 - `a` approves the release for an approval environment, with a justification; hidden for the
   release's creator and for a deck without the approver role.
 - `x` revokes the release's active approval (asks first, naming it).
-- `o` opens the release's pipeline run in the execution screen, phases as groups.
+- `o` opens the release's pipeline run in the execution screen, phases as groups (from a
+  profile's own Forge, whose runs are not the backend's executions: the run as that Forge
+  describes it, `ForgeRunScreen`).
 
 Workers only talk to the releases client and post messages; every action reloads what it
 changed. Approvals are read for the release under the cursor.
@@ -525,6 +527,13 @@ class ProjectScreen(ListScreen):
         release = self.current()
         if release is None or not release.pipeline_run_id:
             self.deck.toast("this release has no pipeline run recorded", severity="warning")
+            return
+        if self.deck.forge is not None:
+            # Releases from a Forge of the profile's own: the run is not an execution of
+            # the deck's backend, so it is drawn from what that Forge says of it.
+            from flowdeck.tui.screens.forge_run import ForgeRunScreen
+
+            self.app.push_screen(ForgeRunScreen(release.pipeline_run_id, self.client))
             return
         from flowdeck.tui.screens.pipeline_run import PipelineRunScreen
 
