@@ -177,7 +177,7 @@ async def test_what_is_hidden_from_whom(backend: EmbeddedBackend, clock: ManualC
 async def test_a_kestra_has_no_releases(clock: ManualClock, tmp_path: Path) -> None:
     from client.test_http_kestra_recorded import KestraReplay
 
-    backend = KestraReplay.load("2.0.0").backend()
+    backend = KestraReplay.load("2.0.0").backend(poll_interval=1.0)  # not a 10 ms spin
     app = make_app(backend, clock, tmp_path, close_backend=True)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await open_releases(app, pilot)
@@ -289,7 +289,8 @@ async def test_a_kestra_with_a_forge_of_its_own(clock: ManualClock, tmp_path: Pa
         endpoint = ForgeEndpoint(url, token=secrets["carol"],
                                  projects=("acme/shop/api", "acme/shop/web"),
                                  environments=("dev", "staging"))
-        backend = KestraReplay.load("2.0.0").backend()
+        # polled once a second: the replay answers at once, so the default 10 ms would spin
+        backend = KestraReplay.load("2.0.0").backend(poll_interval=1.0)
         app = make_app(backend, clock, tmp_path, close_backend=True, forge=endpoint,
                        refresh_seconds=0.5)
         async with app.run_test(size=(120, 40)) as pilot:
