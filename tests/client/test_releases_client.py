@@ -54,7 +54,7 @@ PIPELINE = textwrap.dedent("""
         message: ready
     """)
 SHA = "0123456789abcdef"
-PEOPLE = {"alice": "approver", "carol": "approver"}
+PEOPLE = {"alice": "approver", "carol": "approver", "vic": "viewer"}
 
 Person = Callable[[str], Releases]
 
@@ -264,7 +264,7 @@ async def test_a_server_with_only_the_documents_routes(tmp_path: Path) -> None:
         try:
             assert client.identity is None
             overview = await client.overview()
-            assert client.identity == "carol"  # from flowdeck's /api/v1/me, asked once
+            assert (client.identity, client.role) == ("carol", "approver")  # from /api/v1/me
             [shop] = overview.projects
             assert (shop.project, shop.releases, sorted(shop.current)) == (
                 "api", 1, ["staging"])

@@ -337,3 +337,31 @@ async def test_a_kestra_with_a_forge_of_its_own(clock: ManualClock, tmp_path: Pa
             await wait_for(lambda: any(v.name == "staging" and v.current is not None
                                        and v.current.deployed_by == "carol"
                                        for v in project.env_views), timeout=20)
+
+
+async def test_a_forge_tokens_role_decides_there(clock: ManualClock, tmp_path: Path) -> None:
+    """Releases from a profile's own Forge with a viewer's token: the Kestra says nothing of
+    roles, the Forge's token reads only, so deploy, approve and revoke are hidden and inert."""
+    from client.test_http_kestra_recorded import KestraReplay
+    from client.test_releases_client import SHA, remote
+    from flowdeck.client.releases import ForgeEndpoint
+
+    async with remote(tmp_path) as (who, url, secrets):
+        await who("alice").create_release("acme/shop", "api", SHA)
+        endpoint = ForgeEndpoint(url, token=secrets["vic"])
+        backend = KestraReplay.load("2.0.0").backend(poll_interval=1.0)
+        app = make_app(backend, clock, tmp_path, close_backend=True, forge=endpoint)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_releases(app, pilot)
+            await wait_for(lambda: screen.source.row_count() == 1)
+            await pilot.press("enter")
+            project: ProjectScreen = await wait_for(
+                lambda: isinstance(app.screen, ProjectScreen) and app.screen.loaded
+                and app.screen.source.row_count() == 1 and app.screen)
+            assert app.role is None and project.client.role == "viewer"
+            for action in ("deploy_release", "approve_release", "revoke_approval"):
+                assert not project.check_action(action, ())
+            footer = screen_text(app).splitlines()[-1]
+            assert "Deploy" not in footer and "Approve" not in footer
+            await pilot.press("d", "a")
+            assert app.screen is project

@@ -122,6 +122,7 @@ class HttpReleases:
                                          timeout=httpx.Timeout(timeout), transport=transport,
                                          follow_redirects=False)
         self._identity = identity
+        self._role: str | None = None
         #: Whether to ask the server who the token is (once), when no one said.
         self._ask_identity = identity is None
         self.fallback = fallback or ForgeEndpoint(self.url)
@@ -134,6 +135,10 @@ class HttpReleases:
     @property
     def identity(self) -> str | None:
         return self._identity
+
+    @property
+    def role(self) -> str | None:
+        return self._role
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -187,9 +192,10 @@ class HttpReleases:
     # -- projects -----------------------------------------------------------------------------
 
     async def learn_identity(self) -> None:
-        """Who the token is, from flowdeck's `GET /api/v1/me` where the server has it (a Forge
-        of a profile's own): the deck then hides approving from a release's creator. The
-        document has no such route, so any other answer leaves the identity unknown."""
+        """Who the token is and its role, from flowdeck's `GET /api/v1/me` where the server
+        has it (a Forge of a profile's own): the deck then hides approving from a release's
+        creator, and what the role may not do. The document has no such route, so any other
+        answer leaves both unknown."""
         if not self._ask_identity:
             return
         self._ask_identity = False
@@ -201,6 +207,8 @@ class HttpReleases:
         if isinstance(body, dict) and body.get("kind") == "token" and isinstance(
                 body.get("name"), str) and body["name"]:
             self._identity = body["name"]
+            role = body.get("role")
+            self._role = role if isinstance(role, str) and role else None
 
     async def overview(self) -> Overview:
         await self.learn_identity()

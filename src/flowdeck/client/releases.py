@@ -105,6 +105,12 @@ class Releases(Protocol):
         """Who the releases backend records as the caller (None: not known)."""
         ...
 
+    @property
+    def role(self) -> str | None:
+        """The caller's role where the releases come from a server of their own (a
+        profile's Forge that says so); None: the deck's own role applies."""
+        ...
+
     async def close(self) -> None: ...
 
     async def overview(self) -> Overview: ...
@@ -203,6 +209,10 @@ class EmbeddedReleases:
     @property
     def identity(self) -> str | None:
         return self.user
+
+    @property
+    def role(self) -> str | None:
+        return None
 
     async def close(self) -> None:
         """Nothing of its own to close: the backend is its owner's."""

@@ -33,7 +33,7 @@ from flowdeck.client.releases import FeatureMissing, ForgeEvent, Releases
 from flowdeck.core.errors import BackendUnavailable, FlowdeckError
 from flowdeck.core.forge import Deployment, Release, ReleaseApproval
 from flowdeck.core.sanitize import sanitize_line
-from flowdeck.tui.commands import bindings_for
+from flowdeck.tui.commands import ACTION_ROLES, bindings_for, role_allows
 from flowdeck.tui.format import safe_text, short_id
 from flowdeck.tui.messages import ActionFailed, ConnectionLost
 from flowdeck.tui.screens.base import ListScreen
@@ -402,6 +402,9 @@ class ProjectScreen(ListScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         allowed = super().check_action(action, parameters)
+        if allowed and self.client.role is not None:
+            # Releases from a Forge of the profile's own: its token's role decides.
+            allowed = role_allows(self.client.role, ACTION_ROLES.get(action))
         if not allowed or action not in ("approve_release", "revoke_approval",
                                          "open_release_run", "deploy_release"):
             return allowed
