@@ -365,3 +365,32 @@ async def test_a_forge_tokens_role_decides_there(clock: ManualClock, tmp_path: P
             assert "Deploy" not in footer and "Approve" not in footer
             await pilot.press("d", "a")
             assert app.screen is project
+
+
+async def test_a_deploy_request_decided_in_the_approval_queue(backend: EmbeddedBackend,
+                                                             clock: ManualClock,
+                                                             tmp_path: Path) -> None:
+    """A production deploy request waits in `:ap` beside execution approvals; approving it
+    there (someone other than the release's creator) deploys the release, and the releases
+    screen shows it running in production."""
+    from flowdeck.tui.screens.approvals import ApprovalsScreen
+    from flowdeck.tui.widgets.confirm import DecisionScreen
+
+    _, second = await seed(backend)
+    await (await person(backend, "bob")).request_deploy(second.id, "production")
+    app = make_app(backend, clock, tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(lambda: app.connection == "connected")
+        app.run_command(":ap")
+        queue = await wait_for(lambda: isinstance(app.screen, ApprovalsScreen)
+                               and app.screen.table.current_key() is not None and app.screen)
+        await wait_for(lambda: "flowdeck.forge.deploy-request" in screen_text(app)
+                       and "Deploy acme/shop/api release 2 to produc" in screen_text(app))
+        await pilot.press("a")
+        await wait_for(lambda: isinstance(app.screen, DecisionScreen))
+        await pilot.press(*"CAB-20", "ctrl+s")
+        await wait_for(lambda: app.screen is queue and app.pending_approvals == 0, timeout=20)
+        project = await open_project(app, pilot)
+        await wait_for(lambda: any(v.name == "production" and v.current is not None
+                                   and v.current.release_id == second.id
+                                   for v in project.env_views), timeout=20)
