@@ -7,6 +7,8 @@ one line here.
 from __future__ import annotations
 
 from flowdeck.cli.commands import (
+    agents,
+    api_key,
     approvals,
     demo,
     executions,
@@ -17,6 +19,7 @@ from flowdeck.cli.commands import (
     serve,
     staging,
     token,
+    webhooks,
 )
 from flowdeck.cli.options import CommandGroup
 
@@ -31,4 +34,7 @@ GROUPS: tuple[CommandGroup, ...] = (
     token,
     passwd,
     demo,
+    api_key,
+    webhooks,
+    agents,
 )
