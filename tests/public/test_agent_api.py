@@ -156,7 +156,8 @@ async def test_150_rows_become_100_and_the_execution_says_so(engine: Engine) -> 
     assert execution.label(CSV_TRUNCATED_LABEL) == "150 rows received, 100 kept"
     assert execution.label(API_KEY_LABEL) == key.id
     assert execution.label("system.from") == "public-api"
-    assert execution.variables == {"apiKey": key.id, "description": "big"}
+    assert execution.variables == {"apiKey": key.id, "apiKeyName": key.name,
+                                   "description": "big"}
     await until_waiting(engine, started.execution_id)
     pending = await engine.public.pending_approval(key, started.execution_id)
     assert pending.to_dict()["approvalData"]["metadata"]["totalRows"] == 100

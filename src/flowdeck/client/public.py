@@ -4,8 +4,11 @@ messages agents delivered.
 `public_admin(backend)` answers a `PublicAdmin` for the connected backend: the engine in this
 process (`EmbeddedBackend`) or flowdeck's own admin routes over HTTP (`/api-keys`,
 `/webhook-deliveries`, `/agent-messages`). A Kestra server has none of these:
-`PublicAdminUnavailable` says so. `LocalKeys` manages the keys of a data dir beside a running
-engine (as `flowdeck token` does), so a key can be made for a server without going through it.
+`PublicAdminUnavailable` says so. (The CLI also manages a data dir's keys directly, beside a
+running engine, as `flowdeck token` does.)
+
+The backends are told apart by what they offer (`engine_call`, `request_json`), not by their
+classes, so this module imports no engine code and the deck may use it.
 
 Both backends answer the same types, read from the same JSON: the embedded one hands over the
 engine's own `to_dict()` bodies, the HTTP one the server's; so a screen or a command cannot
@@ -14,21 +17,16 @@ tell them apart, and never sees a secret other than a new key's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
 
 from flowdeck.client.backend import Backend, Capabilities
 from flowdeck.core.errors import FlowdeckError, NotFoundError
 from flowdeck.core.public import DEFAULT_USAGE_LIMIT
 from flowdeck.core.timefmt import format_duration, parse_instant
-
-if TYPE_CHECKING:
-    from flowdeck.engine.engine import Engine
-    from flowdeck.engine.public.keys import ApiKeyStore
 
 #: Deliveries and messages a list asks for at most.
 MAX_PAGE = 1000
@@ -229,44 +227,68 @@ def _paging(page: int, size: int) -> tuple[int, int]:
 # -- the engine in this process ------------------------------------------------------------
 
 
+#: An engine, as the functions run on its loop see it (`flowdeck.engine.engine.Engine`; not
+#: imported here, so the deck can use this module).
+InProcessEngine = Any
+
+
+@runtime_checkable
+class EngineCalls(Protocol):
+    """A backend that runs a function of its in-process engine on the engine's loop."""
+
+    async def engine_call(self, fn: Callable[[InProcessEngine], Awaitable[Any]]) -> Any: ...
+
+
+@runtime_checkable
+class JsonCalls(Protocol):
+    """A backend that calls routes under a flowdeck server's API prefix."""
+
+    async def request_json(self, method: str, path: str, *, json: Any = None,
+                           params: Any = None) -> Any: ...
+
+
 class EngineAdmin:
-    """`PublicAdmin` over an `EmbeddedBackend`: each call runs on the engine's loop, and what
+    """`PublicAdmin` over an in-process engine: each call runs on the engine's loop, and what
     comes back is read from the engine's JSON bodies."""
 
-    def __init__(self, call: Callable[[Callable[[Engine], Any]], Any]) -> None:
-        self._call = call
+    def __init__(self, backend: EngineCalls) -> None:
+        self._backend = backend
 
-    async def _run(self, work: Callable[[Engine], Any]) -> Any:
-        return await self._call(work)
+    async def _run(self, work: Callable[[InProcessEngine], Awaitable[Any]]) -> Any:
+        return await self._backend.engine_call(work)
 
     async def list_keys(self) -> list[KeyInfo]:
-        async def run(engine: Engine) -> list[dict[str, Any]]:
+        async def run(engine: InProcessEngine) -> list[dict[str, Any]]:
             now = engine.clock.now()
             return [k.to_dict(now) for k in await engine.public.list_keys()]
 
         return [KeyInfo.from_dict(d) for d in await self._run(run)]
 
     async def get_key(self, key_id: str) -> KeyInfo:
-        async def run(engine: Engine) -> dict[str, Any]:
-            return (await engine.public.get_key(key_id)).to_dict(engine.clock.now())
+        async def run(engine: InProcessEngine) -> dict[str, Any]:
+            body: dict[str, Any] = (await engine.public.get_key(key_id)).to_dict(engine.clock.now())
+            return body
 
         return KeyInfo.from_dict(await self._run(run))
 
     async def create_key(self, spec: KeySpec) -> NewKey:
-        async def run(engine: Engine) -> dict[str, Any]:
+        async def run(engine: InProcessEngine) -> dict[str, Any]:
             created = await engine.public.create_key(
                 spec.name, workflows=list(spec.workflows), usage_limit=spec.usage_limit,
                 expires_in=spec.expires_in, webhook_url=spec.webhook_url,
                 webhook_events=list(spec.webhook_events) if spec.webhook_events is not None
                 else None, webhook_secret=spec.webhook_secret)
-            return created.to_dict(engine.clock.now())
+            body: dict[str, Any] = created.to_dict(engine.clock.now())
+            return body
 
         body = await self._run(run)
         return NewKey(KeyInfo.from_dict(body), str(body["key"]))
 
     async def revoke_key(self, key_id: str) -> KeyInfo:
-        async def run(engine: Engine) -> dict[str, Any]:
-            return (await engine.public.revoke_key(key_id)).to_dict(engine.clock.now())
+        async def run(engine: InProcessEngine) -> dict[str, Any]:
+            revoked = await engine.public.revoke_key(key_id)
+            body: dict[str, Any] = revoked.to_dict(engine.clock.now())
+            return body
 
         return KeyInfo.from_dict(await self._run(run))
 
@@ -274,7 +296,7 @@ class EngineAdmin:
                          page: int = 1, size: int = 100) -> tuple[list[DeliveryInfo], int]:
         limit, offset = _paging(page, size)
 
-        async def run(engine: Engine) -> tuple[list[dict[str, Any]], int]:
+        async def run(engine: InProcessEngine) -> tuple[list[dict[str, Any]], int]:
             found, total = await engine.outbox.deliveries(status=status, target=target,
                                                           limit=limit, offset=offset)
             return [d.to_dict() for d in found], total
@@ -283,14 +305,16 @@ class EngineAdmin:
         return [DeliveryInfo.from_dict(d) for d in rows], total
 
     async def get_delivery(self, delivery_id: str) -> DeliveryInfo:
-        async def run(engine: Engine) -> dict[str, Any]:
-            return (await engine.outbox.get(delivery_id)).to_dict()
+        async def run(engine: InProcessEngine) -> dict[str, Any]:
+            body: dict[str, Any] = (await engine.outbox.get(delivery_id)).to_dict()
+            return body
 
         return DeliveryInfo.from_dict(await self._run(run))
 
     async def redeliver(self, delivery_id: str) -> DeliveryInfo:
-        async def run(engine: Engine) -> dict[str, Any]:
-            return (await engine.outbox.redeliver(delivery_id)).to_dict()
+        async def run(engine: InProcessEngine) -> dict[str, Any]:
+            body: dict[str, Any] = (await engine.outbox.redeliver(delivery_id)).to_dict()
+            return body
 
         return DeliveryInfo.from_dict(await self._run(run))
 
@@ -298,7 +322,7 @@ class EngineAdmin:
                        size: int = 100) -> tuple[list[MessageInfo], int]:
         limit, offset = _paging(page, size)
 
-        async def run(engine: Engine) -> tuple[list[dict[str, Any]], int]:
+        async def run(engine: InProcessEngine) -> tuple[list[dict[str, Any]], int]:
             found, total = await engine.public.list_messages(
                 execution_id=execution_id, limit=limit, offset=offset)
             return [m.to_dict() for m in found], total
@@ -310,19 +334,16 @@ class EngineAdmin:
 # -- flowdeck's server over HTTP -------------------------------------------------------------
 
 
-Requester = Callable[..., Any]
-
-
 class HttpAdmin:
     """`PublicAdmin` over flowdeck's admin routes (keys and deliveries need the admin role;
     messages the viewer role)."""
 
-    def __init__(self, request_json: Requester) -> None:
-        self._request = request_json
+    def __init__(self, backend: JsonCalls) -> None:
+        self._backend = backend
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            return await self._request(method, path, **kwargs)
+            return await self._backend.request_json(method, path, **kwargs)
         except NotFoundError as exc:
             if "no route" in str(exc):
                 raise PublicAdminUnavailable(
@@ -375,65 +396,17 @@ class HttpAdmin:
 
 
 def _segment(text: str) -> str:
-    from urllib.parse import quote
-
     return quote(text, safe="")
 
 
 def public_admin(backend: Backend, capabilities: Capabilities | None = None) -> PublicAdmin:
     """The `PublicAdmin` of a connected backend; PublicAdminUnavailable for a Kestra."""
-    from flowdeck.client.embedded import EmbeddedBackend
-    from flowdeck.client.http import HttpBackend
-
-    if isinstance(backend, EmbeddedBackend):
-        return EngineAdmin(backend.engine_call)
-    if isinstance(backend, HttpBackend):
-        if capabilities is not None and capabilities.kind != "flowdeck":
-            raise PublicAdminUnavailable(
-                f"{backend.name} is a {capabilities.kind} server: API keys, webhook deliveries "
-                "and agent messages come with a flowdeck server")
-        return HttpAdmin(backend.request_json)
-    raise PublicAdminUnavailable(f"{backend.name} has no public API to administer")
-
-
-# -- a data dir's keys beside a running engine -----------------------------------------------
-
-
-class LocalKeys:
-    """The key half of `PublicAdmin` over a data dir's key store, opened beside any engine
-    that holds the data dir (SQLite serialises the writes; a server sees a revocation on the
-    key's next request)."""
-
-    def __init__(self, store: ApiKeyStore) -> None:
-        self._store = store
-
-    def _now(self) -> datetime:
-        return self._store.clock.now()
-
-    async def list_keys(self) -> list[KeyInfo]:
-        now = self._now()
-        return [KeyInfo.from_dict(k.to_dict(now)) for k in await self._store.list_all()]
-
-    async def get_key(self, key_id: str) -> KeyInfo:
-        return KeyInfo.from_dict((await self._store.get(key_id)).to_dict(self._now()))
-
-    async def create_key(self, spec: KeySpec) -> NewKey:
-        created = await self._store.create(
-            spec.name, workflows=list(spec.workflows), usage_limit=spec.usage_limit,
-            expires_in=spec.expires_in, webhook_url=spec.webhook_url,
-            webhook_events=list(spec.webhook_events) if spec.webhook_events is not None
-            else None, webhook_secret=spec.webhook_secret)
-        body = created.to_dict(self._now())
-        return NewKey(KeyInfo.from_dict(body), str(body["key"]))
-
-    async def revoke_key(self, key_id: str) -> KeyInfo:
-        return KeyInfo.from_dict((await self._store.revoke(key_id)).to_dict(self._now()))
-
-
-@asynccontextmanager
-async def local_keys(data_dir: Path) -> AsyncIterator[LocalKeys]:
-    """The keys of `data_dir`, without taking its engine lock."""
-    from flowdeck.engine.public.keys import open_api_key_store
-
-    async with open_api_key_store(data_dir) as store:
-        yield LocalKeys(store)
+    kind = capabilities.kind if capabilities is not None else None
+    if isinstance(backend, EngineCalls) and kind in (None, "embedded"):
+        return EngineAdmin(backend)
+    if isinstance(backend, JsonCalls) and kind in (None, "flowdeck"):
+        return HttpAdmin(backend)
+    what = f"{backend.name} is a {kind} server" if kind else f"{backend.name} has no engine"
+    raise PublicAdminUnavailable(
+        f"{what}: API keys, webhook deliveries and agent messages come with flowdeck (its "
+        "embedded engine or its server)")

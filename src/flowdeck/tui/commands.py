@@ -17,9 +17,10 @@ from flowdeck.client.backend import ROLES
 
 GLOBAL = "global"
 #: Screens that show a list: `/` filters, `q` quits, `space` marks (where it can).
-LIST_SCOPES = ("executions", "flows", "approvals", "staging")
+LIST_SCOPES = ("executions", "flows", "approvals", "staging", "webhooks")
 
 OPERATOR, APPROVER = "operator", "approver"
+ADMIN = "admin"
 
 
 def role_allows(role: str | None, needed: str | None) -> bool:
@@ -97,6 +98,10 @@ CATALOGUE: tuple[DeckAction, ...] = (
     DeckAction("delete-environment", "d,ctrl+d", "delete_environment", "Delete",
                ("staging",), role=OPERATOR),
     DeckAction("open-run", "o", "open_run", "Open run", ("staging",)),
+    # webhook deliveries, API keys and agent messages (`:wh`)
+    DeckAction("next-view", "v", "next_view", "Next view", ("webhooks",)),
+    DeckAction("open-execution", "enter", "open_execution", "Open execution", ("webhooks",)),
+    DeckAction("redeliver", "R", "redeliver", "Redeliver", ("webhooks",), role=ADMIN),
 )
 
 #: Textual action name -> the role it needs (the screen-local name, without `app.`).

@@ -14,6 +14,7 @@ from flowdeck.tui.screens.base import DeckScreen
 from flowdeck.tui.screens.executions import ExecutionsScreen
 from flowdeck.tui.screens.flows import FlowsScreen
 from flowdeck.tui.screens.staging import StagingScreen
+from flowdeck.tui.screens.webhooks import WebhooksScreen
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,8 @@ SCREENS: tuple[ScreenEntry, ...] = (
                 "the approvals queue (h: the decided ones)"),
     ScreenEntry("staging", StagingScreen, ("st", "staging"),
                 "staging environments: clone, delete, follow the run"),
+    ScreenEntry("webhooks", WebhooksScreen, ("wh", "webhooks", "webhook"),
+                "webhook deliveries, API keys, agent messages"),
 )
 
 COMMANDS: tuple[CommandEntry, ...] = (

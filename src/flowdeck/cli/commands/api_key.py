@@ -19,10 +19,11 @@ from typing import Any, Protocol
 from flowdeck.cli.common import EXIT_OK, Context, Printer, UsageError
 from flowdeck.cli.options import Commands
 from flowdeck.cli.session import Access, embedded, open_session
-from flowdeck.client.public import KeyInfo, KeySpec, NewKey, local_keys, public_admin
+from flowdeck.client.public import KeyInfo, KeySpec, NewKey, public_admin
 from flowdeck.client.resolve import Candidate, is_fragment, matches, pick
 from flowdeck.core.public import DEFAULT_USAGE_LIMIT, WEBHOOK_EVENTS
 from flowdeck.core.timefmt import format_instant, parse_duration
+from flowdeck.engine.public.keys import ApiKeyStore, open_api_key_store
 
 ID_HELP = "a key id, or its first or last 8+ characters"
 HEADERS = ["ID", "NAME", "PREFIX", "STATUS", "WORKFLOWS", "USAGE", "EXPIRES", "WEBHOOK",
@@ -37,6 +38,36 @@ class Keys(Protocol):
     async def create_key(self, spec: KeySpec) -> NewKey: ...
 
     async def revoke_key(self, key_id: str) -> KeyInfo: ...
+
+
+class LocalKeys:
+    """`Keys` over a data dir's key store, opened beside any engine that holds the data dir
+    (SQLite serialises the writes; a server sees a new or revoked key on its next request)."""
+
+    def __init__(self, store: ApiKeyStore) -> None:
+        self._store = store
+
+    def _now(self) -> datetime:
+        return self._store.clock.now()
+
+    async def list_keys(self) -> list[KeyInfo]:
+        now = self._now()
+        return [KeyInfo.from_dict(k.to_dict(now)) for k in await self._store.list_all()]
+
+    async def get_key(self, key_id: str) -> KeyInfo:
+        return KeyInfo.from_dict((await self._store.get(key_id)).to_dict(self._now()))
+
+    async def create_key(self, spec: KeySpec) -> NewKey:
+        created = await self._store.create(
+            spec.name, workflows=list(spec.workflows), usage_limit=spec.usage_limit,
+            expires_in=spec.expires_in, webhook_url=spec.webhook_url,
+            webhook_events=list(spec.webhook_events) if spec.webhook_events is not None
+            else None, webhook_secret=spec.webhook_secret)
+        body = created.to_dict(self._now())
+        return NewKey(KeyInfo.from_dict(body), str(body["key"]))
+
+    async def revoke_key(self, key_id: str) -> KeyInfo:
+        return KeyInfo.from_dict((await self._store.revoke(key_id)).to_dict(self._now()))
 
 
 def register(commands: Commands) -> None:
@@ -75,8 +106,8 @@ async def keys_of(ctx: Context, access: Access) -> AsyncIterator[Keys]:
     if embedded(ctx):
         data_dir = ctx.settings.resolved_data_dir()
         try:
-            async with local_keys(data_dir) as local:
-                yield local
+            async with open_api_key_store(data_dir) as store:
+                yield LocalKeys(store)
         except OSError as exc:
             raise UsageError(f"data dir {data_dir} cannot be used: "
                              f"{exc.strerror or exc}") from None

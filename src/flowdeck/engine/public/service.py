@@ -37,6 +37,7 @@ from flowdeck.core.ids import is_uuid
 from flowdeck.core.models import Approval, Execution
 from flowdeck.core.public import (
     API_KEY_LABEL,
+    API_KEY_NAME_VARIABLE,
     API_KEY_VARIABLE,
     CSV_MAX_ROWS,
     CSV_TRUNCATED_LABEL,
@@ -232,7 +233,8 @@ class PublicService:
         async def admit(conn: aiosqlite.Connection, execution: Execution) -> None:
             await self.keys.charge(conn, key.id, self.engine.clock.now())
             execution.set_label(API_KEY_LABEL, key.id)
-            variables: dict[str, Any] = {API_KEY_VARIABLE: key.id}
+            variables: dict[str, Any] = {API_KEY_VARIABLE: key.id,
+                                         API_KEY_NAME_VARIABLE: key.name}
             if received is not None and kept is not None and received > kept:
                 execution.set_label(CSV_TRUNCATED_LABEL,
                                     f"{received} rows received, {kept} kept")
