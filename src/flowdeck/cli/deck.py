@@ -165,10 +165,14 @@ class DeckServing:
 
 
 async def seed_demo(backend: Backend) -> None:
-    """Live activity for `make run`: the examples, the scheduled report and an approval."""
-    from flowdeck.cli.commands.demo import example_sources
+    """Live activity for `make run`: the examples, the scheduled report and an approval; on
+    the embedded engine also the public API's agent, run once and waiting for review."""
+    from flowdeck.cli.commands.demo import example_sources, seed_agent
+    from flowdeck.client.embedded import EmbeddedBackend
 
     for source in example_sources():
         await backend.apply_flow(source)
     await backend.create_execution("flowdeck.demo", "nightly-report")
     await backend.create_execution("flowdeck.demo", "release-approval")
+    if isinstance(backend, EmbeddedBackend):
+        await backend.engine_call(seed_agent)
