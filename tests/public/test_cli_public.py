@@ -6,6 +6,7 @@ subprocess that requires tokens and may deliver to loopback because
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import subprocess
@@ -17,9 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks.webhooks import Webhook
 
 from cli.test_cli_remote import clean_env, flowdeck_serve
-from public.support import AGENT, customers
+from public.support import AGENT, customers, verify_webhook_signature
 from webhook_receiver import webhook_receiver
 
 API = "/api/v1/public"
@@ -155,6 +157,13 @@ async def test_webhooks_and_messages_over_url(served: Served) -> None:
         execution_id = await execute(served.url, made["key"], rows=2)
         [first] = await receiver.received(1, timeout=20)
         assert json.loads(first.body)["event"] == "execution.pending_approval"
+        # signed by the served process with the key's secret, both ways
+        assert verify_webhook_signature(first.body, first.headers["x-webhook-signature"],
+                                        "s3cret")
+        assert not verify_webhook_signature(first.body, first.headers["x-webhook-signature"],
+                                            "other")
+        Webhook(base64.b64encode(b"s3cret").decode()).verify(first.body, first.headers)
+        assert first.headers["x-webhook-execution-id"] == execution_id
 
         async with asyncio.timeout(20):
             while True:
