@@ -90,6 +90,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import hashlib
 import hmac
 import json
@@ -886,11 +887,14 @@ async def phase_public(ctx: Context) -> dict[str, float]:
             if status == 202:
                 burst.append((perf() - t0) * 1000)
 
+    gc.collect()
+    gc.disable()  # the load generator's own collections would show up as server latency
     try:
         cpu0 = ctx.server.cpu_seconds()
         await asyncio.gather(*(client(c, s) for c, s in zip(conns, secrets, strict=True)))
         server_cpu = ctx.server.cpu_seconds() - cpu0
     finally:
+        gc.enable()
         for conn in conns:
             conn.close()
     latencies.sort()
@@ -1010,6 +1014,8 @@ async def phase_webhook(ctx: Context) -> dict[str, float]:
                     raise RuntimeError(f"approve answered {status}: {answer[:300]!r}")
                 await completed
 
+        gc.collect()
+        gc.disable()  # a collection here would delay the receiver's stamps
         try:
             async with asyncio.timeout(TIMEOUT_S):
                 await asyncio.gather(*(client(c, s) for c, s in zip(conns, secrets,
@@ -1018,6 +1024,7 @@ async def phase_webhook(ctx: Context) -> dict[str, float]:
                 while len(receiver.hooks) < 3 * WEBHOOK_CLIENTS * WEBHOOK_ROUNDS:
                     await asyncio.sleep(0.05)
         finally:
+            gc.enable()
             for conn in conns:
                 conn.close()
     finally:
