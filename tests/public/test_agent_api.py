@@ -372,8 +372,8 @@ async def test_deep_json_is_refused_quickly(engine: Engine) -> None:
         deep = [deep]
     with pytest.raises(ValidationError, match="nests deeper than 32 levels"):
         await engine.public.execute(key, AGENT, {"csvData": deep})
-    # a missing csvData is the flow's own input error, named, and costs nothing
-    with pytest.raises(ValidationError, match=r"inputs\.csvData: is required"):
+    # a missing csvData is the flow's own input error, named as the request names it
+    with pytest.raises(ValidationError, match=r"^input\.csvData: is required$"):
         await engine.public.execute(key, AGENT, {})
 
 

@@ -124,7 +124,7 @@ async def test_422_names_the_field(tmp_path: Path) -> None:
          "description: at most 2000 characters"),
         ("execute", {"input": {"csvData": [{"name": "\ud800"}]}},
          "input.csvData[0].name: is not valid text"),
-        ("execute", {"input": {"csvData": "not rows"}}, "csvData"),
+        ("execute", {"input": {"csvData": "not rows"}}, "input.csvData: invalid JSON"),
         ("approve", {"comment": ["a"]}, "comment: must be text"),
         ("reject", {"comment": "x" * 5001}, "comment: at most 5000 characters"),
     ]

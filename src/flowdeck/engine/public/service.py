@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowdeck.core.errors import (
     ConflictError,
+    InvalidInputsError,
     NotFoundError,
     PermissionDenied,
     ValidationError,
@@ -120,6 +121,13 @@ def _utf8(text: str, where: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError([(where, "is not valid text (lone surrogate)")]) from None
+
+
+def _as_request_field(path: str) -> str:
+    """A flow input's path (`inputs.csvData`) as the request names it (`input.csvData`)."""
+    if path == "inputs" or path.startswith(("inputs.", "inputs[")):
+        return "input" + path[len("inputs"):]
+    return path
 
 
 def truncate_rows(inputs: dict[str, Any]) -> tuple[dict[str, Any], int | None, int | None]:
@@ -247,6 +255,9 @@ class PublicService:
                 self.namespace, workflow_id, inputs=inputs, source=SOURCE, admit=admit)
         except ConflictError:  # disabled between the check and the insert
             raise PermissionDenied(WORKFLOW_INACTIVE) from None
+        except InvalidInputsError as exc:  # named as the caller sent them: `input.<field>`
+            raise InvalidInputsError([(_as_request_field(path), problem)
+                                      for path, problem in exc.problems]) from None
         return ExecuteResult(execution.id, execution.state.start_date,
                              csv_rows_received=received, csv_rows_kept=kept)
 
