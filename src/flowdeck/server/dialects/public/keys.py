@@ -77,8 +77,9 @@ class PublicApiKeys:
 PUBLIC_API_KEYS = PublicApiKeys()
 
 
-def caller_key(request: Request) -> ApiKey:
-    """The API key the route's access check identified."""
+async def caller_key(request: Request) -> ApiKey:
+    """The API key the route's access check identified (async: FastAPI would run a plain
+    function in its thread pool, a thread hop on every call for a dictionary lookup)."""
     key = request.scope.get("state", {}).get(STATE_KEY)
     if not isinstance(key, ApiKey):
         raise ApiFailure(ApiError(401, INVALID_KEY, redact(request.url.path)))
