@@ -1034,10 +1034,13 @@ async def phase_webhook(ctx: Context) -> dict[str, float]:
     if unsigned:
         raise RuntimeError(f"{len(unsigned)} of {len(hooks)} webhooks failed the signature")
     delays = sorted(delay_ms(h) for h in hooks)
-    by_event = Counter(h.event for h in hooks)
-    progress(f"webhook: {len(hooks)} signed deliveries {dict(by_event)}; state change to "
-             f"receiver p50 {percentile(delays, 50):.1f} ms, p99 {percentile(delays, 99):.1f} "
-             f"ms, max {delays[-1]:.1f} ms")
+    by_event = {event: sorted(delay_ms(h) for h in hooks if h.event == event)
+                for event in sorted({h.event for h in hooks})}
+    progress(f"webhook: {len(hooks)} signed deliveries; state change to receiver p50 "
+             f"{percentile(delays, 50):.1f} ms, p99 {percentile(delays, 99):.1f} ms, max "
+             f"{delays[-1]:.1f} ms; p50 by event: " + ", ".join(
+                 f"{event} ({len(d)}) {percentile(d, 50):.1f} ms"
+                 for event, d in by_event.items()))
     return {"webhook_delivery_p99_ms": percentile(delays, 99),
             "_webhook_p50_ms": percentile(delays, 50)}
 
