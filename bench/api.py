@@ -75,8 +75,28 @@ run_overhead_ms (target <= 5)
 These two run against a server of their own (a data dir with the 50 tokens and the pipeline
 flow, so authentication is on), started only when they are selected.
 
-The phases run in the order get, search, follow, create (create last: it leaves a backlog),
-then release and pipeline.
+webhook_delivery_p99_ms (target <= 100 ms)
+    Needs ``flowdeck serve`` (the default launcher), run with
+    ``FLOWDECK_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true``. 10 public API keys, each with a signed
+    webhook to a receiver in this process on loopback (a plain asyncio HTTP/1.1 server that
+    stamps each request with ``time.time_ns()`` once its body is read and checks its
+    ``X-Webhook-Signature``). Each key runs the bundled agent 4 times: execute, wait for
+    ``execution.pending_approval``, approve, wait for ``execution.completed`` (8 calls, within
+    the key's burst). The delay of each of the 120 deliveries (started, pending_approval,
+    completed) is its receipt stamp minus the state change's own time, the payload's
+    ``timestamp`` (milliseconds: over-stated by up to 1 ms); p99 over all of them.
+
+public_execute_p99_ms (target <= 25 ms)
+    ``POST /api/v1/public/agents/workflow_bfsi_marketing_template/execute`` with the spec's
+    one-row body from 50 clients, each with its own key and keep-alive connection, each sending
+    at the rate its key's bucket refills (1/s, an open loop with a random phase): 2 s of warm-up,
+    then 10 s measured (500 requests), all of which must answer 202. The agents these create
+    run meanwhile (up to their approval), as on a real server. Then each client sends a burst
+    of 8 back to back (noted: its p99 and any 429s).
+
+The phases run in the order get, search, follow, create, webhook, public, then release and
+pipeline (create waits for the backlog it leaves to finish; public leaves its 1,000 or so agents
+waiting for approval).
 ``--profile DIR`` records each phase of the server with ``py-spy record --pid --gil`` (only the
 thread holding the GIL is sampled: the server's Python time; raw collapsed stacks in
 ``DIR/api-<phase>.txt``) and prints the heaviest frames to stderr; it slows the server a
@@ -88,6 +108,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -142,6 +165,16 @@ FOLLOW_LINES = FOLLOW_RATE * FOLLOW_SECONDS
 FOLLOW_START_DELAY_S = 1.0
 SERVER_START_TIMEOUT = 30.0
 TIMEOUT_S = 120.0
+PUBLIC = "/api/v1/public"
+AGENT = "workflow_bfsi_marketing_template"
+PUBLIC_CLIENTS = 50
+PUBLIC_WARMUP_S = 2.0
+PUBLIC_SECONDS = 10.0
+PUBLIC_BURST = 8
+PUBLIC_USAGE_LIMIT = 1_000_000
+WEBHOOK_CLIENTS = 10
+WEBHOOK_ROUNDS = 4
+WEBHOOK_SECRET = "bench-webhook-secret"
 
 SEARCH_PARAMS = {"size": "25", "filters[state][IN]": "SUCCESS,FAILED",
                  "filters[namespace][PREFIX]": "bench.api"}
@@ -213,11 +246,13 @@ class RawConnection:
             fields[name.strip().lower()] = value.strip()
         return status, fields
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        """(status, body) of one request; reconnects first if the server closed on us."""
+    async def request(self, method: str, path: str, body: bytes = b"",
+                      headers: str = "") -> tuple[int, bytes]:
+        """(status, body) of one request; reconnects first if the server closed on us.
+        `headers`: extra header lines, each ending in CRLF."""
         if self.writer is None:
             await self.connect()
-        self.send_head(method, path, body, self.extra_headers)
+        self.send_head(method, path, body, self.extra_headers + headers)
         reader = self.reader
         assert reader is not None
         status, fields = await self.read_head()
@@ -307,6 +342,8 @@ def child_env(tmp: Path) -> dict[str, str]:
     config = tmp / "config.toml"
     config.write_text("")
     env["FLOWDECK_CONFIG"] = str(config)
+    # The webhook phase's receiver listens on loopback, which the outbox refuses by default.
+    env["FLOWDECK_WEBHOOKS__ALLOW_PRIVATE_TARGETS"] = "true"
     return env
 
 
@@ -964,6 +1001,237 @@ async def phase_pipeline(tmp: Path, launcher: str) -> dict[str, float]:
 # -- profiling --------------------------------------------------------------------------------
 
 
+# -- the public agent API and its webhooks -----------------------------------------------------
+
+
+def public_body() -> bytes:
+    """One execute request as the spec shows it (one customer row)."""
+    row = {"customerId": "CUST001", "name": "John Doe", "phone": "+918610560986",
+           "email": "john@example.com", "city": "Mumbai", "income_bracket": "75000-100000",
+           "age": "32", "credit_score": "750"}
+    return json.dumps({"input": {"csvData": [row]},
+                       "description": "bench"}).encode()
+
+
+def public_headers(secret: str) -> str:
+    return f"Authorization: Bearer {secret}\r\nContent-Type: application/json\r\n"
+
+
+def needs_serve(ctx: Context, phase: str) -> None:
+    if ctx.server.how != "serve":
+        raise RuntimeError(f"the {phase} phase needs `flowdeck serve` (it installs the bundled "
+                           "agent and reads FLOWDECK_WEBHOOKS__ALLOW_PRIVATE_TARGETS)")
+
+
+async def public_keys(ctx: Context, count: int, prefix: str, **fields: Any) -> list[str]:
+    """`count` new public API keys (their secrets), made through flowdeck's admin routes."""
+    secrets: list[str] = []
+    async with httpx.AsyncClient(base_url=ctx.server.url, timeout=30) as client:
+        for i in range(count):
+            answer = await client.post("/api/v1/api-keys", json={
+                "name": f"{prefix}-{i}", "usageLimit": PUBLIC_USAGE_LIMIT, **fields})
+            if answer.status_code != 201:
+                raise RuntimeError(f"creating an API key answered {answer.status_code}: "
+                                   f"{answer.text[:300]}")
+            secrets.append(answer.json()["key"])
+    return secrets
+
+
+async def phase_public(ctx: Context) -> dict[str, float]:
+    needs_serve(ctx, "public")
+    secrets = await public_keys(ctx, PUBLIC_CLIENTS, "bench-public")
+    path = f"{PUBLIC}/agents/{AGENT}/execute"
+    body = public_body()
+    conns = await open_connections(ctx.server, PUBLIC_CLIENTS)
+    perf = time.perf_counter
+    start = perf() + PUBLIC_WARMUP_S
+    end = start + PUBLIC_SECONDS
+    latencies: list[float] = []
+    burst: list[float] = []
+    statuses: Counter[int] = Counter()
+    burst_statuses: Counter[int] = Counter()
+    offsets = random.Random(2)
+
+    async def client(conn: RawConnection, secret: str) -> None:
+        """Open loop at the rate the key's bucket refills (1/s), then one burst."""
+        headers = public_headers(secret)
+        due = start - PUBLIC_WARMUP_S + offsets.random()
+        while due < end:
+            await asyncio.sleep(max(0.0, due - perf()))
+            t0 = perf()
+            status, answer = await conn.request("POST", path, body, headers)
+            t1 = perf()
+            statuses[status] += 1
+            if status != 202:
+                raise RuntimeError(f"execute answered {status}: {answer[:300]!r}")
+            if t0 >= start:
+                latencies.append((t1 - t0) * 1000)
+            due += 1.0
+        for _ in range(PUBLIC_BURST):
+            t0 = perf()
+            status, _ = await conn.request("POST", path, body, headers)
+            burst_statuses[status] += 1
+            if status == 202:
+                burst.append((perf() - t0) * 1000)
+
+    gc.collect()
+    gc.disable()  # the load generator's own collections would show up as server latency
+    try:
+        cpu0 = ctx.server.cpu_seconds()
+        await asyncio.gather(*(client(c, s) for c, s in zip(conns, secrets, strict=True)))
+        server_cpu = ctx.server.cpu_seconds() - cpu0
+    finally:
+        gc.enable()
+        for conn in conns:
+            conn.close()
+    latencies.sort()
+    burst.sort()
+    total = sum(statuses.values()) + sum(burst_statuses.values())
+    progress(f"public execute: {len(latencies)} measured at {PUBLIC_CLIENTS}/s; p50 "
+             f"{percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, max "
+             f"{latencies[-1]:.1f} ms; then a burst of {PUBLIC_BURST} per key: "
+             f"{dict(burst_statuses)}, p99 {percentile(burst, 99):.1f} ms; server CPU "
+             f"{server_cpu * 1e3 / max(1, total):.1f} ms per execute (agents running)")
+    return {"public_execute_p99_ms": percentile(latencies, 99),
+            "_public_p50_ms": percentile(latencies, 50),
+            "_public_burst_p99_ms": percentile(burst, 99),
+            "_public_burst_429": float(burst_statuses.get(429, 0))}
+
+
+@dataclass
+class Hook:
+    event: str
+    execution_id: str
+    timestamp: str
+    received_ns: int
+    signed: bool
+
+
+class WebhookReceiver:
+    """A loopback HTTP/1.1 receiver that stamps each request when its body is complete and
+    checks its `X-Webhook-Signature`; tasks wait for (execution, event) pairs."""
+
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.hooks: list[Hook] = []
+        self.waiting: dict[tuple[str, str], asyncio.Future[Hook]] = {}
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self.serve, HOST, 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/hook"
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                fields: dict[bytes, bytes] = {}
+                for line in head[:-4].split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    fields[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(fields.get(b"content-length", b"0")))
+                received = time.time_ns()
+                expected = b"sha256=" + hmac.new(self.secret, body,
+                                                 hashlib.sha256).hexdigest().encode()
+                signed = hmac.compare_digest(fields.get(b"x-webhook-signature", b""), expected)
+                doc = json.loads(body)
+                hook = Hook(doc["event"], doc["executionId"], doc["timestamp"], received,
+                            signed)
+                self.hooks.append(hook)
+                future = self.waiting.get((hook.execution_id, hook.event))
+                if future is not None and not future.done():
+                    future.set_result(hook)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def expect(self, execution_id: str, event: str) -> asyncio.Future[Hook]:
+        future = self.waiting.setdefault((execution_id, event),
+                                         asyncio.get_running_loop().create_future())
+        for hook in self.hooks:  # it may have come before anyone waited
+            if (hook.execution_id, hook.event) == (execution_id, event) and not future.done():
+                future.set_result(hook)
+        return future
+
+
+def delay_ms(hook: Hook) -> float:
+    """Receipt minus the state change's own time (the payload's `timestamp`, in ms: the
+    figure is over-stated by up to 1 ms)."""
+    changed = datetime.fromisoformat(hook.timestamp.replace("Z", "+00:00"))
+    return (hook.received_ns - changed.timestamp() * 1e9) / 1e6
+
+
+async def phase_webhook(ctx: Context) -> dict[str, float]:
+    needs_serve(ctx, "webhook")
+    receiver = WebhookReceiver(WEBHOOK_SECRET.encode())
+    await receiver.start()
+    try:
+        secrets = await public_keys(ctx, WEBHOOK_CLIENTS, "bench-webhook",
+                                    webhookUrl=receiver.url, webhookSecret=WEBHOOK_SECRET)
+        body = public_body()
+        execute = f"{PUBLIC}/agents/{AGENT}/execute"
+        conns = await open_connections(ctx.server, WEBHOOK_CLIENTS)
+
+        async def client(conn: RawConnection, secret: str) -> None:
+            """Execute, wait for the approval's webhook, approve, wait for the completion's
+            (2 calls a round: the key's burst covers every round)."""
+            headers = public_headers(secret)
+            for _ in range(WEBHOOK_ROUNDS):
+                status, answer = await conn.request("POST", execute, body, headers)
+                if status != 202:
+                    raise RuntimeError(f"execute answered {status}: {answer[:300]!r}")
+                execution_id = json.loads(answer)["executionId"]
+                waiting = receiver.expect(execution_id, "execution.pending_approval")
+                completed = receiver.expect(execution_id, "execution.completed")
+                await waiting
+                status, answer = await conn.request(
+                    "POST", f"{PUBLIC}/executions/{execution_id}/approve", b"{}", headers)
+                if status != 200:
+                    raise RuntimeError(f"approve answered {status}: {answer[:300]!r}")
+                await completed
+
+        gc.collect()
+        gc.disable()  # a collection here would delay the receiver's stamps
+        try:
+            async with asyncio.timeout(TIMEOUT_S):
+                await asyncio.gather(*(client(c, s) for c, s in zip(conns, secrets,
+                                                                    strict=True)))
+                # every execution's execution.started too
+                while len(receiver.hooks) < 3 * WEBHOOK_CLIENTS * WEBHOOK_ROUNDS:
+                    await asyncio.sleep(0.05)
+        finally:
+            gc.enable()
+            for conn in conns:
+                conn.close()
+    finally:
+        receiver.close()
+    hooks = receiver.hooks
+    unsigned = [h for h in hooks if not h.signed]
+    if unsigned:
+        raise RuntimeError(f"{len(unsigned)} of {len(hooks)} webhooks failed the signature")
+    delays = sorted(delay_ms(h) for h in hooks)
+    by_event = {event: sorted(delay_ms(h) for h in hooks if h.event == event)
+                for event in sorted({h.event for h in hooks})}
+    progress(f"webhook: {len(hooks)} signed deliveries; state change to receiver p50 "
+             f"{percentile(delays, 50):.1f} ms, p99 {percentile(delays, 99):.1f} ms, max "
+             f"{delays[-1]:.1f} ms; p50 by event: " + ", ".join(
+                 f"{event} ({len(d)}) {percentile(d, 50):.1f} ms"
+                 for event, d in by_event.items()))
+    return {"webhook_delivery_p99_ms": percentile(delays, 99),
+            "_webhook_p50_ms": percentile(delays, 50)}
+
+
 def start_profiler(server: Server, out: Path) -> subprocess.Popen[bytes] | None:
     py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable)
                                                                       .parent))
@@ -1056,6 +1324,10 @@ FIGURES = [
     Figure("log_follow_p99_ms", "log line -> SSE client, p99", "ms", 100, False, 1),
     Figure("release_creates_per_s", "POST /v1/releases, 50 clients", "rel/s", 500, True, 0),
     Figure("run_overhead_ms", "pipeline run vs the flow, median", "ms", 5, False, 2),
+    Figure("webhook_delivery_p99_ms", "state change -> webhook receiver, p99", "ms", 100,
+           False, 1),
+    Figure("public_execute_p99_ms", "public execute, 50 keys at 1/s, p99", "ms", 25, False,
+           2),
 ]
 
 NOTES = {
@@ -1076,10 +1348,16 @@ NOTES = {
     "_release_server_us": "server CPU per release create: {:.0f} us",
     "_run_ms": "a pipeline run of 4 Log tasks, request to end event: {:.1f} ms (median)",
     "_flow_ms": "the same flow run directly: {:.1f} ms (median)",
+    "_webhook_p50_ms": "webhook delivery p50: {:.1f} ms",
+    "_public_p50_ms": "public execute p50: {:.2f} ms",
+    "_public_burst_p99_ms": "public execute, a burst of 8 per key at once (50 keys), p99: "
+                            "{:.1f} ms",
+    "_public_burst_429": "429s in that burst: {:.0f}",
 }
 
 PHASES: dict[str, Callable[[Context], Awaitable[dict[str, float]]]] = {
     "get": phase_get, "search": phase_search, "follow": phase_follow, "create": phase_create,
+    "webhook": phase_webhook, "public": phase_public,
 }
 #: Phases on a server of their own (see forge_server), after the others.
 FORGE_PHASES: dict[str, Callable[[Path, str], Awaitable[dict[str, float]]]] = {

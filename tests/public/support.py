@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,12 @@ outputs:
     type: INT
     value: "42"
 """
+
+
+def verify_webhook_signature(payload: bytes, signature: str, secret: str) -> bool:
+    """The spec's Node.js verifyWebhookSignature, line for line."""
+    expected = "sha256=" + hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+    return len(signature) == len(expected) and hmac.compare_digest(signature, expected)
 
 
 def customers(count: int) -> list[dict[str, str]]:

@@ -156,7 +156,8 @@ async def test_150_rows_become_100_and_the_execution_says_so(engine: Engine) -> 
     assert execution.label(CSV_TRUNCATED_LABEL) == "150 rows received, 100 kept"
     assert execution.label(API_KEY_LABEL) == key.id
     assert execution.label("system.from") == "public-api"
-    assert execution.variables == {"apiKey": key.id, "description": "big"}
+    assert execution.variables == {"apiKey": key.id, "apiKeyName": key.name,
+                                   "description": "big"}
     await until_waiting(engine, started.execution_id)
     pending = await engine.public.pending_approval(key, started.execution_id)
     assert pending.to_dict()["approvalData"]["metadata"]["totalRows"] == 100
@@ -371,8 +372,8 @@ async def test_deep_json_is_refused_quickly(engine: Engine) -> None:
         deep = [deep]
     with pytest.raises(ValidationError, match="nests deeper than 32 levels"):
         await engine.public.execute(key, AGENT, {"csvData": deep})
-    # a missing csvData is the flow's own input error, named, and costs nothing
-    with pytest.raises(ValidationError, match=r"inputs\.csvData: is required"):
+    # a missing csvData is the flow's own input error, named as the request names it
+    with pytest.raises(ValidationError, match=r"^input\.csvData: is required$"):
         await engine.public.execute(key, AGENT, {})
 
 

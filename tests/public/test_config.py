@@ -50,3 +50,32 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, problem: str) -> Non
         load_settings(str(config))
     assert problem in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("value", "allowed"), [("true", True), ("1", True), ("false", False)])
+def test_private_webhook_targets_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, allowed: bool) -> None:
+    from flowdeck.cli.session import engine_settings
+    from flowdeck.engine.outbox import OutboxSettings
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    monkeypatch.delenv("FLOWDECK_CONFIG", raising=False)
+    monkeypatch.setenv("FLOWDECK_WEBHOOKS__ALLOW_PRIVATE_TARGETS", value)
+    settings = load_settings(None, data_dir=str(tmp_path / "data"))
+    assert settings.webhooks.allow_private_targets is allowed
+    extra = engine_settings(settings, scheduler=False).extra["webhooks"]
+    assert OutboxSettings.from_extra(extra).allow_private_targets is allowed
+
+
+def test_private_webhook_targets_default_off_and_bad_values_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+    monkeypatch.delenv("FLOWDECK_CONFIG", raising=False)
+    assert load_settings(None).webhooks.allow_private_targets is False
+    config = tmp_path / "config.toml"
+    config.write_text("[webhooks]\nallow_private_targets = true\n")
+    assert load_settings(str(config)).webhooks.allow_private_targets is True
+    monkeypatch.setenv("FLOWDECK_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "perhaps")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(str(config))
+    assert "FLOWDECK_WEBHOOKS__ALLOW_PRIVATE_TARGETS" in str(caught.value)

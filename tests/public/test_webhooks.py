@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,15 @@ from standardwebhooks.webhooks import Webhook
 
 from flowdeck.core.public import iso_ms
 from flowdeck.engine.engine import Engine
-from public.support import AGENT, QUICK, customers, new_key, open_public_engine, until_waiting
+from public.support import (
+    AGENT,
+    QUICK,
+    customers,
+    new_key,
+    open_public_engine,
+    until_waiting,
+    verify_webhook_signature,
+)
 from webhook_receiver import Received, webhook_receiver
 
 PRIVATE_OK = {"webhooks": {"allow_private_targets": True}}
@@ -30,12 +36,6 @@ tasks:
     type: io.kestra.plugin.core.execution.Fail
     errorMessage: the gateway is down
 """
-
-
-def verify_webhook_signature(payload: bytes, signature: str, secret: str) -> bool:
-    """The spec's Node.js verifyWebhookSignature, line for line."""
-    expected = "sha256=" + hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
-    return len(signature) == len(expected) and hmac.compare_digest(signature, expected)
 
 
 async def delivered(engine: Engine, count: int) -> None:

@@ -175,15 +175,19 @@ class DeckServing:
 
 
 async def seed_demo(backend: Backend) -> None:
-    """Live activity for `make run`: the examples, the scheduled report and an approval,
-    and the releases screen's data (the example pipeline, a run, a release in dev)."""
-    from flowdeck.cli.commands.demo import example_sources
+    """Live activity for `make run`: the examples, the scheduled report and an approval, the
+    releases screen's data (the example pipeline, a run, a release in dev) and, on the
+    embedded engine, the public API's agent, run once and waiting for review."""
+    from flowdeck.cli.commands.demo import example_sources, seed_agent
+    from flowdeck.client.embedded import EmbeddedBackend
 
     for source in example_sources():
         await backend.apply_flow(source)
     await backend.create_execution("flowdeck.demo", "nightly-report")
     await backend.create_execution("flowdeck.demo", "release-approval")
     await seed_demo_release(backend)
+    if isinstance(backend, EmbeddedBackend):
+        await backend.engine_call(seed_agent)
 
 
 #: The demo release's commit (the same every time, so `make run` makes it once).

@@ -7,6 +7,8 @@ one line here.
 from __future__ import annotations
 
 from flowdeck.cli.commands import (
+    agents,
+    api_key,
     approvals,
     demo,
     deploy,
@@ -20,6 +22,7 @@ from flowdeck.cli.commands import (
     serve,
     staging,
     token,
+    webhooks,
 )
 from flowdeck.cli.options import CommandGroup
 
@@ -37,4 +40,7 @@ GROUPS: tuple[CommandGroup, ...] = (
     token,
     passwd,
     demo,
+    api_key,
+    webhooks,
+    agents,
 )

@@ -360,6 +360,17 @@ class HttpBackend:
     async def _get_json(self, path: str, **kwargs: Any) -> Any:
         return self._json(await self._send("GET", path, **kwargs))
 
+    async def request_json(self, method: str, path: str, *, json: Any = None,
+                           params: Mapping[str, Any] | None = None) -> Any:
+        """A JSON call of a route under the server's API prefix, for the domain clients of
+        flowdeck's own routes (`client/public.py`); errors as every other call's."""
+        kwargs: dict[str, Any] = {}
+        if json is not None:
+            kwargs["json"] = json
+        if params is not None:
+            kwargs["params"] = dict(params)
+        return self._json(await self._send(method, path, **kwargs))
+
     # -- flows --------------------------------------------------------------------------------
 
     async def list_flows(self, namespace: str | None = None) -> list[FlowInfo]:

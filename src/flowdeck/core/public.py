@@ -28,6 +28,8 @@ DEFAULT_USAGE_LIMIT = 1000
 API_KEY_LABEL = "system.apiKey"
 #: The execution variable holding the id of the key that started it.
 API_KEY_VARIABLE = "apiKey"
+#: The execution variable holding the name the key had (for people: the deck shows it).
+API_KEY_NAME_VARIABLE = "apiKeyName"
 #: The execution variable holding the execute request's description.
 DESCRIPTION_VARIABLE = "description"
 #: The system label set when `csvData` was truncated: "<received> rows received, <kept> kept".

@@ -219,6 +219,11 @@ class Host:
             self.limit(request, limit, self._limit_key(request, limit, identity))
         return identity
 
+    def rate_limit_of(self, scope: Scope) -> RateLimit | None:
+        """The rate limit of the dialect serving `scope`, for an identity scheme that counts
+        a request it refuses (None: that dialect has no limit)."""
+        return self._limits.get(self.dialect_for(scope).name)
+
     def _limit_key(self, request: Request, limit: RateLimit, identity: Identity) -> str:
         if identity.kind in ("anonymous", "open"):
             return "ip:" + client_ip(request)

@@ -17,9 +17,11 @@ from flowdeck.client.backend import ROLES
 
 GLOBAL = "global"
 #: Screens that show a list: `/` filters, `q` quits, `space` marks (where it can).
-LIST_SCOPES = ("executions", "flows", "approvals", "staging", "releases", "release")
+LIST_SCOPES = ("executions", "flows", "approvals", "staging", "releases", "release",
+               "webhooks")
 
 OPERATOR, APPROVER = "operator", "approver"
+ADMIN = "admin"
 
 
 def role_allows(role: str | None, needed: str | None) -> bool:
@@ -106,6 +108,10 @@ CATALOGUE: tuple[DeckAction, ...] = (
     DeckAction("revoke-approval", "x", "revoke_approval", "Revoke", ("release",),
                role=APPROVER),
     DeckAction("open-release-run", "o", "open_release_run", "Open run", ("release",)),
+    # webhook deliveries, API keys and agent messages (`:wh`)
+    DeckAction("next-view", "v", "next_view", "Next view", ("webhooks",)),
+    DeckAction("open-execution", "enter", "open_execution", "Open execution", ("webhooks",)),
+    DeckAction("redeliver", "R", "redeliver", "Redeliver", ("webhooks",), role=ADMIN),
 )
 
 #: Textual action name -> the role it needs (the screen-local name, without `app.`).

@@ -15,6 +15,7 @@ from flowdeck.tui.screens.executions import ExecutionsScreen
 from flowdeck.tui.screens.flows import FlowsScreen
 from flowdeck.tui.screens.releases import ReleasesScreen
 from flowdeck.tui.screens.staging import StagingScreen
+from flowdeck.tui.screens.webhooks import WebhooksScreen
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,8 @@ SCREENS: tuple[ScreenEntry, ...] = (
                 "staging environments: clone, delete, follow the run"),
     ScreenEntry("releases", ReleasesScreen, ("rel", "releases", "release"),
                 "releases per project: deploy, approve for production, revoke, the run"),
+    ScreenEntry("webhooks", WebhooksScreen, ("wh", "webhooks", "webhook"),
+                "webhook deliveries, API keys, agent messages"),
 )
 
 COMMANDS: tuple[CommandEntry, ...] = (

@@ -1,4 +1,5 @@
-"""`flowdeck demo`: the bundled example flows applied, one run followed live, one waiting."""
+"""`flowdeck demo`: the bundled example flows applied, one run followed live, one waiting;
+the public API's bundled agent installed and run once with a `demo` key, waiting for review."""
 
 from __future__ import annotations
 
@@ -20,6 +21,34 @@ def register(commands: Commands) -> None:
                      run_demo, remote=False)
 
 
+#: The bundled agent the demo runs, and the key it runs it with.
+DEMO_AGENT = "workflow_bfsi_marketing_template"
+DEMO_KEY = "demo"
+DEMO_CUSTOMERS = [
+    {"customerId": "CUST001", "name": "John Doe", "phone": "+918610560986", "city": "Mumbai"},
+    {"customerId": "CUST002", "name": "Asha Rao", "phone": "+918610560987", "city": "Pune"},
+    {"customerId": "CUST003", "name": "Ravi Kumar", "phone": "+918610560988"},
+]
+
+
+async def seed_agent(engine: Engine) -> str | None:
+    """Install the bundled agents and, unless a run of the demo agent already waits for its
+    review, run it once with the `demo` API key (made once; its secret is not kept), so its
+    approval, with the generated messages as rows, waits in the deck. The new run's id."""
+    await engine.public.install_bundled_agents()
+    service = engine.public
+    waiting = [a for a in await engine.approvals.list("pending")
+               if (a.namespace, a.flow_id) == (service.namespace, DEMO_AGENT)]
+    if waiting:
+        return None
+    keys = [k for k in await service.list_keys()
+            if k.name == DEMO_KEY and k.status(engine.clock.now()) == "active"]
+    key = keys[0] if keys else (await service.create_key(DEMO_KEY)).key
+    started = await service.execute(key, DEMO_AGENT, {"csvData": DEMO_CUSTOMERS},
+                                    "flowdeck demo")
+    return started.execution_id
+
+
 def example_sources() -> list[str]:
     folder = resources.files("flowdeck.examples")
     return [item.read_text() for item in sorted(folder.iterdir(), key=lambda i: i.name)
@@ -39,6 +68,11 @@ async def run_demo(ctx: Context) -> int:
         p.line(f"\nexecution {final.id} ended {final.state.current}")
         approval_run = await engine.create_execution("flowdeck.demo", "release-approval")
         await follow_until_settled(engine, approval_run.id, None)
+        agent_run = await seed_agent(engine)
+        if agent_run is not None:
+            await follow_until_settled(engine, agent_run, None)
+            p.line(f"the public API's agent {DEMO_AGENT} ran as {agent_run}; its messages "
+                   "wait for review")
         pending = await engine.approvals.list("pending")
         p.line(f"{len(pending)} approval(s) waiting; try: flowdeck approvals list")
         results, _ = await engine.search_executions(ExecutionQuery(size=10))

@@ -59,6 +59,8 @@ MAX_WORKFLOWS = 1000
 MAX_USAGE_LIMIT = 1_000_000_000
 MAX_URL = 2000
 MAX_WEBHOOK_SECRET = 500
+#: The longest a key may be made to last (past it, the expiry date is no longer a date).
+MAX_EXPIRES_IN = timedelta(days=36_500)
 _COLUMNS = ("id, name, prefix, created_at, expires_at, revoked_at, last_used_at, "
             "allowed_workflows, usage_limit, usage_month, usage_count, webhook_url, "
             "webhook_events, webhook_secret IS NOT NULL")
@@ -159,6 +161,8 @@ class ApiKeyStore:
                                                   f"{MAX_USAGE_LIMIT:,}")])
         if expires_in is not None and expires_in <= timedelta(0):
             raise ValidationError([("expiresIn", "must be a positive duration")])
+        if expires_in is not None and expires_in > MAX_EXPIRES_IN:
+            raise ValidationError([("expiresIn", f"at most {MAX_EXPIRES_IN.days} days")])
         url, events, secret_for_webhook = check_webhook(webhook_url, webhook_events,
                                                         webhook_secret)
         secret = secrets.token_hex(32)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowdeck.core.errors import (
     ConflictError,
+    InvalidInputsError,
     NotFoundError,
     PermissionDenied,
     ValidationError,
@@ -37,6 +38,7 @@ from flowdeck.core.ids import is_uuid
 from flowdeck.core.models import Approval, Execution
 from flowdeck.core.public import (
     API_KEY_LABEL,
+    API_KEY_NAME_VARIABLE,
     API_KEY_VARIABLE,
     CSV_MAX_ROWS,
     CSV_TRUNCATED_LABEL,
@@ -119,6 +121,13 @@ def _utf8(text: str, where: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError([(where, "is not valid text (lone surrogate)")]) from None
+
+
+def _as_request_field(path: str) -> str:
+    """A flow input's path (`inputs.csvData`) as the request names it (`input.csvData`)."""
+    if path == "inputs" or path.startswith(("inputs.", "inputs[")):
+        return "input" + path[len("inputs"):]
+    return path
 
 
 def truncate_rows(inputs: dict[str, Any]) -> tuple[dict[str, Any], int | None, int | None]:
@@ -232,7 +241,8 @@ class PublicService:
         async def admit(conn: aiosqlite.Connection, execution: Execution) -> None:
             await self.keys.charge(conn, key.id, self.engine.clock.now())
             execution.set_label(API_KEY_LABEL, key.id)
-            variables: dict[str, Any] = {API_KEY_VARIABLE: key.id}
+            variables: dict[str, Any] = {API_KEY_VARIABLE: key.id,
+                                         API_KEY_NAME_VARIABLE: key.name}
             if received is not None and kept is not None and received > kept:
                 execution.set_label(CSV_TRUNCATED_LABEL,
                                     f"{received} rows received, {kept} kept")
@@ -245,6 +255,9 @@ class PublicService:
                 self.namespace, workflow_id, inputs=inputs, source=SOURCE, admit=admit)
         except ConflictError:  # disabled between the check and the insert
             raise PermissionDenied(WORKFLOW_INACTIVE) from None
+        except InvalidInputsError as exc:  # named as the caller sent them: `input.<field>`
+            raise InvalidInputsError([(_as_request_field(path), problem)
+                                      for path, problem in exc.problems]) from None
         return ExecuteResult(execution.id, execution.state.start_date,
                              csv_rows_received=received, csv_rows_kept=kept)
 

@@ -6,11 +6,12 @@ The first dialect answers for paths no dialect owns (the host's `/ping`, `/healt
 from __future__ import annotations
 
 from flowdeck.server.dialect import Dialect
-from flowdeck.server.dialects import flowdeck, forge, kestra, staging
+from flowdeck.server.dialects import flowdeck, forge, kestra, public, staging
 
 DEFAULT_DIALECTS: tuple[Dialect, ...] = (
     kestra.DIALECT,
     staging.DIALECT,
     flowdeck.DIALECT,
     forge.DIALECT,
+    public.DIALECT,
 )

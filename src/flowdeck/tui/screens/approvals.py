@@ -8,6 +8,7 @@ requester and row count (titles repeat: "Deploy?"), and it defaults to No.
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from textual.widgets import Footer, Input, Static
 from flowdeck.client.backend import FlowInfo
 from flowdeck.core.errors import BackendUnavailable, ConflictError, FlowdeckError
 from flowdeck.core.models import Approval, Execution
+from flowdeck.core.public import API_KEY_NAME_VARIABLE, started_by
 from flowdeck.core.sanitize import sanitize, sanitize_line
 from flowdeck.tui.commands import bindings_for
 from flowdeck.tui.format import local_time, safe_text, short_id, waiting_text
@@ -38,6 +40,10 @@ from flowdeck.tui.widgets.table import Column, VirtualTable, compact_time
 CONTEXT_LIMIT = 200
 #: Approvals a bulk dialog names one by one (the rest are counted).
 NAMED = 10
+#: Characters of a row's value in a table column, and of one shown on its own lines.
+CELL_LIMIT = 60
+LONG_CELL_LIMIT = 5000
+SCROLLBAR = 2
 #: Metadata keys an approval task may set to say who asked.
 REQUESTER_KEYS = ("requester", "requestedBy", "requested_by")
 
@@ -79,12 +85,62 @@ def requester(approval: Approval, execution: Execution | None) -> str:
             return sanitize_line(value, 60)
     if execution is None:
         return "?"
+    started = started_by_key(execution)
+    if started is not None:
+        return sanitize_line(f"API key {started[1] or started[0]}", 60)
     trigger = execution.trigger or {}
     if trigger.get("id"):
         kind = str(trigger.get("type") or "").rsplit(".", 1)[-1].lower()
         return sanitize_line(f"trigger {trigger['id']}" + (f" ({kind})" if kind else ""), 60)
     origin = execution.label("system.from")
     return sanitize_line(f"started via {origin}", 60) if origin else "?"
+
+
+def rows_text(app: Any, fields: list[str], rows: list[dict[str, Any]], width: int) -> Text:
+    """The rows under a header of their fields, as a table when it fits `width`; otherwise
+    the widest fields leave the table and follow each row on their own lines, wrapped and in
+    full (a reviewer approves the whole text, not its first 80 characters)."""
+    def cell(row: dict[str, Any], name: str, limit: int) -> str:
+        value = row.get(name, "")
+        return sanitize_line(value if isinstance(value, str) else json.dumps(
+            value, ensure_ascii=False, default=str), limit)
+
+    widths = {f: max(len(sanitize_line(f, 40)), *(len(cell(r, f, CELL_LIMIT)) for r in rows))
+              for f in fields}
+    columns = list(fields)
+    below: list[str] = []
+    while len(columns) > 1 and sum(widths[f] for f in columns) + 2 * (len(columns) - 1) \
+            > width:
+        widest = max(columns, key=lambda f: widths[f])
+        columns.remove(widest)
+        below.append(widest)
+    below = [f for f in fields if f in below]  # in the flow's order
+    head = rich_style(app, "secondary", bold=True)
+    text = Text(end="")
+    text.append("  ".join(sanitize_line(f, 40).ljust(widths[f]) for f in columns) + "\n",
+                style=head)
+    for number, row in enumerate(rows):
+        if below and number:
+            text.append("\n")
+        text.append("  ".join(cell(row, f, CELL_LIMIT).ljust(widths[f])
+                              for f in columns) + "\n")
+        for name in below:
+            label = f"  {sanitize_line(name, 40)}: "
+            lines = textwrap.wrap(cell(row, name, LONG_CELL_LIMIT), max(20, width),
+                                  initial_indent=" " * len(label), subsequent_indent="    ")
+            text.append(label, style=head)
+            text.append("\n".join([lines[0][len(label):], *lines[1:]]) if lines else "")
+            text.append("\n")
+    return text
+
+
+def started_by_key(execution: Execution) -> tuple[str, str | None] | None:
+    """(key id, key name) of the public API key that started the execution, if one did."""
+    key_id = started_by(execution.variables, dict(execution.labels))
+    if key_id is None:
+        return None
+    name = (execution.variables or {}).get(API_KEY_NAME_VARIABLE)
+    return key_id, name if isinstance(name, str) and name else None
 
 
 def expiry_text(approval: Approval, now: datetime) -> str:
@@ -548,14 +604,8 @@ class ApprovalScreen(DeckScreen, Decider):
                     f"{local_time(a.created_at)}\n")
         fields = a.display_fields or sorted({k for row in a.rows for k in row})
         if a.rows:
-            widths = [max(len(f), *(len(sanitize_line(str(r.get(f, "")), 80)) for r in a.rows))
-                      for f in fields]
-            body.append("\n" + "  ".join(sanitize_line(f, 40).ljust(w)
-                                         for f, w in zip(fields, widths, strict=True)) + "\n",
-                        style=rich_style(app, "secondary", bold=True))
-            for row in a.rows:
-                body.append("  ".join(sanitize_line(str(row.get(f, "")), 80).ljust(w)
-                                      for f, w in zip(fields, widths, strict=True)) + "\n")
+            body.append("\n")
+            body.append_text(rows_text(app, fields, a.rows, self.body_width()))
         ex = self.execution
         if ex is not None:
             body.append("\nExecution so far ", style="bold")
@@ -575,6 +625,15 @@ class ApprovalScreen(DeckScreen, Decider):
             body.append("\nFlow: " + sanitize(self.flow.description) + "\n")
         self.query_one("#body", Static).update(body)
         self.refresh_bindings()
+
+    def body_width(self) -> int:
+        """The width the rows are laid out in (the terminal's, before the first layout),
+        less room for the scroll bar that long rows bring."""
+        width = self.query_one("#body", Static).content_region.width
+        return (width if width > 0 else max(20, self.app.size.width - 4)) - SCROLLBAR
+
+    def on_resize(self) -> None:
+        self.render_approval()
 
     def action_approve(self) -> None:
         if self.approval is not None:

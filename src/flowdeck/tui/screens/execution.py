@@ -18,6 +18,12 @@ from textual.widgets import Footer, Input, Static
 
 from flowdeck.core.errors import BackendUnavailable, FlowdeckError
 from flowdeck.core.models import Approval, Execution, LogEntry, TaskRun
+from flowdeck.core.public import (
+    API_KEY_NAME_VARIABLE,
+    CSV_TRUNCATED_LABEL,
+    DESCRIPTION_VARIABLE,
+    started_by,
+)
 from flowdeck.core.sanitize import sanitize, sanitize_line
 from flowdeck.core.states import RESTARTABLE_STATES, is_terminal
 from flowdeck.tui.commands import bindings_for
@@ -97,6 +103,25 @@ def gantt(app: Any, tr: TaskRun, start: datetime, span: float, now: datetime,
         text.append(ch if st else "·", style=st or rich_style(app, "stale", dim=True))
     text.append("▏")
     return text
+
+
+def public_api_origin(ex: Execution) -> str | None:
+    """Which API key started the execution through the public API (its name and id), with
+    the request's description and whether its rows were cut; None for any other start."""
+    key_id = started_by(ex.variables, dict(ex.labels))
+    if key_id is None:
+        return None
+    variables = ex.variables or {}
+    name = variables.get(API_KEY_NAME_VARIABLE)
+    line = "public API, key " + (f"{sanitize_line(name, 80)} ({key_id})"
+                                 if isinstance(name, str) and name else key_id)
+    description = variables.get(DESCRIPTION_VARIABLE)
+    if isinstance(description, str) and description.strip():
+        line += " — " + sanitize_line(description, 200)
+    cut = ex.label(CSV_TRUNCATED_LABEL)
+    if cut:
+        line += f" · csvData: {sanitize_line(cut, 60)}"
+    return line
 
 
 class ExecutionScreen(DeckScreen):
@@ -264,6 +289,9 @@ class ExecutionScreen(DeckScreen):
             if labels:
                 summary.append("\n" + sanitize_line(labels, 300), style=rich_style(
                     app, "secondary"))
+        origin = public_api_origin(ex)
+        if origin:
+            summary.append("\n" + origin, style=rich_style(app, "secondary"))
         self.update_text("summary", summary)
 
         self.update_text("tasks", self.task_lines(ex, now))

@@ -2,7 +2,10 @@
 
 - `/approvals...`: the human gate (list, get, approve, reject, bulk-approve, follow);
 - `/me`: the caller's kind, name and role;
-- `/tokens...`, `/api-keys...`: reserved for the admin.
+- `/api-keys...`: the public API's keys (admin);
+- `/webhook-deliveries...`: the webhook outbox, and redelivery (admin);
+- `/agent-messages`: what agents delivered;
+- `/tokens...`: reserved for the admin.
 
 The deck and the CLI read these with the Kestra API, so they speak the same problem+json and
 take the same credentials.
@@ -12,16 +15,26 @@ from __future__ import annotations
 
 from flowdeck.server.auth import KESTRA_CREDENTIALS
 from flowdeck.server.dialect import Dialect, DialectContext, Routes
-from flowdeck.server.dialects.flowdeck import approvals, me, reserved
+from flowdeck.server.dialects.flowdeck import (
+    agent_messages,
+    api_keys,
+    approvals,
+    me,
+    reserved,
+    webhook_deliveries,
+)
 from flowdeck.server.problem import KESTRA_PROBLEMS
 
 TENANTS = ("/api/v1/main", "/api/v1")
-AREAS = ("approvals", "me", *reserved.AREAS)
+AREAS = ("approvals", "me", "api-keys", "webhook-deliveries", "agent-messages",
+         *reserved.AREAS)
+ROUTERS = (approvals.router, me.router, api_keys.router, webhook_deliveries.router,
+           agent_messages.router, reserved.router)
 
 
 def routes(context: DialectContext) -> list[Routes]:
     return [Routes(router, tenant, include_in_schema=tenant.endswith("/main"))
-            for tenant in TENANTS for router in (approvals.router, me.router, reserved.router)]
+            for tenant in TENANTS for router in ROUTERS]
 
 
 DIALECT = Dialect(

@@ -1,4 +1,4 @@
-"""Paths reserved for the admin: token and API-key management.
+"""Paths reserved for the admin: token management.
 
 They are not served over HTTP yet (`flowdeck token` manages tokens on the server's machine), but
 every route that will live here is the admin's: an admin learns there is no such route (404),
@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from flowdeck.server.access import ADMIN
 
 router = APIRouter(dependencies=ADMIN)
-AREAS = ("tokens", "api-keys")
+AREAS = ("tokens",)
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
