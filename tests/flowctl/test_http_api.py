@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from flowctl.conftest import flowctl_extra
 from flowctl.flowctl_helpers import generic, group_members, read_pid, until, workflow

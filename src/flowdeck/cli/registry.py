@@ -17,6 +17,7 @@ from flowdeck.cli.commands import (
     serve,
     staging,
     token,
+    workflow,
 )
 from flowdeck.cli.options import CommandGroup
 
@@ -27,6 +28,7 @@ GROUPS: tuple[CommandGroup, ...] = (
     logs,
     approvals,
     staging,
+    workflow,
     serve,
     token,
     passwd,

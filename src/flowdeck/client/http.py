@@ -344,6 +344,12 @@ class HttpBackend:
     async def _get_json(self, path: str, **kwargs: Any) -> Any:
         return self._json(await self._send("GET", path, **kwargs))
 
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """`method path` on this server, outside Kestra's API (another of its dialects), with
+        this backend's credentials; the answer as it is, whatever its status. An unreachable
+        server is `BackendUnavailable`."""
+        return await self._raw(method, path, **kwargs)
+
     # -- flows --------------------------------------------------------------------------------
 
     async def list_flows(self, namespace: str | None = None) -> list[FlowInfo]:
