@@ -66,15 +66,16 @@ def deck(tmp: Path) -> FlowdeckApp:
 
 
 def painted(app: Any) -> bool:
-    """The flow read (so the details are drawn), every log line in and the pane following
-    them to the last one, the header stamped."""
+    """The flow read and its details drawn, every log line in and the pane following them to
+    the last one (also after the details shrank it), the header stamped."""
     screen = app.screen
     if not (isinstance(screen, ExecutionScreen) and screen.flow is not None
             and screen.execution is not None and screen.execution.state.current == "FAILED"
             and any("task 'publish' failed" in line for line in screen.log_view.lines_plain())):
         return False
     shown = screen_text(app)
-    return "updated 0s ago" in shown and "ERROR publish  task 'publish' failed" in shown
+    return ("updated 0s ago" in shown and "max concurrency 2  timeout 10m" in shown
+            and "ERROR publish  task 'publish' failed" in shown)
 
 
 async def go_workflow(pilot: Pilot[Any]) -> None:
