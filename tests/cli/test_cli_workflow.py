@@ -88,9 +88,17 @@ def test_embedded_submit_waits_and_reports(tmp_path: Path) -> None:
     assert shown.startswith(f"workflow {workflow_id}  demo  completed\ntwo steps\n")
     assert json.loads(ok(cli("workflow", "show", workflow_id[-12:], "--json")))["id"] == \
         workflow_id
-    ambiguous = cli("workflow", "show", workflow_id[:8])  # both ids start with the same time
+    # Ids start with their creation time: two made within a minute share 8 characters
+    # (unless a 65.5 s boundary fell between them: then the next one shares them instead).
+    older, newer = workflow_id, body["id"]
+    if newer[:8] != older[:8]:
+        older = newer
+        newer = json.loads(ok(cli("workflow", "submit", write(tmp_path, "again", OK),
+                                  "--json")))["id"]
+    assert newer[:8] == older[:8]
+    ambiguous = cli("workflow", "show", newer[:8])
     assert ambiguous.returncode == 2
-    assert ambiguous.stderr.startswith(f"flowdeck: workflow id '{workflow_id[:8]}' is "
+    assert ambiguous.stderr.startswith(f"flowdeck: workflow id '{newer[:8]}' is "
                                        "ambiguous: it matches 2 workflows")
     assert error_line(cli("workflow", "cancel", workflow_id), 2) == \
         "flowdeck: Workflow is already completed"
