@@ -94,9 +94,21 @@ public_execute_p99_ms (target <= 25 ms)
     run meanwhile (up to their approval), as on a real server. Then each client sends a burst
     of 8 back to back (noted: its p99 and any 429s).
 
-The phases run in the order get, search, follow, create, webhook, public, then release and
-pipeline (create waits for the backlog it leaves to finish; public leaves its 1,000 or so agents
-waiting for approval).
+flowctl_submit_p99_ms, flowctl_status_p99_ms
+    The FlowCtl API (``/api/v1/workflows``): ``POST /api/v1/workflows`` of a one-task workflow
+    (a ``generic`` task running ``true``) from 50 concurrent keep-alive clients for 4 s, each
+    answer a 201 with the whole workflow (the engine runs what is submitted meanwhile, as a real
+    server would); then, once every submitted workflow has finished, ``GET
+    /api/v1/workflows/{id}`` of random ones of them (each with its task) from 50 clients, 1 s
+    of warm-up and 5 s measured. The bench's server is configured with ``[flowctl]
+    rate_limit_per_minute = 1000000``: the limiter still counts every request and sets its
+    headers, but 50 clients on one address would otherwise be refused past the 100th request
+    of a minute (the spec's limit).
+
+The phases run in the order get, search, follow, create, flowctl, webhook, public, then release
+and pipeline (create and flowctl drain the backlog they leave before they end; public leaves its
+1,000 or so agents waiting for approval).
+
 ``--profile DIR`` records each phase of the server with ``py-spy record --pid --gil`` (only the
 thread holding the GIL is sampled: the server's Python time; raw collapsed stacks in
 ``DIR/api-<phase>.txt``) and prints the heaviest frames to stderr; it slows the server a
@@ -163,6 +175,15 @@ FOLLOW_RATE = 2_000
 FOLLOW_SECONDS = 5
 FOLLOW_LINES = FOLLOW_RATE * FOLLOW_SECONDS
 FOLLOW_START_DELAY_S = 1.0
+FLOWCTL = "/api/v1"
+FLOWCTL_CLIENTS = 50
+FLOWCTL_SUBMIT_SECONDS = 4.0
+FLOWCTL_GET_WARMUP_S = 1.0
+FLOWCTL_GET_SECONDS = 5.0
+FLOWCTL_WORKFLOW = json.dumps({
+    "name": "bench", "description": "one true command",
+    "tasks": [{"name": "noop", "type": "generic", "payload": {"command": "true"}}],
+}).encode()
 SERVER_START_TIMEOUT = 30.0
 TIMEOUT_S = 120.0
 PUBLIC = "/api/v1/public"
@@ -335,12 +356,17 @@ LAUNCHER = textwrap.dedent("""\
 """)
 
 
+#: The server's whole config: the defaults, but FlowCtl's per-address rate limit raised so 50
+#: clients on loopback are measured rather than refused (the limiter still runs).
+SERVER_CONFIG = "[flowctl]\nrate_limit_per_minute = 1000000\n"
+
+
 def child_env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH")) if p)
     # An empty config file: the developer's own config.toml must not shape the server.
     config = tmp / "config.toml"
-    config.write_text("")
+    config.write_text(SERVER_CONFIG)
     env["FLOWDECK_CONFIG"] = str(config)
     # The webhook phase's receiver listens on loopback, which the outbox refuses by default.
     env["FLOWDECK_WEBHOOKS__ALLOW_PRIVATE_TARGETS"] = "true"
@@ -600,7 +626,7 @@ class Load:
 
 async def closed_loop(server: Server, conns: list[RawConnection], method: str,
                       next_path: Callable[[], str], warmup_s: float, seconds: float,
-                      expect: int = 200) -> Load:
+                      expect: int = 200, body: bytes = b"") -> Load:
     """Every connection requests as soon as its previous answer is in, for warm-up + seconds."""
     perf = time.perf_counter
     start = perf() + warmup_s
@@ -615,7 +641,7 @@ async def closed_loop(server: Server, conns: list[RawConnection], method: str,
             t0 = perf()
             if t0 >= end:
                 return
-            status, _ = await conn.request(method, next_path())
+            status, _ = await conn.request(method, next_path(), body)
             t1 = perf()
             statuses[status] += 1
             if start <= t1 <= end:
@@ -996,6 +1022,85 @@ async def phase_pipeline(tmp: Path, launcher: str) -> dict[str, float]:
     progress(f"pipeline: a run of 4 Log tasks {run_ms:.1f} ms, the flow directly "
              f"{flow_ms:.1f} ms (medians of {RUN_SAMPLES}); overhead {run_ms - flow_ms:.1f} ms")
     return {"run_overhead_ms": run_ms - flow_ms, "_run_ms": run_ms, "_flow_ms": flow_ms}
+async def flowctl_unfinished(client: httpx.AsyncClient) -> int:
+    """Workflows still pending or running."""
+    total = 0
+    for status in ("pending", "running"):
+        response = await client.get(f"{FLOWCTL}/workflows",
+                                    params={"status": status, "limit": "1"})
+        response.raise_for_status()
+        total += int(response.json()["total"])
+    return total
+
+
+async def flowctl_ids(client: httpx.AsyncClient) -> list[str]:
+    """Every workflow's id, paging 100 at a time."""
+    ids: list[str] = []
+    page = 1
+    while True:
+        response = await client.get(f"{FLOWCTL}/workflows",
+                                    params={"page": str(page), "limit": "100"})
+        response.raise_for_status()
+        answer = response.json()
+        ids.extend(w["id"] for w in answer["workflows"])
+        if page >= answer["total_pages"]:
+            return ids
+        page += 1
+
+
+async def phase_flowctl(ctx: Context) -> dict[str, float]:
+    path = f"{FLOWCTL}/workflows"
+    conns = await open_connections(ctx.server, FLOWCTL_CLIENTS)
+    try:
+        status, body = await conns[0].request("POST", path, FLOWCTL_WORKFLOW)
+        if status != 201 or json.loads(body).get("status") != "pending":
+            raise RuntimeError(f"FlowCtl submit answered {status}: {body[:300]!r}")
+        await asyncio.gather(*(c.request("POST", path, FLOWCTL_WORKFLOW) for c in conns))
+        async with httpx.AsyncClient(base_url=ctx.server.url, timeout=30) as client:
+            async with asyncio.timeout(TIMEOUT_S):
+                while await flowctl_unfinished(client):
+                    await asyncio.sleep(0.1)
+            began = time.perf_counter()
+            submit = await closed_loop(ctx.server, conns, "POST", lambda: path, 0.0,
+                                       FLOWCTL_SUBMIT_SECONDS, expect=201,
+                                       body=FLOWCTL_WORKFLOW)
+            async with asyncio.timeout(TIMEOUT_S):
+                while await flowctl_unfinished(client):
+                    await asyncio.sleep(0.1)
+            drained = time.perf_counter() - began
+            ids = await flowctl_ids(client)
+            metrics = (await client.get(f"{FLOWCTL}/metrics")).json()
+        if metrics["workflows"]["completed"] != len(ids):
+            raise RuntimeError(f"FlowCtl: {len(ids)} workflows, metrics {metrics['workflows']}")
+        status, body = await conns[0].request("GET", f"{path}/{ids[0]}")
+        if status != 200 or json.loads(body).get("status") != "completed":
+            raise RuntimeError(f"FlowCtl GET workflow answered {status}: {body[:300]!r}")
+        choice = random.Random(2).choice
+        paths = [f"{path}/{choice(ids)}" for _ in range(100_003)]
+        position = 0
+
+        def next_path() -> str:
+            nonlocal position
+            position += 1
+            return paths[position % len(paths)]
+
+        get = await closed_loop(ctx.server, conns, "GET", next_path, FLOWCTL_GET_WARMUP_S,
+                                FLOWCTL_GET_SECONDS)
+    finally:
+        for conn in conns:
+            conn.close()
+    progress(f"flowctl submit: {submit.summary()}; all {submit.answers} workflows completed "
+             f"{drained:.1f} s after the first submit ({submit.answers / drained:.0f}/s)")
+    progress(f"flowctl GET workflow ({len(body)} bytes each, {len(ids)} workflows): "
+             f"{get.summary()}")
+    return {"flowctl_submit_p99_ms": percentile(submit.latencies_ms, 99),
+            "flowctl_status_p99_ms": percentile(get.latencies_ms, 99),
+            "_flowctl_submit_p50_ms": percentile(submit.latencies_ms, 50),
+            "_flowctl_submit_per_s": submit.rate,
+            "_flowctl_finished_per_s": submit.answers / drained,
+            "_flowctl_status_p50_ms": percentile(get.latencies_ms, 50),
+            "_flowctl_status_per_s": get.rate,
+            "_flowctl_status_server_us": get.server_cpu_us_per_request}
 
 
 # -- profiling --------------------------------------------------------------------------------
@@ -1328,6 +1433,10 @@ FIGURES = [
            False, 1),
     Figure("public_execute_p99_ms", "public execute, 50 keys at 1/s, p99", "ms", 25, False,
            2),
+    Figure("flowctl_submit_p99_ms", "FlowCtl POST workflow, 50 cl, p99", "ms", math.nan,
+           False, 1),
+    Figure("flowctl_status_p99_ms", "FlowCtl GET workflow, 50 cl, p99", "ms", math.nan,
+           False, 2),
 ]
 
 NOTES = {
@@ -1353,11 +1462,17 @@ NOTES = {
     "_public_burst_p99_ms": "public execute, a burst of 8 per key at once (50 keys), p99: "
                             "{:.1f} ms",
     "_public_burst_429": "429s in that burst: {:.0f}",
+    "_flowctl_submit_p50_ms": "FlowCtl POST workflow p50: {:.1f} ms",
+    "_flowctl_submit_per_s": "FlowCtl POST workflow throughput: {:,.0f} req/s",
+    "_flowctl_finished_per_s": "submitted workflows completed at {:.0f}/s (submit to last done)",
+    "_flowctl_status_p50_ms": "FlowCtl GET workflow p50: {:.2f} ms",
+    "_flowctl_status_per_s": "FlowCtl GET workflow throughput: {:,.0f} req/s",
+    "_flowctl_status_server_us": "server CPU per FlowCtl GET workflow: {:.0f} us",
 }
 
 PHASES: dict[str, Callable[[Context], Awaitable[dict[str, float]]]] = {
     "get": phase_get, "search": phase_search, "follow": phase_follow, "create": phase_create,
-    "webhook": phase_webhook, "public": phase_public,
+    "flowctl": phase_flowctl, "webhook": phase_webhook, "public": phase_public,
 }
 #: Phases on a server of their own (see forge_server), after the others.
 FORGE_PHASES: dict[str, Callable[[Path, str], Awaitable[dict[str, float]]]] = {

@@ -722,6 +722,8 @@ class FlowctlConfig(BaseModel):
     `EngineSettings.extra["flowctl"]` (`flowdeck.engine.flowctl.settings`)."""
 
     model_config = ConfigDict(extra="forbid")
+    #: Requests per minute per client address on the FlowCtl HTTP routes (the spec's 100).
+    rate_limit_per_minute: int = Field(default=100, ge=1, le=1_000_000)
     etl: FlowctlEtlConfig = Field(default_factory=FlowctlEtlConfig)
     task_types: dict[str, FlowctlCommandTypeConfig] = Field(default_factory=dict)
     webhooks: list[FlowctlWebhookConfig] = Field(default_factory=list)

@@ -56,6 +56,7 @@ url = "https://example.com/all"
     ('[[flowctl.webhooks]]\nurl = "ftp://x"', "flowctl.webhooks.0.url"),
     ('[[flowctl.webhooks]]\nurl = "https://x"\nevents = ["workflow.done"]', "workflow.done"),
     ('[flowctl]\ncolour = "red"', "flowctl.colour: unknown key"),
+    ("[flowctl]\nrate_limit_per_minute = 0", "flowctl.rate_limit_per_minute"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, toml: str, problem: str) -> None:
     config = tmp_path / "config.toml"
@@ -77,3 +78,12 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLOWDECK_CONFIG", raising=False)
     monkeypatch.setenv("FLOWDECK_FLOWCTL__ETL__MAX_ROWS", "42")
     assert load_settings(None).flowctl.etl.max_rows == 42
+
+
+def test_the_rate_limit_reaches_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flowdeck.cli.commands.serve import server_extra
+
+    monkeypatch.delenv("FLOWDECK_CONFIG", raising=False)
+    assert server_extra(load_settings(None)) == {"flowctl_rate_limit": 100}
+    monkeypatch.setenv("FLOWDECK_FLOWCTL__RATE_LIMIT_PER_MINUTE", "600")
+    assert server_extra(load_settings(None)) == {"flowctl_rate_limit": 600}

@@ -290,3 +290,35 @@ async def test_log_view_wrapped_error_pieces_are_error_coloured_throughout() -> 
             cells = [seg for seg in view.render_line(y) if seg.text.strip()]
             assert cells and all(seg.style is not None and seg.style.color == colour
                                  for seg in cells), y
+
+
+async def test_a_following_log_pane_that_shrinks_still_shows_the_last_line() -> None:
+    """The execution screen shrinks the log pane when the task details open (after the log
+    may already be in): a follower keeps the last line in view."""
+    from textual.app import App
+    from textual.containers import Vertical
+    from textual.widgets import Static
+
+    from flowdeck.core.models import LogEntry
+
+    view = LogView(max_lines=40)
+
+    class Host(App[None]):
+        CSS = "#top { height: 2; } Host.-tall #top { height: 14; } LogView { height: 1fr; }"
+
+        def compose(self):  # type: ignore[no-untyped-def]
+            with Vertical():
+                yield Static("top", id="top")
+                yield view
+
+    async with Host().run_test(size=(60, 20)) as pilot:
+        view.add_entries([LogEntry("e", i, "ns", "f", "job", "tr1", 1,
+                                   f"2026-01-01T00:00:{i:02d}.000000Z", "INFO", f"line {i}")
+                          for i in range(1, 11)])
+        await pilot.pause()
+        assert view.follow and "line 10" in screen_text(pilot.app)  # everything fits
+        pilot.app.add_class("-tall")  # the pane above grows: the log pane gets 6 rows
+        await wait_for(lambda: view.size.height == 6)
+        await pilot.pause()
+        assert view.scroll_offset.y == view.max_scroll_y > 0
+        assert "line 10" in screen_text(pilot.app) and "line 1\n" not in screen_text(pilot.app)

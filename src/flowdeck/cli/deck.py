@@ -129,6 +129,7 @@ class DeckServing:
 
     @classmethod
     def bind(cls, spec: str, settings: Settings) -> DeckServing:
+        from flowdeck.cli.commands.serve import server_extra
         from flowdeck.server.app import ServerOptions
         from flowdeck.server.serve import ServeError, bind, parse_listen
 
@@ -140,7 +141,8 @@ class DeckServing:
         config = settings.server
         options = ServerOptions(host=host, port=sock.getsockname()[1],
                                 basic_username=config.basic_username,
-                                basic_password_hash=config.basic_password_hash)
+                                basic_password_hash=config.basic_password_hash,
+                                extra=server_extra(settings))
         return cls(sock, options, settings.resolved_data_dir() / "serve.log")
 
     async def start(self, backend: EmbeddedBackend, app: FlowdeckApp) -> None:

@@ -23,6 +23,7 @@ from flowdeck.cli.commands import (
     staging,
     token,
     webhooks,
+    workflow,
 )
 from flowdeck.cli.options import CommandGroup
 
@@ -36,6 +37,7 @@ GROUPS: tuple[CommandGroup, ...] = (
     release,
     deploy,
     pipeline,
+    workflow,
     serve,
     token,
     passwd,

@@ -69,6 +69,8 @@ class FlowInfo:
     source: str | None = None
     #: Tasks the flow declares (nested ones included; not its errors/finally handlers).
     task_count: int = 0
+    #: The flow's task definitions as declared (Kestra JSON), for what a task detail shows.
+    tasks: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_kestra(cls, data: dict[str, Any]) -> FlowInfo:
@@ -82,7 +84,8 @@ class FlowInfo:
                    labels=pairs, inputs=list(data.get("inputs") or []),
                    triggers=list(data.get("triggers") or []),
                    disabled=bool(data.get("disabled", False)), source=data.get("source"),
-                   task_count=count_tasks(data.get("tasks")))
+                   task_count=count_tasks(data.get("tasks")),
+                   tasks=[t for t in data.get("tasks") or [] if isinstance(t, dict)])
 
 
 def count_tasks(tasks: Any) -> int:

@@ -370,6 +370,11 @@ class HttpBackend:
         if params is not None:
             kwargs["params"] = dict(params)
         return self._json(await self._send(method, path, **kwargs))
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """`method path` on this server, outside Kestra's API (another of its dialects), with
+        this backend's credentials; the answer as it is, whatever its status. An unreachable
+        server is `BackendUnavailable`."""
+        return await self._raw(method, path, **kwargs)
 
     # -- flows --------------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ SPEC_TYPES: dict[str, str] = {engine: spec for spec, engine in ENGINE_TYPES.item
 TASK_TYPES: tuple[str, ...] = tuple(ENGINE_TYPES)
 
 WORKFLOW_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+#: A workflow in one of these has finished: nothing about it changes any more.
+FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled"})
 TASK_STATUSES = ("pending", "running", "completed", "failed", "retrying", "cancelled")
 WEBHOOK_EVENTS = (
     "workflow.created", "workflow.started", "workflow.completed", "workflow.failed",
@@ -142,6 +144,25 @@ class TaskView:
             "completed_at": self.completed_at,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskView:
+        """A task as `GET /api/v1/tasks/{id}` answers it (a client reading a server)."""
+        payload, result = data.get("payload"), data.get("result")
+        return cls(
+            id=_str(data.get("id")), workflow_id=_str(data.get("workflow_id")),
+            name=_str(data.get("name")), type=_str(data.get("type")),
+            status=_str(data.get("status")),
+            payload=dict(payload) if isinstance(payload, Mapping) else {},
+            result=dict(result) if isinstance(result, Mapping) else None,
+            error=_opt(data.get("error")), retry_count=_int(data.get("retry_count"), 0),
+            max_retries=_int(data.get("max_retries"), 0),
+            priority=_int(data.get("priority"), 1),
+            dependencies=[str(d) for d in data.get("dependencies") or []
+                          if isinstance(d, str | int)],
+            created_at=_str(data.get("created_at")), updated_at=_str(data.get("updated_at")),
+            started_at=_opt(data.get("started_at")),
+            completed_at=_opt(data.get("completed_at")))
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowView:
@@ -180,6 +201,24 @@ class WorkflowView:
     def task(self, task_id: str) -> TaskView | None:
         return next((t for t in self.tasks if t.id == task_id), None)
 
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkflowView:
+        """A workflow as the API answers it (a list item has no config or start/end)."""
+        tasks, config = data.get("tasks"), data.get("config")
+        return cls(
+            id=_str(data.get("id")), name=_str(data.get("name")),
+            description=_str(data.get("description")), status=_str(data.get("status")),
+            tasks=[TaskView.from_dict(t) for t in tasks or [] if isinstance(t, Mapping)]
+            if isinstance(tasks, list) else [],
+            config=dict(config) if isinstance(config, Mapping) else {},
+            created_at=_str(data.get("created_at")), updated_at=_str(data.get("updated_at")),
+            started_at=_opt(data.get("started_at")),
+            completed_at=_opt(data.get("completed_at")))
+
 
 @dataclass(frozen=True, slots=True)
 class WorkflowPage:
@@ -195,6 +234,14 @@ class WorkflowPage:
     def to_dict(self) -> dict[str, Any]:
         return {"workflows": [w.list_item() for w in self.workflows], "total": self.total,
                 "page": self.page, "limit": self.limit, "total_pages": self.total_pages}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> WorkflowPage:
+        items = data.get("workflows")
+        return cls([WorkflowView.from_dict(w) for w in items or [] if isinstance(w, Mapping)]
+                   if isinstance(items, list) else [],
+                   _int(data.get("total"), 0), _int(data.get("page"), 1),
+                   _int(data.get("limit"), 10))
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +295,14 @@ def _end(info: StateInfo) -> str | None:
 
 def _int(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _opt(value: Any) -> str | None:
+    return None if value is None else _str(value)
 
 
 def max_retries_of(task: Mapping[str, Any]) -> int:
@@ -336,7 +391,8 @@ def task_counts(view: WorkflowView) -> dict[str, int]:
 
 
 __all__ = [
-    "ENGINE_TYPES", "FLOW_PREFIX", "LABEL_BY", "LABEL_ID", "LABEL_NAME", "NAMESPACE",
+    "ENGINE_TYPES", "FINISHED_STATUSES", "FLOW_PREFIX", "LABEL_BY", "LABEL_ID", "LABEL_NAME",
+    "NAMESPACE",
     "SPEC_TYPES", "TASK_STATUSES", "TASK_TYPES", "WEBHOOK_EVENTS", "WORKFLOW_STATUSES",
     "WORKFLOW_TYPE", "FlowctlMetrics", "Health", "TaskView", "WorkflowPage", "WorkflowView",
     "build_workflow_view", "count_by", "execution_states", "flow_id_for", "is_workflow_flow",

@@ -12,11 +12,16 @@
   its dialect's `open_routes`, stops the app from being built; on every request,
   `check_declared` refuses a route without a rule (one added later) and `admit` an open marker
   on a route the host did not verify.
-- **Errors.** `render` hands an `ApiError` to the dialect's renderer.
+- **Errors.** `render` hands an `ApiError` to the dialect's renderer. A dialect limiting by
+  address counts every request under its paths, not only admitted ones: one that no route
+  admitted (unrouted, 405, or refused before routing, such as a 413) is counted as its error is
+  rendered (a 429 if it is over the limit); and a rendered error carries the limit headers the
+  request was given, since a 500 is sent past the middleware that adds them to other answers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -132,7 +137,25 @@ class Host:
         return self.fallback
 
     def render(self, scope: Scope, error: ApiError) -> Response:
-        return self.dialect_for(scope).errors(error)
+        dialect = self.dialect_for(scope)
+        return dialect.errors(self._limited(scope, dialect, error))
+
+    def _limited(self, scope: Scope, dialect: Dialect, error: ApiError) -> ApiError:
+        """`error` with the rate-limit headers of its request (see the module docstring)."""
+        state = scope.setdefault("state", {})
+        limit = self._limits.get(dialect.name) if self._limits else None
+        if limit is not None and limit.key == "ip" and not state.get(LIMITED):
+            state[LIMITED] = True
+            client = scope.get("client")
+            decision = limit.limiter.hit(client[0] if client else "unknown")
+            headers = limit.headers(decision)
+            state.setdefault("response_headers", []).extend(headers.items())
+            if not decision.allowed:
+                error = ApiError(429, limit.message, error.path, headers=headers)
+        given = state.get("response_headers")
+        if not given:
+            return error
+        return dataclasses.replace(error, headers={**dict(given), **error.headers})
 
     # -- access ------------------------------------------------------------------------------
 

@@ -73,6 +73,7 @@ CATALOGUE: tuple[DeckAction, ...] = (
                role=OPERATOR),
     DeckAction("replay", "R", "replay", "Replay", ("executions", "execution"), role=OPERATOR),
     DeckAction("inputs-outputs", "i", "toggle_io", "Inputs/outputs", ("execution",)),
+    DeckAction("task-details", "d", "toggle_details", "Task details", ("execution",)),
     # the log pane
     DeckAction("follow", "f", "log_follow", "Follow", ("execution",)),
     DeckAction("wrap", "w", "log_wrap", "Wrap", ("execution",)),

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flowdeck.cli import endpoint
 from flowdeck.cli.common import Context, UsageError
 from flowdeck.cli.engine import open_engine
 from flowdeck.cli.options import Commands
+from flowdeck.config import Settings
 
 #: How `serve_engine` announces its URL.
 SERVING = "flowdeck serving "
+
+
+def server_extra(settings: Settings) -> dict[str, Any]:
+    """The dialects' settings from the configuration (`ServerOptions.extra`)."""
+    return {"flowctl_rate_limit": settings.flowctl.rate_limit_per_minute}
 
 
 def register(commands: Commands) -> None:
@@ -36,7 +44,8 @@ async def serve_api(ctx: Context) -> int:
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: must be between 0 and 65535")
     options = ServerOptions(host=host, port=port, basic_username=config.basic_username,
-                            basic_password_hash=config.basic_password_hash)
+                            basic_password_hash=config.basic_password_hash,
+                            extra=server_extra(ctx.settings))
     data_dir = ctx.settings.resolved_data_dir()
 
     def announce(line: str) -> None:

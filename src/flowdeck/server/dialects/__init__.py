@@ -6,7 +6,7 @@ The first dialect answers for paths no dialect owns (the host's `/ping`, `/healt
 from __future__ import annotations
 
 from flowdeck.server.dialect import Dialect
-from flowdeck.server.dialects import flowdeck, forge, kestra, public, staging
+from flowdeck.server.dialects import flowctl, flowdeck, forge, kestra, public, staging
 
 DEFAULT_DIALECTS: tuple[Dialect, ...] = (
     kestra.DIALECT,
@@ -14,4 +14,5 @@ DEFAULT_DIALECTS: tuple[Dialect, ...] = (
     flowdeck.DIALECT,
     forge.DIALECT,
     public.DIALECT,
+    flowctl.DIALECT,
 )

@@ -1,4 +1,5 @@
-"""One execution: task-run tree with a Gantt strip of attempts, inputs/outputs, live logs."""
+"""One execution: task-run tree with a Gantt strip of attempts, task details (every task the
+flow declares, with its type and properties), inputs/outputs, live logs."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import Footer, Input, Static
 
+from flowdeck.client.backend import FlowInfo
 from flowdeck.core.errors import BackendUnavailable, FlowdeckError
 from flowdeck.core.models import Approval, Execution, LogEntry, TaskRun
 from flowdeck.core.public import (
@@ -46,12 +48,16 @@ from flowdeck.tui.messages import (
 )
 from flowdeck.tui.screens.base import DeckScreen
 from flowdeck.tui.screens.executions import execution_line
+from flowdeck.tui.task_details import TaskDetail, describe_tasks, prefers_details
 from flowdeck.tui.theme import rich_style, state_variable
 from flowdeck.tui.widgets.confirm import ConfirmScreen
 from flowdeck.tui.widgets.log_view import LogView
 from flowdeck.tui.widgets.status import StatusBar
 
 GANTT_WIDTH = 24
+#: Columns of a task details line: kind and state (the name takes a share of the width).
+KIND_WIDTH = 11
+STATE_WIDTH = 11
 
 
 def text_shape(widget: Static, text: Text) -> int | None:
@@ -79,6 +85,38 @@ def task_depths(runs: list[TaskRun]) -> list[tuple[int, TaskRun]]:
 
     walk(None, 0)
     return out
+
+
+def details_text(app: Any, details: list[TaskDetail], width: int) -> Text:
+    """Each task on one line (name, kind, state, facts), its labelled rows under it; every
+    line cut to `width` (the pane scrolls, it never wraps)."""
+    if not details:
+        return Text("the flow declares no tasks", end="")
+    name_width = max(16, min(40, width // 4))
+    label_style = rich_style(app, "secondary")
+    text = Text(end="")
+    for detail in details:
+        indent = "  " * detail.depth
+        line = Text(end="")
+        name = sanitize_line(indent + detail.name, 200)
+        name = name if len(name) <= name_width else name[: name_width - 1] + "…"
+        line.append(name.ljust(name_width) + " ", style="bold")
+        line.append(sanitize_line(detail.kind, KIND_WIDTH).ljust(KIND_WIDTH) + " ")
+        line.append(sanitize_line(detail.state, STATE_WIDTH).ljust(STATE_WIDTH),
+                    style=rich_style(app, state_variable(detail.color_state)))
+        if detail.facts:
+            line.append("  " + sanitize_line("  ".join(detail.facts), 200))
+        line.truncate(width, overflow="ellipsis")
+        text.append_text(line)
+        for label, value in detail.rows:
+            row = Text(f"\n{indent}  ", end="")
+            row.append(f"{label} ", style=label_style)
+            row.append(sanitize_line(value, 2000))
+            row.truncate(width + 1, overflow="ellipsis")  # + the newline it starts with
+            text.append_text(row)
+        text.append("\n")
+    text.rstrip()
+    return text
 
 
 def gantt(app: Any, tr: TaskRun, start: datetime, span: float, now: datetime,
@@ -134,6 +172,11 @@ class ExecutionScreen(DeckScreen):
     ExecutionScreen #io { display: none; }
     ExecutionScreen.-io #io { display: block; }
     ExecutionScreen.-io #tasks { display: none; }
+    ExecutionScreen #details { display: none; }
+    ExecutionScreen.-details #details { display: block; }
+    ExecutionScreen.-details #tasks { display: none; }
+    ExecutionScreen.-io #details { display: none; }
+    ExecutionScreen.-details #top { height: 60%; }
     ExecutionScreen #logbar { height: 1; background: $panel; padding: 0 1; }
     ExecutionScreen LogView { height: 1fr; }
     ExecutionScreen #search { dock: bottom; display: none; }
@@ -148,6 +191,13 @@ class ExecutionScreen(DeckScreen):
         self.search_text = ""
         #: Tasks the flow declares ("n done / m in flow"); 0 until the flow is read.
         self.flow_tasks = 0
+        #: The flow (its task definitions for the details); None until it is read.
+        self.flow: FlowInfo | None = None
+        #: Whether the operator chose tree or details (`d`): then the flow does not choose.
+        self.view_chosen = False
+        #: Set once every pane is mounted: a live event may come before (over HTTP, the
+        #: watch's first poll), and only sets the execution then.
+        self.composed = False
         self._shapes: dict[str, int | None] = {}  # what `update_text` last laid out
 
     def compose(self) -> ComposeResult:
@@ -155,6 +205,7 @@ class ExecutionScreen(DeckScreen):
         yield Static(Content(f"Execution {self.execution_id} — loading"), id="summary")
         with VerticalScroll(id="top"):
             yield Static(id="tasks")
+            yield Static(id="details")
             yield Static(id="io")
         yield Static(id="logbar")
         yield LogView(max_lines=self.deck.max_log_lines, id="log")
@@ -167,6 +218,7 @@ class ExecutionScreen(DeckScreen):
         return self.query_one("#log", LogView)
 
     def on_mount(self) -> None:
+        self.composed = True
         self.log_view.focus()
         self.update_logbar()
         self.follow_execution()
@@ -187,7 +239,10 @@ class ExecutionScreen(DeckScreen):
 
     def on_flow_loaded(self, message: FlowLoaded) -> None:
         message.stop()
+        self.flow = message.flow
         self.flow_tasks = message.flow.task_count
+        if not self.view_chosen and prefers_details(message.flow.tasks):
+            self.set_class(True, "-details")  # e.g. a FlowCtl workflow: its own vocabulary
         self.render_execution()
 
     # -- workers ------------------------------------------------------------------------
@@ -249,9 +304,7 @@ class ExecutionScreen(DeckScreen):
     def on_execution_loaded(self, message: ExecutionLoaded) -> None:
         if message.execution.id != self.execution_id:
             return
-        if self.execution is None:
-            self.load_flow(message.execution.namespace, message.execution.flow_id)
-        self.execution = message.execution
+        self.adopt(message.execution)
         self.stamp()
         self.deck.mark_connected()
         self.render_execution()
@@ -263,8 +316,15 @@ class ExecutionScreen(DeckScreen):
 
     def on_live_event(self, item: Execution | Approval) -> None:
         if isinstance(item, Execution) and item.id == self.execution_id:
-            self.execution = item
+            self.adopt(item)
             self.render_execution()
+
+    def adopt(self, execution: Execution) -> None:
+        """The execution as it is now; the first one seen (a load or a live event, whichever
+        comes first) also has its flow read."""
+        if self.execution is None:
+            self.load_flow(execution.namespace, execution.flow_id)
+        self.execution = execution
 
     def tick(self) -> None:
         if self.execution is not None and not is_terminal(self.execution.state.current):
@@ -272,8 +332,8 @@ class ExecutionScreen(DeckScreen):
 
     def render_execution(self) -> None:
         ex = self.execution
-        if ex is None or not self.query("#summary"):
-            return  # a live event before this screen is composed
+        if ex is None or not self.composed:
+            return  # a live event before this screen's panes are all mounted
         app = self.deck
         now = app.clock.now()
         summary = Text(end="")
@@ -295,6 +355,12 @@ class ExecutionScreen(DeckScreen):
         self.update_text("summary", summary)
 
         self.update_text("tasks", self.task_lines(ex, now))
+        if self.flow is None:
+            details = Text("reading the flow's tasks…", end="")
+        else:
+            details = details_text(app, describe_tasks(self.flow.tasks, ex),
+                                   max(40, self.size.width - 2))
+        self.update_text("details", details)
 
         io = Text(end="")
         io.append("Inputs\n", style="bold")
@@ -373,6 +439,15 @@ class ExecutionScreen(DeckScreen):
 
     def action_toggle_io(self) -> None:
         self.toggle_class("-io")
+
+    def action_toggle_details(self) -> None:
+        """The task details instead of the tree, or back (from inputs/outputs: the details)."""
+        self.view_chosen = True
+        if self.has_class("-io"):
+            self.remove_class("-io")
+            self.add_class("-details")
+        else:
+            self.toggle_class("-details")
 
     def action_log_follow(self) -> None:
         self.log_view.follow = not self.log_view.follow

@@ -337,9 +337,11 @@ class LogView(ScrollView, can_focus=True):
 
     def on_resize(self, event: events.Resize) -> None:
         if self.wrap and self._piece_width() != self._wrap_width:
-            self._relayout()
-        else:
-            self._resize()
+            self._relayout()  # follows the end itself
+            return
+        self._resize()
+        if self.follow:  # a shorter pane: the end moved down
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     # -- rendering ----------------------------------------------------------------------
 
