@@ -20,6 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from flowdeck.core.errors import InvalidFlowError
 from flowdeck.core.sanitize import valid_json, valid_text
+from flowdeck.engine.flow_document import flow_document
 from flowdeck.engine.inputs import (
     INLINE_PARSE_CHARS,
     PARSE_POOL,
@@ -124,27 +125,9 @@ class FlowDefinition:
     tasks_by_id: dict[str, TaskDef] = field(default_factory=dict)
     updated: str | None = None
 
-    def to_dict(self, *, with_source: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "namespace": self.namespace,
-            "revision": self.revision,
-            "tenantId": "main",
-        }
-        if self.description is not None:
-            out["description"] = self.description
-        out["labels"] = [{"key": k, "value": v} for k, v in self.labels]
-        for key in ("inputs", "outputs", "variables", "tasks", "errors", "finally",
-                    "afterExecution", "triggers", "concurrency", "retry", "pluginDefaults"):
-            if key in self.raw:
-                out[key] = self.raw[key]
-        out["disabled"] = self.disabled
-        out["deleted"] = False
-        if self.updated:
-            out["updated"] = self.updated
-        if with_source:
-            out["source"] = self.source
-        return out
+    def to_dict(self, *, with_source: bool = True, deleted: bool = False) -> dict[str, Any]:
+        """Kestra's `Flow` / `FlowWithSource` document (see `flow_document.py`)."""
+        return flow_document(self, with_source=with_source, deleted=deleted)
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
