@@ -24,6 +24,7 @@ from flowdeck.core.models import Attempt, Execution, LogEntry, StateInfo, TaskRu
 from flowdeck.core.sanitize import valid_json
 from flowdeck.core.states import FAILED_STATES, SUCCESSFUL_STATES, TERMINAL_STATES
 from flowdeck.core.timefmt import format_duration, format_instant
+from flowdeck.engine import task_properties
 from flowdeck.engine.flows import FlowDefinition
 from flowdeck.engine.forge.timeouts import phase_timeout
 from flowdeck.engine.inputs import resolve_inputs
@@ -134,10 +135,12 @@ class RunContext:
         return self.runner.engine.renderer.render_value(value, self.render_context())
 
     def log(self, level: str, message: str) -> None:
-        self.runner.emit_logs(self.task_run, level, [message])
+        if task_properties.logs_at(self.task, level):
+            self.runner.emit_logs(self.task_run, level, [message])
 
     def log_lines(self, level: str, lines: list[str]) -> None:
-        self.runner.emit_logs(self.task_run, level, lines)
+        if task_properties.logs_at(self.task, level):
+            self.runner.emit_logs(self.task_run, level, lines)
 
     def log_backlogged(self) -> bool:
         return self.runner.engine.store.log_backlogged()
@@ -404,6 +407,8 @@ class ExecutionRunner:
         if current in TERMINAL_STATES:
             return current
         ctx = RunContext(self, task, tr)
+        if current == "CREATED" and not self._runs_if(task, tr, ctx):
+            return tr.state.current
         # A pipeline phase has a timeout even when its task gives none (the forge's defaults).
         limit = phase_timeout(self.flow, task, parent is None)
         if isinstance(task, FlowableTask):
@@ -414,6 +419,26 @@ class ExecutionRunner:
         if tr.outputs is not None and state in SUCCESSFUL_STATES:
             self._record_outputs(tr)
         return state
+
+    def _runs_if(self, task: TaskDef, tr: TaskRun, ctx: RunContext) -> bool:
+        """Kestra's `runIf` before a task starts: falsy ends the task run SKIPPED, an
+        expression that cannot be rendered FAILED; notes the properties ignored here."""
+        try:
+            runs = task_properties.should_run(task, ctx.render)
+        except task_properties.RunIfError as exc:
+            self.emit_logs(tr, "ERROR", [f"task '{task.id}': {exc}"])
+            tr.state.to("FAILED", self.now)
+            self.save()
+            return False
+        if not runs:
+            self.emit_logs(tr, "INFO", [f"task '{task.id}' skipped: runIf is false"])
+            tr.state.to("SKIPPED", self.now)
+            self.save()
+            return False
+        notes = task_properties.ignored_notes(task)
+        if notes:
+            self.emit_logs(tr, "INFO", notes)
+        return True
 
     async def _run_flowable(self, task: FlowableTask, tr: TaskRun, ctx: RunContext,
                             limit: timedelta | None = None) -> str:
@@ -436,6 +461,7 @@ class ExecutionRunner:
         tr.outputs = self.clean(tr.outputs)
         if state == "FAILED" and task.allowFailure:
             state = "WARNING"
+        state = task_properties.settle(task, state)  # allowWarning
         tr.state.to(state, self.now)
         self.save()
         return state
@@ -507,6 +533,7 @@ class ExecutionRunner:
                 final = "WARNING" if warning else "SUCCESS"
                 if len(tr.attempts) > 1 and policy is not None and policy.warningOnRetry:
                     final = "WARNING"
+                final = task_properties.settle(task, final)  # allowWarning
                 tr.state.to(final, now)
                 self.save()
                 return final
@@ -515,7 +542,8 @@ class ExecutionRunner:
             attempt.state.to("FAILED", now)
             delay = self._next_retry(policy, len(tr.attempts) - base, now - first_start)
             if delay is None:
-                final = "WARNING" if task.allowFailure else "FAILED"
+                final = task_properties.settle(task, "WARNING" if task.allowFailure
+                                               else "FAILED")
                 tr.state.to(final, now)
                 self.save()
                 return final
