@@ -163,6 +163,8 @@ class ExecutionRunner:
         self._children: dict[str, str] = {}
         self._vars: dict[str, Any] | None = None
         self._holds_global_slot = False
+        #: Set to start past the flow's concurrency limit while QUEUED (force-run, unqueue).
+        self.forced = asyncio.Event()
         #: The clear SECRET inputs (None until known) and what masks them in what is stored.
         self.secrets: dict[str, Any] | None = None
         self.masker: Masker = NO_MASK

@@ -13,15 +13,19 @@ from flowdeck.server.auth import KESTRA_CREDENTIALS
 from flowdeck.server.dialect import Dialect, DialectContext, Routes
 from flowdeck.server.dialects.kestra import (
     actions,
+    bulk,
     configs,
+    execution_views,
     executions,
     fast,
     files,
+    flow_tools,
     flows,
     follow,
     kv,
     logs,
     outputs,
+    triggers,
     webhooks,
 )
 from flowdeck.server.options import flowdeck_version
@@ -32,9 +36,12 @@ TENANTS = ("/api/v1/main", "/api/v1")
 
 def module_routers() -> tuple[APIRouter, ...]:
     """The tenant-relative routers, in match order. Webhooks first: their open, key-in-path
-    routes must not be shadowed by execution routes; then the busiest reads."""
-    return (webhooks.router, executions.reads, actions.router, executions.writes,
-            follow.router, outputs.router, logs.router, flows.router, kv.router, files.router)
+    routes must not be shadowed by execution routes; then the literal execution paths
+    (`/executions/latest`, `/executions/kill/by-ids`, ...) before the busiest reads; the
+    literal flow paths (`/flows/import`, ...) before `/flows/{namespace}/...`."""
+    return (webhooks.router, execution_views.router, bulk.router, executions.reads,
+            actions.router, executions.writes, follow.router, outputs.router, logs.router,
+            flow_tools.router, flows.router, kv.router, files.router, triggers.router)
 
 
 def routes(context: DialectContext) -> list[Routes]:

@@ -22,9 +22,10 @@ READ = Access(frozenset({Role.VIEWER}))
 
 
 class _ExecutionId(Convertor[str]):
-    """One path segment that is an execution id: anything but the sibling route `search`."""
+    """One path segment that is an execution id: anything but the sibling routes
+    (`/executions/search`, `/executions/namespaces`)."""
 
-    regex = "(?!search$)[^/]+"
+    regex = "(?!(?:search|namespaces)$)[^/]+"
 
     def convert(self, value: str) -> str:
         return value
