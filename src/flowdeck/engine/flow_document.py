@@ -6,7 +6,8 @@ follows Kestra's serializer rather than the YAML as written:
 - a `Property` value (an input's `defaults` and `prefill`) is written as its expression text:
   `defaults: false` is `"false"`, `5` is `"5"`, a list or map is its compact JSON text
   (`["a","b"]`); kestrapy 1.x refuses anything else;
-- an input says whether it is `required` (Kestra's default, true, when the YAML is silent);
+- an input says whether it is `required` (Kestra's default, true, when the YAML is silent),
+  and its type by the name Kestra 2.x writes (`BOOLEAN` is `BOOL`);
 - `labels` are a list of `{key, value}` whatever form the YAML used (Kestra 2.x writes them so),
   and are absent when the flow has none; null members are left out (`non_null` inclusion);
 - `disabled`, `deleted` and 2.x's `draft` (flowdeck has no draft revisions) are always there.
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 #: Input members that are Kestra `Property` values, written as their expression text.
 PROPERTY_MEMBERS = ("defaults", "prefill")
+#: Input types by the name Kestra 2.x writes (1.x clients know both names).
+TYPE_NAMES = {"BOOLEAN": "BOOL"}
 #: Flow members copied as the YAML wrote them, in Kestra's order.
 PASSED_THROUGH = ("inputs", "outputs", "variables", "tasks", "errors", "finally",
                   "afterExecution", "triggers", "pluginDefaults", "concurrency", "retry")
@@ -50,7 +53,7 @@ def input_document(raw: Any) -> Any:
         if key in PROPERTY_MEMBERS:
             value = property_text(value)
         elif key == "type" and isinstance(value, str):
-            value = value.upper()
+            value = TYPE_NAMES.get(value.upper(), value.upper())
         out[key] = value
     out.setdefault("required", True)
     return out

@@ -42,7 +42,9 @@ def api_state(state: TriggerState) -> dict[str, Any]:
     out: dict[str, Any] = {"namespace": state.namespace, "flowId": state.flow_id,
                            "triggerId": state.trigger_id,
                            "updatedAt": format_instant(state.updated),
-                           "disabled": state.disabled, "locked": False, "kind": state.kind}
+                           "disabled": state.disabled, "locked": False}
+    if state.kind == "SCHEDULE":  # Kestra's kinds: SCHEDULE, POLLING, REALTIME (no webhook)
+        out["kind"] = state.kind
     if state.last_fire is not None:
         out["lastTriggeredDate"] = out["evaluatedAt"] = format_instant(state.last_fire)
     if state.next_fire is not None:
