@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from flowdeck.core.staging import bundled_flow_sources
 from flowdeck.engine.engine import Engine
 from helpers import wait_for_state
 
@@ -109,6 +110,10 @@ def _zip(files: dict[str, str]) -> bytes:
 
 async def exercise(client: httpx.AsyncClient, engine: Engine) -> list[Call]:
     call = Recorder(client)
+    for source in bundled_flow_sources():  # the staging flows (`skip_database: false`, ...)
+        await engine.apply_flow(source)
+    await call("search staging flows", "GET", "/flows/search", "PagedResultsFlow",
+               params={"filters[namespace][EQUALS]": "dev.deployment", "size": 50})
     await _flows(call)
     await _executions(call, engine)
     await _triggers(call)
