@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import kestrapy  # noqa: E402
-import kestrapy.models as models  # noqa: E402
-from kestra_errata import parse  # noqa: E402
+import kestrapy
+import kestrapy.models as models
+from kestra_errata import parse
 
 #: kestrapy 2.x model names that 1.0.4 names otherwise (or has no model for).
 RENAMED = {
