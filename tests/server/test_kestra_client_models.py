@@ -77,3 +77,20 @@ async def test_the_answers_say_what_kestra_says(calls: list[Call]) -> None:
     assert gate["state"]["disabled"] is False and gate["state"]["nextEvaluationDate"]
     assert gate["triggerContext"]["triggerId"] == "nightly"
     assert by_name["get kv"].body["value"] == "hello"
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("POST", "/flows/search", "GET"),
+    ("PUT", "/executions/search", "GET"),
+    ("POST", "/logs/search", "GET"),
+    ("POST", "/triggers/search", "GET"),
+    ("GET", "/executions/kill/by-ids", "DELETE"),
+    ("PUT", "/executions/latest", "POST"),
+])
+async def test_a_route_without_that_method_is_a_405(live: Any, method: str, path: str,
+                                                    allowed: str) -> None:
+    response = await live.client.request(method, "/api/v1/main" + path)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == allowed
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/method-not-allowed")
