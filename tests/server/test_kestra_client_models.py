@@ -85,7 +85,7 @@ async def test_the_answers_say_what_kestra_says(calls: list[Call]) -> None:
     ("POST", "/logs/search", "GET"),
     ("POST", "/triggers/search", "GET"),
     ("GET", "/executions/kill/by-ids", "DELETE"),
-    ("PUT", "/executions/latest", "POST"),
+    ("PUT", "/kv", "GET"),
 ])
 async def test_a_route_without_that_method_is_a_405(live: Any, method: str, path: str,
                                                     allowed: str) -> None:
