@@ -12,11 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
+import yaml
 
 from compat import kestra_errata
 from flowdeck.engine.engine import Engine
 from helpers import open_engine
 from live_server import start_server, stop_server
+from server import openapi_check
 from server.kestra_calls import Call, exercise
 
 pytest.importorskip("regex", reason="kestrapy 2.0.3 needs the undeclared 'regex' package")
@@ -27,9 +30,10 @@ def parse(model: str, body: Any) -> None:
     kestra_errata.parse(models, model, body)
 
 
-@pytest.fixture
-async def calls(tmp_path: Path) -> list[Call]:
-    engine: Engine = await open_engine(tmp_path / "data")
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def calls(tmp_path_factory: pytest.TempPathFactory) -> list[Call]:
+    """One run of every operation, shared by the tests of this module."""
+    engine: Engine = await open_engine(tmp_path_factory.mktemp("kestra") / "data")
     server, task, url = await start_server(engine)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
@@ -39,6 +43,7 @@ async def calls(tmp_path: Path) -> list[Call]:
         await engine.close()
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_every_answer_parses_with_kestrapy_models(calls: list[Call]) -> None:
     failures = []
     for call in calls:
@@ -52,6 +57,7 @@ async def test_every_answer_parses_with_kestrapy_models(calls: list[Call]) -> No
     assert len([c for c in calls if c.model]) >= 45
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_the_answers_say_what_kestra_says(calls: list[Call]) -> None:
     by_name = {c.name: c for c in calls}
     assert by_name["search staging flows"].body["total"] == 3
@@ -94,3 +100,40 @@ async def test_a_route_without_that_method_is_a_405(live: Any, method: str, path
     assert response.headers["allow"] == allowed
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"].endswith("/method-not-allowed")
+
+
+# -- Kestra's OpenAPI document -------------------------------------------------------------
+
+SCHEMAS = yaml.safe_load((Path(__file__).parent / "kestra_openapi_subset.yml").read_text())
+#: kestrapy model names → the document's schema names ("[X]" a list, "Paged[X]" a page).
+DOCUMENT_NAMES = {
+    "PagedResultsFlow": "Paged[Flow]", "Paged[Execution]": "Paged[ApiLightExecution]",
+    "ExecutionControllerExecutionResponse": "ExecutionController.ExecutionResponse",
+    "[ExecutionControllerLastExecutionResponse]": "[ExecutionController.LastExecutionResponse]",
+    "CursorOrOffsetPagedResultsLogEntry": "Paged[LogEntry]",
+    "PagedResultsApiTriggerAndState": "Paged[ApiTriggerAndState]",
+    "KVControllerKvDetail": "KVController.KvDetail", "PagedResultsKVEntry": "Paged[KVEntry]",
+    "MiscControllerEEConfiguration": "MiscController.Configuration",
+}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_every_answer_matches_kestras_openapi_schemas(calls: list[Call]) -> None:
+    checker = openapi_check.Checker(openapi_check.relaxed(SCHEMAS))
+    failures, checked = [], 0
+    for call in calls:
+        if call.model is None:
+            continue
+        name = DOCUMENT_NAMES.get(call.model, call.model)
+        inner = name.strip("[]").removeprefix("Paged[")
+        if inner not in SCHEMAS:
+            continue
+        checked += 1
+        problems = checker.check(name, kestra_errata.with_state_getters(call.body))
+        failures.extend(f"{call.name} as {name}: {p}" for p in problems)
+    assert not failures, "\n".join(failures)
+    assert checked >= 40
+    # The checker does refuse: a missing required member, a wrong type, an unknown state.
+    assert checker.check("Label", {"key": "k"}) == ["$: 'value' is required"]
+    assert checker.check("BulkResponse", {"count": "1"}) == ["$.count: expected integer"]
+    assert checker.check("State.History", {"state": "DONE", "date": "2025-01-01T00:00:00Z"})
