@@ -34,6 +34,8 @@ class Capabilities:
     #: The caller's role (viewer < operator < approver < admin) where the backend says it
     #: (the embedded engine: "admin"; a server: from `GET /api/v1/me`); None: not known.
     role: str | None = None
+    #: What this server's version cannot do, in words the deck shows (an older Kestra).
+    lacking: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
