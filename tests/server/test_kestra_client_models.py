@@ -78,6 +78,7 @@ async def test_the_answers_say_what_kestra_says(calls: list[Call]) -> None:
     assert by_name["labels by ids"].body == {"count": 1}
     assert by_name["unqueue"].body["state"]["current"] == "CANCELLED"
     assert by_name["force run"].body["state"]["current"] != "QUEUED"
+    assert by_name["set task run state"].body["state"]["current"] == "RESTARTED"
     [gate] = [i for i in by_name["triggers of a flow"].body["results"]
               if i["state"]["triggerId"] == "nightly"]
     assert gate["state"]["disabled"] is False and gate["state"]["nextEvaluationDate"]

@@ -21,7 +21,7 @@ from flowdeck.engine.bus import EXECUTION, ExecutionEvent
 from flowdeck.engine.flows import FlowDefinition
 from flowdeck.engine.inputs import resolve_inputs_async
 from flowdeck.engine.query import ExecutionQuery, search_executions
-from flowdeck.engine.restart import copy_before, reset_for_restart
+from flowdeck.engine.restart import TASK_RUN_STATES, copy_before, mark_as, reset_for_restart
 from flowdeck.engine.secrets import check_given_again, split, without_credentials
 from flowdeck.engine.store import execution_row
 
@@ -276,6 +276,31 @@ class ExecutionService:
         await self._engine.secret_inputs.require(execution_id, flow.inputs)
         now = self._clock.now()
         reset_for_restart(execution, flow, task_run_id, now)
+        return await self._relaunch(execution, flow, now)
+
+    async def set_task_run_state(self, execution_id: str, task_run_id: str,
+                                 state: str) -> Execution:
+        """Kestra's task-run state change: the task run ends in `state` (SUCCESS, WARNING or
+        FAILED) as if it had run so, and the finished execution goes on from there (a new
+        attempt, RESTARTED; what came after it, error handlers included, runs again)."""
+        if state not in TASK_RUN_STATES:
+            raise ValidationError([("state", f"'{state}' is not one of "
+                                             f"{', '.join(sorted(TASK_RUN_STATES))}")])
+        only = "; only a finished execution can change a task run's state"
+        execution = await self._finished(execution_id, only)
+        if not is_terminal(execution.state.current):
+            raise ConflictError(f"execution {execution_id} is {execution.state.current}{only}")
+        flow = await self._engine.flows.get_revision(execution.namespace, execution.flow_id,
+                                                     execution.flow_revision)
+        await self._engine.secret_inputs.require(execution_id, flow.inputs)
+        now = self._clock.now()
+        reset_for_restart(execution, flow, task_run_id, now)
+        mark_as(execution, task_run_id, state, now)
+        return await self._relaunch(execution, flow, now)
+
+    async def _relaunch(self, execution: Execution, flow: FlowDefinition,
+                        now: datetime) -> Execution:
+        """Start a reset execution again, as its next attempt."""
         execution.attempt_number += 1
         execution.outputs = None
         execution.state.to("RESTARTED", now)

@@ -25,6 +25,7 @@ from flowdeck.server.dialects.kestra import (
     kv,
     logs,
     outputs,
+    taskrun_state,
     triggers,
     webhooks,
 )
@@ -40,7 +41,8 @@ def module_routers() -> tuple[APIRouter, ...]:
     (`/executions/latest`, `/executions/kill/by-ids`, ...) before the busiest reads; the
     literal flow paths (`/flows/import`, ...) before `/flows/{namespace}/...`."""
     return (webhooks.router, execution_views.router, bulk.router, executions.reads,
-            actions.router, executions.writes, follow.router, outputs.router, logs.router,
+            actions.router, taskrun_state.router, executions.writes, follow.router,
+            outputs.router, logs.router,
             flow_tools.router, flows.router, kv.router, files.router, triggers.router)
 
 
