@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -97,6 +97,26 @@ def _has_template(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(_has_template(v) for v in value)
     return False
+
+
+class TaskStates(Mapping[str, dict[str, str]]):
+    """Kestra's `tasks` variable: `{{ tasks.<taskId>.state }}`, the state of that task's
+    latest task run; looked up on use, so a context costs nothing until it is read."""
+
+    def __init__(self, execution: Execution) -> None:
+        self._execution = execution
+
+    def __getitem__(self, task_id: str) -> dict[str, str]:
+        for tr in reversed(self._execution.task_runs):
+            if tr.task_id == task_id:
+                return {"state": tr.state.current}
+        raise KeyError(task_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(tr.task_id for tr in self._execution.task_runs))
+
+    def __len__(self) -> int:
+        return len({tr.task_id for tr in self._execution.task_runs})
 
 
 class RunContext:
@@ -231,6 +251,7 @@ class ExecutionRunner:
             "flow": {"id": ex.flow_id, "namespace": ex.namespace, "revision": ex.flow_revision},
             "labels": dict(ex.labels),
             "envs": self.engine.envs,
+            "tasks": TaskStates(ex),
         }
         if ex.trigger is not None:
             ctx["trigger"] = ex.trigger.get("variables") or {}
