@@ -6,6 +6,9 @@ a virtual environment of its own, without flowdeck).
   required members; Kestra never sends them. They are filled in from the real members.
 - `FlowForExecution.labels` is typed as an object; Kestra sends the list of `{key, value}`
   that `Flow.labels` documents.
+- An input's `value` in the input validation answer
+  (`ExecutionControllerApiValidateExecutionInputsResponse.inputs[].value`) is typed as an
+  object (Java's `Object`); Kestra sends the value itself (a string, a number, ...).
 - Maps typed as maps of objects (kestrapy 1.x: an execution's `inputs`, `outputs` and
   `variables`; a KV entry's `value`): Kestra fills them with any JSON value, as flowdeck
   does; they are left out of what the 1.x models read.
@@ -17,6 +20,21 @@ from typing import Any
 
 #: (model, member) pairs whose documented type is wrong: removed before parsing.
 ERRATA = {("FlowForExecution", "labels")}
+
+
+#: (model, list member, member of its items) whose documented type is wrong: removed.
+NESTED_ERRATA = {("ExecutionControllerApiValidateExecutionInputsResponse", "inputs", "value")}
+
+
+def without_nested_errata(model: str, body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body
+    out = dict(body)
+    for erratum_model, member, inner in NESTED_ERRATA:
+        if model == erratum_model and isinstance(out.get(member), list):
+            out[member] = [{k: v for k, v in item.items() if k != inner}
+                           if isinstance(item, dict) else item for item in out[member]]
+    return out
 
 
 def with_state_getters(value: Any) -> Any:
@@ -51,7 +69,7 @@ def without_object_maps(value: Any) -> Any:
 
 
 def relaxed(model: str, body: Any, *, object_maps: bool = False) -> Any:
-    body = with_state_getters(body)
+    body = without_nested_errata(model, with_state_getters(body))
     if object_maps:
         body = without_object_maps(body)
         if isinstance(body, dict) and model in OBJECT_VALUES:

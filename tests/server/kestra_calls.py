@@ -175,6 +175,11 @@ async def _executions(call: Recorder, engine: Engine) -> None:
     await call("executable namespaces", "GET", "/executions/namespaces", None)
     await call("executable flows", "GET", f"/executions/namespaces/{NS}/flows",
                "[FlowForExecution]")
+    validation = "ExecutionControllerApiValidateExecutionInputsResponse"
+    await call("validate inputs", "POST", f"/executions/{NS}/gate/validate", validation,
+               data={"count": "x", "name": "Ada"})
+    await call("validate resume", "POST", f"/executions/{run['id']}/actions/resume/validate",
+               validation, data={"reason": "fine"})
     await call("resume by ids", "POST", "/executions/resume/by-ids", "BulkResponse",
                json=[run["id"]])
     final = await engine.wait_until_terminal(run["id"], timeout=20)

@@ -37,6 +37,9 @@ def relaxed(schemas: dict[str, Any]) -> dict[str, Any]:
             if member in out[name]["properties"]:
                 out[name]["properties"][member] = {"type": "object"}  # values of any type
     out["KVController.KvDetail"]["properties"]["value"] = {}  # any JSON value
+    # An input's value (Java's `Object`) is typed as an object; it is the value itself.
+    out["ExecutionController.ApiValidateExecutionInputsResponse.ApiInputAndValue"][
+        "properties"]["value"] = {}
     return out
 
 

@@ -79,6 +79,9 @@ async def test_the_answers_say_what_kestra_says(calls: list[Call]) -> None:
     assert by_name["unqueue"].body["state"]["current"] == "CANCELLED"
     assert by_name["force run"].body["state"]["current"] != "QUEUED"
     assert by_name["set task run state"].body["state"]["current"] == "RESTARTED"
+    checked = {i["input"]["id"]: i for i in by_name["validate inputs"].body["inputs"]}
+    assert checked["count"]["errors"] and checked["name"]["value"] == "Ada"
+    assert by_name["validate resume"].body["inputs"][0]["value"] == "fine"
     [gate] = [i for i in by_name["triggers of a flow"].body["results"]
               if i["state"]["triggerId"] == "nightly"]
     assert gate["state"]["disabled"] is False and gate["state"]["nextEvaluationDate"]
@@ -115,6 +118,8 @@ DOCUMENT_NAMES = {
     "PagedResultsApiTriggerAndState": "Paged[ApiTriggerAndState]",
     "KVControllerKvDetail": "KVController.KvDetail", "PagedResultsKVEntry": "Paged[KVEntry]",
     "MiscControllerEEConfiguration": "MiscController.Configuration",
+    "ExecutionControllerApiValidateExecutionInputsResponse":
+        "ExecutionController.ApiValidateExecutionInputsResponse",
 }
 
 

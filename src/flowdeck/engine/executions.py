@@ -19,6 +19,7 @@ from flowdeck.core.sanitize import valid_json
 from flowdeck.core.states import RESTARTABLE_STATES, TERMINAL_STATES, is_terminal
 from flowdeck.engine.bus import EXECUTION, ExecutionEvent
 from flowdeck.engine.flows import FlowDefinition
+from flowdeck.engine.input_check import InputsCheck, check_inputs
 from flowdeck.engine.inputs import resolve_inputs_async
 from flowdeck.engine.query import ExecutionQuery, search_executions
 from flowdeck.engine.restart import TASK_RUN_STATES, copy_before, mark_as, reset_for_restart
@@ -297,6 +298,29 @@ class ExecutionService:
         reset_for_restart(execution, flow, task_run_id, now)
         mark_as(execution, task_run_id, state, now)
         return await self._relaunch(execution, flow, now)
+
+    async def check_inputs(self, namespace: str, flow_id: str, inputs: dict[str, Any],
+                           revision: int | None = None) -> InputsCheck:
+        """A new execution's inputs checked, nothing created (Kestra's validate)."""
+        flow = await self._engine.flows.get_revision(namespace, flow_id, revision)
+        return InputsCheck(namespace, flow_id, check_inputs(
+            flow.inputs, inputs, render_default=self._default_renderer(flow, None),
+            uploads=self._engine.uploads_dir))
+
+    async def check_resume_inputs(self, execution_id: str,
+                                  inputs: dict[str, Any]) -> InputsCheck:
+        """A paused execution's `onResume` inputs checked, nothing resumed."""
+        from flowdeck.engine.tasks.flowable import Pause
+
+        runner = self._engine._launcher.runner(execution_id)
+        execution = runner.execution if runner else await self.get(execution_id)
+        if runner is None or execution.state.current != "PAUSED":
+            raise ConflictError(f"execution {execution_id} is {execution.state.current}; "
+                                "only a PAUSED execution has inputs to resume with")
+        declared = [inp for task in runner.paused_tasks().values() if isinstance(task, Pause)
+                    for inp in task.onResume]
+        return InputsCheck(execution.namespace, execution.flow_id, check_inputs(
+            declared, inputs, uploads=self._engine.uploads_dir))
 
     async def _relaunch(self, execution: Execution, flow: FlowDefinition,
                         now: datetime) -> Execution:

@@ -22,6 +22,7 @@ from flowdeck.server.dialects.kestra import (
     flow_tools,
     flows,
     follow,
+    input_validation,
     kv,
     logs,
     outputs,
@@ -41,8 +42,8 @@ def module_routers() -> tuple[APIRouter, ...]:
     (`/executions/latest`, `/executions/kill/by-ids`, ...) before the busiest reads; the
     literal flow paths (`/flows/import`, ...) before `/flows/{namespace}/...`."""
     return (webhooks.router, execution_views.router, bulk.router, executions.reads,
-            actions.router, taskrun_state.router, executions.writes, follow.router,
-            outputs.router, logs.router,
+            actions.router, taskrun_state.router, input_validation.router, executions.writes,
+            follow.router, outputs.router, logs.router,
             flow_tools.router, flows.router, kv.router, files.router, triggers.router)
 
 
