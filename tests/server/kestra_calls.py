@@ -151,6 +151,10 @@ async def _flows(call: Recorder) -> None:
     await call("import zip", "POST", "/flows/import", None, files={"fileUpload": (
         "flows.zip", _zip({"a.yml": QUICK.replace("id: quick", "id: zipped")}),
         "application/zip")})
+    await call("bulk update", "POST", "/flows/bulk", "[FlowInterface]",
+               content=QUICK + "---\n" + SLOW, headers=YAML, params={"namespace": NS})
+    await call("namespace update", "POST", f"/flows/{NS}", "[FlowInterface]", content=QUICK,
+               headers=YAML)
     await call("disable by ids", "POST", "/flows/disable/by-ids", "BulkResponse",
                json=[{"namespace": NS, "id": "zipped"}])
     await call("enable by query", "POST", "/flows/enable/by-query", "BulkResponse",

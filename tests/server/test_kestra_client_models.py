@@ -79,6 +79,8 @@ async def test_the_answers_say_what_kestra_says(calls: list[Call]) -> None:
     assert by_name["unqueue"].body["state"]["current"] == "CANCELLED"
     assert by_name["force run"].body["state"]["current"] != "QUEUED"
     assert by_name["set task run state"].body["state"]["current"] == "RESTARTED"
+    updated = {f["id"]: f for f in by_name["bulk update"].body}
+    assert updated["slow"]["concurrency"] == {"behavior": "QUEUE", "limit": 1}
     checked = {i["input"]["id"]: i for i in by_name["validate inputs"].body["inputs"]}
     assert checked["count"]["errors"] and checked["name"]["value"] == "Ada"
     assert by_name["validate resume"].body["inputs"][0]["value"] == "fine"
@@ -90,7 +92,7 @@ async def test_the_answers_say_what_kestra_says(calls: list[Call]) -> None:
 
 
 @pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("POST", "/flows/search", "GET"),
+    ("PUT", "/triggers/search", "GET"),
     ("PUT", "/executions/search", "GET"),
     ("POST", "/logs/search", "GET"),
     ("POST", "/triggers/search", "GET"),

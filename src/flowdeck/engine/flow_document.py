@@ -82,6 +82,8 @@ def flow_document(flow: FlowDefinition, *, with_source: bool = True,
             continue
         if key == "inputs" and isinstance(value, list):
             value = [input_document(item) for item in value]
+        elif key == "concurrency" and isinstance(value, dict):
+            value = {"behavior": "QUEUE", **value}  # Kestra's default, always written
         out[key] = _without_nulls(value)
     out["disabled"] = flow.disabled
     out["deleted"] = deleted

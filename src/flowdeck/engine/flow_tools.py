@@ -105,6 +105,37 @@ async def import_flows(engine: Engine, sources: list[tuple[str, str]], *,
     return [name for name, _ in invalid]
 
 
+async def update_many(engine: Engine, text: str, *, namespace: str | None = None,
+                      delete: bool = False, allow_child: bool = False) -> list[FlowDefinition]:
+    """Kestra's bulk update (`POST /flows/bulk`, `POST /flows/{namespace}`): every flow of a
+    multi-document YAML created or updated, all checked first (one invalid refuses them all);
+    with `namespace` each must be in it (or under it, `allow_child`), and with `delete` the
+    namespace's flows the text does not hold are deleted."""
+    problems: list[tuple[str, str]] = []
+    flows: list[tuple[FlowDefinition, str]] = []
+    for index, source in enumerate(flow_documents(text)):
+        try:
+            flow = engine.validate_flow(source)
+        except InvalidFlowError as exc:
+            problems.append((f"flows[{index}]", str(exc)))
+            continue
+        inside = namespace is None or flow.namespace == namespace or (
+            allow_child and flow.namespace.startswith(namespace + "."))
+        if not inside:
+            problems.append((f"flows[{index}].namespace", f"'{flow.namespace}' is not "
+                                                          f"namespace '{namespace}'"))
+        flows.append((flow, source))
+    if problems:
+        raise ValidationError(problems)
+    applied = [(await engine.apply_flow(source))[0] for _, source in flows]
+    if delete and namespace is not None:
+        kept = {(flow.namespace, flow.id) for flow in applied}
+        for flow in engine.list_flows(namespace):
+            if (flow.namespace, flow.id) not in kept:
+                await engine.delete_flow(flow.namespace, flow.id)
+    return applied
+
+
 def _find_task(container: Any, task_id: str) -> tuple[list[Any], int] | None:
     """The list holding the task `task_id` (anywhere in the flow) and its index."""
     if isinstance(container, dict):

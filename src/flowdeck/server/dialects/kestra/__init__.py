@@ -19,6 +19,7 @@ from flowdeck.server.dialects.kestra import (
     executions,
     fast,
     files,
+    flow_sync,
     flow_tools,
     flows,
     follow,
@@ -43,8 +44,8 @@ def module_routers() -> tuple[APIRouter, ...]:
     literal flow paths (`/flows/import`, ...) before `/flows/{namespace}/...`."""
     return (webhooks.router, execution_views.router, bulk.router, executions.reads,
             actions.router, taskrun_state.router, input_validation.router, executions.writes,
-            follow.router, outputs.router, logs.router,
-            flow_tools.router, flows.router, kv.router, files.router, triggers.router)
+            follow.router, outputs.router, logs.router, flow_tools.router, flows.router,
+            flow_sync.router, kv.router, files.router, triggers.router)
 
 
 def routes(context: DialectContext) -> list[Routes]:
