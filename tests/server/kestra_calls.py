@@ -204,6 +204,9 @@ async def _executions(call: Recorder, engine: Engine) -> None:
     await call("kill by query", "DELETE", "/executions/kill/by-query", "BulkResponse",
                params={"filters[state][IN]": "PAUSED"})
     await engine.wait_until_terminal(replay["id"], timeout=20)
+    await call("eval", "POST", f"/executions/{final.id}/actions/eval/{final.task_runs[0].id}",
+               "ExecutionControllerEvalResult", content=b"{{ task.id }}",
+               headers={"Content-Type": "text/plain"})
     await call("logs", "GET", f"/logs/{final.id}", "[LogEntry]")
     await call("log search", "GET", "/logs/search", "CursorOrOffsetPagedResultsLogEntry",
                params={"sort": ""})

@@ -79,6 +79,7 @@ async def test_the_answers_say_what_kestra_says(calls: list[Call]) -> None:
     assert by_name["unqueue"].body["state"]["current"] == "CANCELLED"
     assert by_name["force run"].body["state"]["current"] != "QUEUED"
     assert by_name["set task run state"].body["state"]["current"] == "RESTARTED"
+    assert by_name["eval"].body == {"result": "hello"}
     updated = {f["id"]: f for f in by_name["bulk update"].body}
     assert updated["slow"]["concurrency"] == {"behavior": "QUEUE", "limit": 1}
     checked = {i["input"]["id"]: i for i in by_name["validate inputs"].body["inputs"]}

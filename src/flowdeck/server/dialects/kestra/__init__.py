@@ -17,6 +17,7 @@ from flowdeck.server.dialects.kestra import (
     configs,
     execution_views,
     executions,
+    expressions,
     fast,
     files,
     flow_sync,
@@ -43,7 +44,8 @@ def module_routers() -> tuple[APIRouter, ...]:
     (`/executions/latest`, `/executions/kill/by-ids`, ...) before the busiest reads; the
     literal flow paths (`/flows/import`, ...) before `/flows/{namespace}/...`."""
     return (webhooks.router, execution_views.router, bulk.router, executions.reads,
-            actions.router, taskrun_state.router, input_validation.router, executions.writes,
+            actions.router, taskrun_state.router, input_validation.router, expressions.router,
+            executions.writes,
             follow.router, outputs.router, logs.router, flow_tools.router, flows.router,
             flow_sync.router, kv.router, files.router, triggers.router)
 
