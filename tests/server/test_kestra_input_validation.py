@@ -20,6 +20,9 @@ FORM = textwrap.dedent("""\
       - {id: count, type: INT, min: 1}
       - {id: flag, type: BOOLEAN, defaults: false}
       - {id: token, type: SECRET, required: false}
+      - id: detail
+        type: STRING
+        dependsOn: {inputs: [flag], condition: "{{ inputs.flag }}"}
     tasks:
       - id: gate
         type: io.kestra.plugin.core.flow.Pause
@@ -42,7 +45,8 @@ async def test_a_new_executions_inputs_are_checked_and_nothing_is_created(
     body = answer.json()
     assert (body["id"], body["namespace"], body["checks"]) == ("form", "acme.forms", [])
     inputs = by_id(body)
-    assert list(inputs) == ["name", "count", "flag", "token"]
+    assert list(inputs) == ["name", "count", "flag", "token", "detail"]
+    assert inputs["detail"]["enabled"] is False and inputs["detail"]["errors"] == []
     assert inputs["name"] == {"input": {"id": "name", "type": "STRING", "defaults": "world",
                                         "required": True},
                               "value": "world", "enabled": True, "isDefault": True, "errors": []}
@@ -54,6 +58,10 @@ async def test_a_new_executions_inputs_are_checked_and_nothing_is_created(
     fine = by_id((await live.client.post(f"{EX}/acme.forms/form/validate",
                                          data={"count": "3", "name": "Ada"})).json())
     assert all(not item["errors"] for item in fine.values())
+    asked = by_id((await live.client.post(f"{EX}/acme.forms/form/validate",
+                                          data={"count": "3", "flag": "true"})).json())
+    assert asked["detail"]["enabled"] is True
+    assert asked["detail"]["errors"] == [{"message": "is required"}]
     assert (fine["name"]["value"], fine["name"]["isDefault"]) == ("Ada", False)
     assert fine["count"]["value"] == 3
     page = (await live.client.get(f"{EX}/search")).json()

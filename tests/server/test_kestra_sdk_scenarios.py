@@ -1,7 +1,7 @@
 """The scenarios of Kestra's own Python-SDK end-to-end tests (kestra-io/client-sdk,
 `python-sdk/test_python_sdk/`), driven with kestrapy 2.0.3 against a live server: the flow of
 `test_crud_complete_flow.py` (Pebble's ternary, `render()`, `runIf`, `tasks.<id>.state`, flow
-outputs, BOOL and dependent inputs) created, read, revised, updated, deleted and run; a trigger
+outputs, BOOL inputs and inputs that depend on others) created, read, revised, updated, deleted and run; a trigger
 validated; the execute-follow-replay-search round of `test_execute_flow.py`."""
 
 from __future__ import annotations
@@ -57,16 +57,24 @@ async def test_crud_complete_flow(live: LiveServer) -> None:
             for i in fetched.inputs} == {"user", "run_task", "pokemon", "bird"}
     assert trigger.constraints is None
 
-    for run_task, output in (("true", "Hello World!"), ("false", "fallback output")):
-        execution = await live.engine.create_execution(
-            NS, FLOW_ID, inputs={"run_task": run_task, "pokemon": ["Pikachu"], "bird": "Merlin"})
+    # `pokemon` is asked for only while run_task is true, `bird` while user is Kestrel
+    # (their dependsOn conditions): otherwise neither is required nor kept.
+    for inputs, output in (({"run_task": "true", "pokemon": ["Pikachu"], "bird": "Merlin"},
+                            "Hello World!"),
+                           ({"run_task": "false", "user": "Ada", "pokemon": ["Mewtwo"]},
+                            "fallback output")):
+        run_task = inputs["run_task"]
+        execution = await live.engine.create_execution(NS, FLOW_ID, inputs=inputs)
         done = await live.engine.wait_until_terminal(execution.id, timeout=20)
         assert done.state.current == "SUCCESS", await live.engine.logs_for(execution.id)
         assert done.outputs == {"flow_output": output}
         states = {tr.task_id: tr.state.current for tr in done.task_runs}
         assert states["run_if_true"] == ("SUCCESS" if run_task == "true" else "SKIPPED")
+        assert ("pokemon" in done.inputs) is (run_task == "true")
+        assert ("bird" in done.inputs) is (run_task == "true")
         lines = [e.message for e in await live.engine.logs_for(execution.id)]
-        assert any("1 < 2" in line and "Kestrel" in line for line in lines), lines
+        assert any("1 < 2" in line and inputs.get("user", "Kestrel") in line
+                   for line in lines), lines
 
     await asyncio.to_thread(client.flows.delete_flow, NS, FLOW_ID, "main")
     assert (await live.client.get(f"/api/v1/main/flows/{NS}/{FLOW_ID}")).status_code == 404

@@ -20,11 +20,12 @@ from flowdeck.core.states import RESTARTABLE_STATES, TERMINAL_STATES, is_termina
 from flowdeck.engine.bus import EXECUTION, ExecutionEvent
 from flowdeck.engine.flows import FlowDefinition
 from flowdeck.engine.input_check import InputsCheck, check_inputs
-from flowdeck.engine.inputs import resolve_inputs_async
+from flowdeck.engine.inputs import Enabled, InputDef, depends_on_condition, resolve_inputs_async
 from flowdeck.engine.query import ExecutionQuery, search_executions
 from flowdeck.engine.restart import TASK_RUN_STATES, copy_before, mark_as, reset_for_restart
 from flowdeck.engine.secrets import check_given_again, split, without_credentials
 from flowdeck.engine.store import execution_row
+from flowdeck.engine.task_properties import is_truthy
 
 if TYPE_CHECKING:
     from flowdeck.engine.engine import Engine
@@ -75,7 +76,7 @@ class ExecutionService:
             raise ConflictError(f"flow '{namespace}.{flow_id}' is disabled")
         resolved = await resolve_inputs_async(
             flow.inputs, inputs or {}, render_default=self._default_renderer(flow, trigger),
-            uploads=engine.uploads_dir)
+            uploads=engine.uploads_dir, enabled=self._input_enabled(flow, trigger))
         shown, secrets = split(flow.inputs, resolved)
         execution = self._new(flow, shown, labels or [], source, parent)
         execution.trigger = valid_json(without_credentials(trigger))
@@ -97,6 +98,19 @@ class ExecutionService:
                    "envs": self._engine.envs, "vars": flow.variables,
                    "trigger": (trigger or {}).get("variables") or {}}
         return lambda value: self._engine.renderer.render_value(value, context)
+
+    def _input_enabled(self, flow: FlowDefinition, trigger: dict[str, Any] | None) -> Enabled:
+        """An input's `dependsOn` condition, rendered with the inputs resolved before it."""
+        context = {"flow": {"id": flow.id, "namespace": flow.namespace,
+                            "revision": flow.revision},
+                   "envs": self._engine.envs, "vars": flow.variables,
+                   "trigger": (trigger or {}).get("variables") or {}}
+
+        def enabled(inp: InputDef, before: dict[str, Any]) -> bool:
+            condition = depends_on_condition(inp)
+            return condition is None or is_truthy(self._engine.renderer.render(
+                condition, {**context, "inputs": before}))
+        return enabled
 
     def _new(self, flow: FlowDefinition, inputs: dict[str, Any], labels: list[tuple[str, str]],
              source: str, parent: Execution | None) -> Execution:
@@ -305,7 +319,7 @@ class ExecutionService:
         flow = await self._engine.flows.get_revision(namespace, flow_id, revision)
         return InputsCheck(namespace, flow_id, check_inputs(
             flow.inputs, inputs, render_default=self._default_renderer(flow, None),
-            uploads=self._engine.uploads_dir))
+            uploads=self._engine.uploads_dir, enabled=self._input_enabled(flow, None)))
 
     async def check_resume_inputs(self, execution_id: str,
                                   inputs: dict[str, Any]) -> InputsCheck:

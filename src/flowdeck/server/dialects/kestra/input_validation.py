@@ -27,7 +27,7 @@ router = APIRouter(tags=["executions"], dependencies=OPERATOR)
 def present(check: InputsCheck) -> dict[str, Any]:
     inputs = []
     for item in check.inputs:
-        entry: dict[str, Any] = {"input": item.declaration, "enabled": True,
+        entry: dict[str, Any] = {"input": item.declaration, "enabled": item.enabled,
                                  "isDefault": item.is_default,
                                  "errors": [{"message": message} for message in item.errors]}
         if item.value is not None:
