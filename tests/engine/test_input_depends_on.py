@@ -34,11 +34,11 @@ async def test_an_input_is_only_required_while_its_condition_holds(engine: Engin
     car = await engine.create_execution("t.inputs", "ordered",
                                         inputs={"kind": "car", "doors": "4"})
     assert car.inputs == {"kind": "car", "doors": 4}
-    with pytest.raises(InvalidInputsError, match="inputs.doors: is required"):
+    with pytest.raises(InvalidInputsError, match=r"inputs\.doors: is required"):
         await engine.create_execution("t.inputs", "ordered", inputs={"kind": "car"})
 
 
 async def test_a_condition_that_cannot_render_is_the_inputs_problem(engine: Engine) -> None:
     await apply(engine, FLOW)
-    with pytest.raises(InvalidInputsError, match="inputs.broken: dependsOn"):
+    with pytest.raises(InvalidInputsError, match=r"inputs\.broken: dependsOn"):
         await engine.create_execution("t.inputs", "ordered")

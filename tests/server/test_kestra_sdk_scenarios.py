@@ -1,8 +1,9 @@
 """The scenarios of Kestra's own Python-SDK end-to-end tests (kestra-io/client-sdk,
 `python-sdk/test_python_sdk/`), driven with kestrapy 2.0.3 against a live server: the flow of
 `test_crud_complete_flow.py` (Pebble's ternary, `render()`, `runIf`, `tasks.<id>.state`, flow
-outputs, BOOL inputs and inputs that depend on others) created, read, revised, updated, deleted and run; a trigger
-validated; the execute-follow-replay-search round of `test_execute_flow.py`."""
+outputs, afterExecution, BOOL inputs and inputs that depend on others) created, read, revised,
+updated, deleted and run; a trigger validated; the execute-follow-replay-search round of
+`test_execute_flow.py`."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ async def test_crud_complete_flow(live: LiveServer) -> None:
                             "fallback output")):
         run_task = inputs["run_task"]
         execution = await live.engine.create_execution(NS, FLOW_ID, inputs=inputs)
-        done = await live.engine.wait_until_terminal(execution.id, timeout=20)
+        await live.engine.wait_until_terminal(execution.id, timeout=20)
+        done = await live.engine.settled(execution.id)  # afterExecution has run
         assert done.state.current == "SUCCESS", await live.engine.logs_for(execution.id)
         assert done.outputs == {"flow_output": output}
         states = {tr.task_id: tr.state.current for tr in done.task_runs}
@@ -75,6 +77,8 @@ async def test_crud_complete_flow(live: LiveServer) -> None:
         lines = [e.message for e in await live.engine.logs_for(execution.id)]
         assert any("1 < 2" in line and inputs.get("user", "Kestrel") in line
                    for line in lines), lines
+        assert states["finally_log"] == states["afterExecution_log"] == "SUCCESS"
+        assert lines[-1].endswith("flow execution is complete. Execution SUCCESS"), lines
 
     await asyncio.to_thread(client.flows.delete_flow, NS, FLOW_ID, "main")
     assert (await live.client.get(f"/api/v1/main/flows/{NS}/{FLOW_ID}")).status_code == 404

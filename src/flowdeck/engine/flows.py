@@ -124,6 +124,8 @@ class FlowDefinition:
     disabled: bool
     tasks_by_id: dict[str, TaskDef] = field(default_factory=dict)
     updated: str | None = None
+    #: Run once the execution has ended (its state stays as it ended), e.g. to notify.
+    after_execution: list[TaskDef] = field(default_factory=list)
 
     def to_dict(self, *, with_source: bool = True, deleted: bool = False) -> dict[str, Any]:
         """Kestra's `Flow` / `FlowWithSource` document (see `flow_document.py`)."""
@@ -369,6 +371,7 @@ def parse_flow(source: str, revision: int = 1) -> FlowDefinition:
     tasks = parser.tasks(raw.get("tasks"), "tasks", required=True)
     errors = parser.tasks(raw.get("errors"), "errors")
     finally_ = parser.tasks(raw.get("finally"), "finally")
+    after_execution = parser.tasks(raw.get("afterExecution"), "afterExecution")
     problems.extend(parser.problems)
 
     inputs: list[InputDef] = []
@@ -439,7 +442,7 @@ def parse_flow(source: str, revision: int = 1) -> FlowDefinition:
         description=description, labels=labels, inputs=inputs, outputs=outputs,
         variables=variables, tasks=tasks, errors=errors, finally_=finally_,
         schedules=schedules, webhooks=webhooks, concurrency=concurrency, retry=retry,
-        disabled=disabled,
+        disabled=disabled, after_execution=after_execution,
     )
     index_tasks(flow)
     return flow
@@ -495,3 +498,4 @@ def index_tasks(flow: FlowDefinition) -> None:
     walk(flow.tasks)
     walk(flow.errors)
     walk(flow.finally_)
+    walk(flow.after_execution)

@@ -29,6 +29,7 @@ def reset_for_restart(execution: Execution, flow: FlowDefinition, task_run_id: s
 
     collect(flow.errors)
     collect(flow.finally_)
+    collect(flow.after_execution)
     by_id = {tr.id: tr for tr in execution.task_runs}
     keep: list[TaskRun] = []
     to_restart: set[str] = set()

@@ -301,6 +301,9 @@ class ExecutionRunner:
                 if ex.outputs is None and self.flow.outputs:
                     final = "FAILED"
             self.set_state(final)
+            if self.flow.after_execution:  # the execution has ended; its state stays
+                await self.run_block(self.flow.after_execution, None, block="afterExecution")
+                self.save()
         except asyncio.CancelledError:
             if not self.engine.shutting_down:  # a kill; a shutdown leaves it recoverable
                 self._finish_killed()
@@ -327,6 +330,9 @@ class ExecutionRunner:
                     if attempt.state.current not in TERMINAL_STATES:
                         attempt.state.to("KILLED", now)
                 tr.state.to("KILLED", now)
+        if self.execution.state.current in TERMINAL_STATES:  # killed in afterExecution
+            self.save()
+            return
         if self.execution.state.current != "KILLING":
             self.execution.state.to("KILLING", now)
         self.execution.state.to("KILLED", now)
