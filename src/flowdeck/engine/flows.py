@@ -29,6 +29,7 @@ from flowdeck.engine.inputs import (
     coerce,
     load_yaml,
 )
+from flowdeck.engine.plugin_defaults import read_defaults, with_defaults
 from flowdeck.engine.tasks.base import Duration, RetryPolicy, TaskDef
 from flowdeck.engine.tasks.registry import TASK_TYPES, canonical_type
 
@@ -367,11 +368,14 @@ def parse_flow(source: str, revision: int = 1) -> FlowDefinition:
         if key not in known:
             problems.append((str(key), "unknown property"))
 
+    defaults = read_defaults(raw.get("pluginDefaults"), "pluginDefaults", problems) + \
+        read_defaults(raw.get("taskDefaults"), "taskDefaults", problems)
+    blocks = with_defaults(raw, defaults)
     parser = _Parser()
-    tasks = parser.tasks(raw.get("tasks"), "tasks", required=True)
-    errors = parser.tasks(raw.get("errors"), "errors")
-    finally_ = parser.tasks(raw.get("finally"), "finally")
-    after_execution = parser.tasks(raw.get("afterExecution"), "afterExecution")
+    tasks = parser.tasks(blocks.get("tasks"), "tasks", required=True)
+    errors = parser.tasks(blocks.get("errors"), "errors")
+    finally_ = parser.tasks(blocks.get("finally"), "finally")
+    after_execution = parser.tasks(blocks.get("afterExecution"), "afterExecution")
     problems.extend(parser.problems)
 
     inputs: list[InputDef] = []
