@@ -250,6 +250,8 @@ async def _triggers(call: Recorder) -> None:
                                      "disabled": False})
     await call("unlock", "POST", f"/triggers/{NS}/gate/nightly/unlock", None, 409)
     await call("restart trigger", "POST", f"/triggers/{NS}/gate/nightly/restart", None)
+    await call("delete triggers", "DELETE", "/triggers/delete/by-triggers", "BulkResponse",
+               json=[{"namespace": NS, "flowId": "gate", "triggerId": "nightly"}])
 
 
 async def _kv_and_files(call: Recorder) -> None:

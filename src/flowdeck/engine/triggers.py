@@ -138,16 +138,24 @@ class TriggerService:
 
     async def reset(self, namespace: str, flow_id: str, trigger_id: str) -> TriggerState:
         """Forget when the trigger last fired (and any pause): it starts again from now."""
-        await self.get(namespace, flow_id, trigger_id)
+        await self.reset_many([(namespace, flow_id, trigger_id)])
+        return await self.get(namespace, flow_id, trigger_id)
+
+    async def reset_many(self, keys: list[TriggerKey]) -> int:
+        """`reset` each trigger (Kestra's delete of a trigger's state); every key must name
+        a trigger (checked first). Returns how many were reset."""
+        for key in keys:
+            await self.get(*key)
 
         async def op(conn: aiosqlite.Connection) -> None:
-            for table in ("schedule_state", "trigger_states"):
-                await conn.execute(
-                    f"DELETE FROM {table} WHERE namespace = ? AND flow_id = ? "
-                    "AND trigger_id = ?", (namespace, flow_id, trigger_id))
+            for key in keys:
+                for table in ("schedule_state", "trigger_states"):
+                    await conn.execute(
+                        f"DELETE FROM {table} WHERE namespace = ? AND flow_id = ? "
+                        "AND trigger_id = ?", key)
 
         await self.engine.store.run(op)
-        return await self.get(namespace, flow_id, trigger_id)
+        return len(keys)
 
 
 def _sort_key(index: int) -> Callable[[TriggerState], str]:

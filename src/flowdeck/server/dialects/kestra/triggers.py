@@ -1,6 +1,7 @@
 """Kestra's trigger routes over flowdeck's triggers (every flow's Schedule and Webhook
 triggers, `engine/triggers.py`): search, list a flow's, pause and resume (`set-disabled`),
-unlock and restart, one by one, by triggers or by query.
+unlock, restart and delete (a trigger's state), one by one, by triggers or by query; and
+`DELETE /logs/{namespace}/{flowId}?triggerId=`, a trigger's own log lines (there are none).
 
 A search item carries both shapes: Kestra 2.x's `{"trigger", "state"}` and 1.x's
 `{"abstractTrigger", "triggerContext"}`; the routes that answer one trigger answer 1.x's
@@ -14,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from starlette.datastructures import QueryParams
 
-from flowdeck.core.errors import ValidationError
+from flowdeck.core.errors import BadRequestError, ValidationError
 from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.triggers import TriggerKey, TriggerQuery, TriggerState
 from flowdeck.server.access import OPERATOR, VIEWER
@@ -187,3 +188,30 @@ async def restart(namespace: str, flow_id: str, trigger_id: str,
 async def delete(namespace: str, flow_id: str, trigger_id: str, request: Request) -> Response:
     await get_engine(request).triggers.reset(namespace, flow_id, trigger_id)
     return Response(status_code=204)
+
+
+@router.delete("/triggers/delete/by-triggers", dependencies=OPERATOR,
+               summary="Delete several triggers' state (each starts again from now)")
+async def delete_by_triggers(request: Request) -> dict[str, int]:
+    keys, _ = await _bulk_keys(request)
+    return {"count": await get_engine(request).triggers.reset_many(keys)}
+
+
+@router.delete("/triggers/delete/by-query", dependencies=OPERATOR,
+               summary="Delete the state of every trigger a query matches")
+async def delete_by_query(request: Request) -> dict[str, int]:
+    query = trigger_query(request.query_params)
+    query.page, query.size = 1, 1_000_000
+    engine = get_engine(request)
+    found, _ = await engine.triggers.search(query)
+    return {"count": await engine.triggers.reset_many([s.key for s in found])}
+
+
+@router.delete("/logs/{namespace}/{flow_id}", dependencies=OPERATOR, response_class=Response,
+               summary="Delete a flow trigger's logs (?triggerId=; flowdeck keeps none)")
+async def delete_trigger_logs(namespace: str, flow_id: str, request: Request) -> Response:
+    """Kestra deletes the log lines its trigger evaluation wrote; flowdeck's triggers write
+    no log lines of their own (an execution's lines go with the execution), so none is."""
+    if not request.query_params.get("triggerId"):
+        raise BadRequestError("query parameter 'triggerId' is required")
+    return Response(status_code=200)
