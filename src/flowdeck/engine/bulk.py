@@ -52,6 +52,7 @@ class BulkRequest:
 
 Check = Callable[[Execution, BulkRequest], "str | None"]
 Act = Callable[["Engine", Execution, BulkRequest], Awaitable[Any]]
+ActAll = Callable[["Engine", list[Execution], BulkRequest], Awaitable[int]]
 
 
 def _not_terminal(ex: Execution, _: BulkRequest) -> str | None:
@@ -112,11 +113,8 @@ async def _replay(engine: Engine, ex: Execution, request: BulkRequest) -> Any:
     return await engine.replay(ex.id, revision=revision)
 
 
-async def _labels(engine: Engine, ex: Execution, request: BulkRequest) -> Any:
-    await engine.settled(ex.id)
-    merged = dict(ex.labels)
-    merged.update(request.labels)
-    return await engine.set_labels(ex.id, list(merged.items()))
+async def _labels(engine: Engine, found: list[Execution], request: BulkRequest) -> int:
+    return await engine.executions.set_labels_many([e.id for e in found], request.labels)
 
 
 async def _change_status(engine: Engine, ex: Execution, request: BulkRequest) -> Any:
@@ -140,16 +138,19 @@ ACTIONS: dict[str, tuple[Check, Act]] = {
     "resume": (_in("PAUSED"), _resume),
     "restart": (_restartable, _restart),
     "replay": (_any, _replay),
-    "labels": (_terminal, _labels),
     "change-status": (_new_status, _change_status),
     "force-run": (_in(*WAITING), _force),
     "unqueue": (_in("QUEUED"), _unqueue),
+}
+#: Actions applied to all the executions at once (one commit) rather than one by one.
+BATCHED: dict[str, tuple[Check, ActAll]] = {
+    "labels": (_terminal, _labels),
 }
 
 
 async def apply(engine: Engine, request: BulkRequest) -> int:
     """Check every execution, then act on each; returns how many the action was applied to."""
-    check, act = ACTIONS[request.action]
+    check = (ACTIONS.get(request.action) or BATCHED[request.action])[0]
     ids = list(dict.fromkeys(request.ids))
     if len(ids) > MAX_BULK:
         raise BadRequestError(f"at most {MAX_BULK} executions per bulk request, got {len(ids)}")
@@ -168,6 +169,9 @@ async def apply(engine: Engine, request: BulkRequest) -> int:
             found.append(execution)
     if invalids:
         raise BulkRefused(request.action, invalids)
+    if request.action in BATCHED:
+        return await BATCHED[request.action][1](engine, found, request)
+    act = ACTIONS[request.action][1]
     done = 0
     for execution in found:
         try:

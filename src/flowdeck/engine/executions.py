@@ -390,6 +390,26 @@ class ExecutionService:
         await self._store.flush()
         return execution
 
+    async def set_labels_many(self, execution_ids: list[str],
+                              labels: list[tuple[str, str]]) -> int:
+        """`set_labels` on several finished executions with one commit (bulk labels); one
+        that is running again, or gone, since it was checked is skipped. Returns how many
+        were labelled."""
+        check_labels(labels)
+        labels = valid_json(labels)
+        labelled = 0
+        for execution_id in execution_ids:
+            try:
+                execution = await self._finished(execution_id)
+            except (ConflictError, NotFoundError):
+                continue
+            for key, value in labels:
+                execution.set_label(key, value)
+            self._store.stage_execution(execution)
+            labelled += 1
+        await self._store.flush()
+        return labelled
+
     async def change_status(self, execution_id: str, status: str) -> Execution:
         launcher = self._engine._launcher
         await launcher.settle(execution_id)
