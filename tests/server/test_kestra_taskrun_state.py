@@ -109,3 +109,15 @@ async def test_refusals(live: LiveServer) -> None:
         assert detail in answer.text, answer.text
     assert (await live.engine.get_execution(failed.id)).state.current == "FAILED"
     await live.engine.kill_and_wait(paused.id)
+
+
+async def test_resume_from_breakpoint_is_always_refused(live: LiveServer) -> None:
+    await apply(live.engine, FLAKY)
+    failed = await run_flow(live.engine, "acme.ops", "flaky")
+    for path in (f"{EX}/{failed.id}/actions/resume-from-breakpoint",
+                 f"{EX}/{failed.id}/resume-from-breakpoint"):
+        answer = await live.client.post(path)
+        assert answer.status_code == 409, answer.text
+        assert "breakpoint" in answer.json()["detail"]
+    missing = await live.client.post(f"{EX}/missing/actions/resume-from-breakpoint")
+    assert missing.status_code == 404

@@ -336,6 +336,13 @@ class ExecutionService:
         return InputsCheck(execution.namespace, execution.flow_id, check_inputs(
             declared, inputs, uploads=self._engine.uploads_dir))
 
+    async def resume_from_breakpoint(self, execution_id: str) -> Execution:
+        """Kestra's resume of an execution stopped at a breakpoint: flowdeck sets none (a
+        create or replay asking for one is refused), so no execution is ever at one."""
+        execution = await self.get(execution_id)
+        raise ConflictError(f"execution {execution_id} is {execution.state.current}, not "
+                            "stopped at a breakpoint (flowdeck sets none)")
+
     async def _relaunch(self, execution: Execution, flow: FlowDefinition,
                         now: datetime) -> Execution:
         """Start a reset execution again, as its next attempt."""

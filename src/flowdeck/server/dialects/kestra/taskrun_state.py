@@ -1,5 +1,7 @@
 """Kestra's task-run state change: `POST /executions/{id}/actions/state` (2.x) and `POST
-/executions/{id}/state` (1.x), body `{"taskRunId", "state"}`; 200 with the Execution.
+/executions/{id}/state` (1.x), body `{"taskRunId", "state"}`; 200 with the Execution. And
+`…/actions/resume-from-breakpoint` (1.x `…/resume-from-breakpoint`): flowdeck sets no
+breakpoints, so it is always Kestra's 409 for an execution not stopped at one.
 
 The task run ends in the state given (SUCCESS, WARNING or FAILED) and the finished execution
 goes on from there as its next attempt (`ExecutionService.set_task_run_state`). The 1.x path has
@@ -43,3 +45,21 @@ async def set_state_v2(request: Request, execution_id: str) -> JSONResponse:
 @router.post("/executions/{execution_id}/state", summary="Set a task run's state (1.x path)")
 async def set_state_v1(request: Request, execution_id: str) -> Response:
     return await legacy_json(request, execution_id, "state", do_set_state)
+
+
+async def do_resume_from_breakpoint(request: Request, execution_id: str) -> Doc:
+    engine = get_engine(request)
+    return as_json(engine, await engine.executions.resume_from_breakpoint(execution_id))
+
+
+@router.post("/executions/{execution_id}/actions/resume-from-breakpoint",
+             summary="Resume from a breakpoint (flowdeck sets none: 409)")
+async def resume_from_breakpoint_v2(request: Request, execution_id: str) -> JSONResponse:
+    return JSONResponse(await do_resume_from_breakpoint(request, execution_id))
+
+
+@router.post("/executions/{execution_id}/resume-from-breakpoint",
+             summary="Resume from a breakpoint (1.x path)")
+async def resume_from_breakpoint_v1(request: Request, execution_id: str) -> Response:
+    return await legacy_json(request, execution_id, "resume-from-breakpoint",
+                             do_resume_from_breakpoint)
