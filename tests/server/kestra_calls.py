@@ -146,6 +146,10 @@ async def _flows(call: Recorder) -> None:
     await call("patch task", "PATCH", f"/flows/{NS}/quick/say", "FlowWithSource",
                json={"id": "say", "type": "io.kestra.plugin.core.log.Log", "message": "p"})
     await call("flow graph", "GET", f"/flows/{NS}/gate/graph", "FlowGraph")
+    await call("flow dependencies", "GET", f"/flows/{NS}/gate/dependencies",
+               "FlowTopologyGraph")
+    await call("namespace dependencies", "GET", f"/namespaces/{NS}/dependencies",
+               "FlowTopologyGraph")
     await call("import yaml", "POST", "/flows/import", None,
                files={"fileUpload": ("flows.yml", SLOW.encode(), "application/x-yaml")})
     await call("import zip", "POST", "/flows/import", None, files={"fileUpload": (

@@ -15,6 +15,7 @@ from flowdeck.server.dialects.kestra import (
     actions,
     bulk,
     configs,
+    dependencies,
     execution_views,
     executions,
     expressions,
@@ -42,12 +43,13 @@ def module_routers() -> tuple[APIRouter, ...]:
     """The tenant-relative routers, in match order. Webhooks first: their open, key-in-path
     routes must not be shadowed by execution routes; then the literal execution paths
     (`/executions/latest`, `/executions/kill/by-ids`, ...) before the busiest reads; the
-    literal flow paths (`/flows/import`, ...) before `/flows/{namespace}/...`."""
+    literal flow paths (`/flows/import`, ...) before `/flows/{namespace}/...`, and
+    `POST /flows/{namespace}` (flow_sync) after every literal `POST /flows/<word>`."""
     return (webhooks.router, execution_views.router, bulk.router, executions.reads,
             actions.router, taskrun_state.router, input_validation.router, expressions.router,
-            executions.writes,
-            follow.router, outputs.router, logs.router, flow_tools.router, flows.router,
-            flow_sync.router, kv.router, files.router, triggers.router)
+            executions.writes, follow.router, outputs.router, logs.router, flow_tools.router,
+            dependencies.router, flows.router, flow_sync.router, kv.router, files.router,
+            triggers.router)
 
 
 def routes(context: DialectContext) -> list[Routes]:
