@@ -224,6 +224,8 @@ async def _queue(call: Recorder, engine: Engine) -> None:
     second = await call("create queued", "POST", f"/executions/{NS}/slow",
                         "ExecutionControllerExecutionResponse")
     await wait_for_state(engine, second["id"], "QUEUED")
+    await call("concurrency limits", "GET", "/concurrency-limit/search",
+               "PagedResultsConcurrencyLimit")
     await call("force run", "POST", f"/executions/{second['id']}/actions/force-run",
                "Execution")
     third = await call("create queued again", "POST", f"/executions/{NS}/slow",

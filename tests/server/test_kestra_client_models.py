@@ -20,7 +20,7 @@ from flowdeck.engine.engine import Engine
 from helpers import open_engine
 from live_server import start_server, stop_server
 from server import openapi_check
-from server.kestra_calls import Call, exercise
+from server.kestra_calls import NS, Call, exercise
 
 pytest.importorskip("regex", reason="kestrapy 2.0.3 needs the undeclared 'regex' package")
 
@@ -80,6 +80,8 @@ async def test_the_answers_say_what_kestra_says(calls: list[Call]) -> None:
     assert by_name["force run"].body["state"]["current"] != "QUEUED"
     assert by_name["set task run state"].body["state"]["current"] == "RESTARTED"
     assert by_name["eval"].body == {"result": "hello"}
+    assert {"tenantId": "main", "namespace": NS, "flowId": "slow", "running": 1} in \
+        by_name["concurrency limits"].body["results"]
     updated = {f["id"]: f for f in by_name["bulk update"].body}
     assert updated["slow"]["concurrency"] == {"behavior": "QUEUE", "limit": 1}
     checked = {i["input"]["id"]: i for i in by_name["validate inputs"].body["inputs"]}

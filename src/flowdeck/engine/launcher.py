@@ -50,6 +50,12 @@ class Launcher:
     def is_running(self, execution_id: str) -> bool:
         return execution_id in self._runners
 
+    def running_count(self, namespace: str, flow_id: str) -> int:
+        """How many of the flow's executions run now (not waiting for a slot)."""
+        return sum(1 for runner in self._runners.values()
+                   if (runner.flow.namespace, runner.flow.id) == (namespace, flow_id)
+                   and runner.execution.state.current not in ("CREATED", "QUEUED"))
+
     def running_ids(self) -> list[str]:
         return sorted(self._runners)
 

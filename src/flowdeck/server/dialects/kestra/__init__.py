@@ -14,6 +14,7 @@ from flowdeck.server.dialect import Dialect, DialectContext, Routes
 from flowdeck.server.dialects.kestra import (
     actions,
     bulk,
+    concurrency,
     configs,
     dependencies,
     execution_views,
@@ -49,7 +50,7 @@ def module_routers() -> tuple[APIRouter, ...]:
             actions.router, taskrun_state.router, input_validation.router, expressions.router,
             executions.writes, follow.router, outputs.router, logs.router, flow_tools.router,
             dependencies.router, flows.router, flow_sync.router, kv.router, files.router,
-            triggers.router)
+            triggers.router, concurrency.router)
 
 
 def routes(context: DialectContext) -> list[Routes]:
