@@ -17,6 +17,7 @@ from flowdeck.server.dialects.kestra import (
     concurrency,
     configs,
     dependencies,
+    execution_files,
     execution_views,
     executions,
     expressions,
@@ -46,11 +47,11 @@ def module_routers() -> tuple[APIRouter, ...]:
     (`/executions/latest`, `/executions/kill/by-ids`, ...) before the busiest reads; the
     literal flow paths (`/flows/import`, ...) before `/flows/{namespace}/...`, and
     `POST /flows/{namespace}` (flow_sync) after every literal `POST /flows/<word>`."""
-    return (webhooks.router, execution_views.router, bulk.router, executions.reads,
-            actions.router, taskrun_state.router, input_validation.router, expressions.router,
-            executions.writes, follow.router, outputs.router, logs.router, flow_tools.router,
-            dependencies.router, flows.router, flow_sync.router, kv.router, files.router,
-            triggers.router, concurrency.router)
+    return (webhooks.router, execution_views.router, execution_files.router, bulk.router,
+            executions.reads, actions.router, taskrun_state.router, input_validation.router,
+            expressions.router, executions.writes, follow.router, outputs.router, logs.router,
+            flow_tools.router, dependencies.router, flows.router, flow_sync.router, kv.router,
+            files.router, triggers.router, concurrency.router)
 
 
 def routes(context: DialectContext) -> list[Routes]:

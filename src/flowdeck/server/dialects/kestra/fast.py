@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 from flowdeck.engine.keys import Role
 from flowdeck.server.access import Access, gate
 from flowdeck.server.dialect import DialectContext
+from flowdeck.server.dialects.kestra import execution_files
 from flowdeck.server.dialects.kestra.execution_views import (
     executable_flows,
     flow_for_execution,
@@ -80,4 +81,8 @@ def fast_routes(context: DialectContext) -> list[BaseRoute]:
                                        flow_for_execution))
         routes.append(_shadowing_route(f"{prefix}/executions/namespaces/{{namespace}}/flows",
                                        executable_flows))
+        for name, handler in (("metas", execution_files.metas),
+                              ("preview", execution_files.preview)):
+            routes.append(_shadowing_route(
+                f"{prefix}/executions/{{execution_id}}/file/{name}", handler))
     return routes
