@@ -322,7 +322,8 @@ class RunFormScreen(ModalScreen[str | None]):
         kind = str(spec.get("type", "STRING")).upper()
         required = input_required(spec)
         default = spec.get("defaults")
-        hint = f"{name}  ({kind.lower()}{', required' if required else ''})"
+        shown = "boolean" if kind == "BOOL" else kind.lower()  # Kestra 2.x writes BOOL
+        hint = f"{name}  ({shown}{', required' if required else ''})"
         if spec.get("description"):
             hint += f" — {spec['description']}"
         yield Label(Content(sanitize_line(hint, 200)), classes="hint")
