@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup bench lint clean
+.PHONY: run test setup bench lint clean check-compat
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,4 +29,14 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(COMPAT) .pytest_cache
+
+# Every answer of the Kestra dialect read with kestrapy 1.0.4 (the client of Kestra 1.x and
+# of Kestra's own 1.x end-to-end tests), in a virtual environment of its own: not in `make
+# test`, whose kestrapy is 2.x.
+COMPAT := .venv-compat
+check-compat: $(STAMP)
+	test -x $(COMPAT)/bin/python || $(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/python -m pip install --quiet "kestrapy==1.0.4"
+	TZ=UTC $(BIN)/python tests/compat/record_calls.py $(COMPAT)/calls.json
+	$(COMPAT)/bin/python tests/compat/check_kestrapy1.py $(COMPAT)/calls.json

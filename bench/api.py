@@ -105,9 +105,19 @@ flowctl_submit_p99_ms, flowctl_status_p99_ms
     headers, but 50 clients on one address would otherwise be refused past the 100th request
     of a minute (the spec's limit).
 
-The phases run in the order get, search, follow, create, flowctl, webhook, public, then release
-and pipeline (create and flowctl drain the backlog they leave before they end; public leaves its
-1,000 or so agents waiting for approval).
+flows_search_p99_ms
+    ``GET /api/v1/main/flows/search?size=100``: every seeded flow as Kestra's flow document
+    (input defaults written as text, labels as a list), one client, sequential: 5 warm-up
+    requests, then 200.
+
+bulk_labels_per_s
+    ``POST /api/v1/main/executions/labels/by-ids`` naming 1,000 of the seeded (finished)
+    executions: every one is checked before any is touched, then each is relabelled; one
+    request, executions per second.
+
+The phases run in the order get, search, follow, create, flows, bulk, flowctl, webhook, public,
+then release and pipeline (create and flowctl drain the backlog they leave before they end;
+bulk relabels seeded executions; public leaves its 1,000 or so agents waiting for approval).
 
 ``--profile DIR`` records each phase of the server with ``py-spy record --pid --gil`` (only the
 thread holding the GIL is sampled: the server's Python time; raw collapsed stacks in
@@ -184,6 +194,9 @@ FLOWCTL_WORKFLOW = json.dumps({
     "name": "bench", "description": "one true command",
     "tasks": [{"name": "noop", "type": "generic", "payload": {"command": "true"}}],
 }).encode()
+FLOWS_WARMUP = 5
+FLOWS_REQUESTS = 200
+BULK_IDS = 1_000
 SERVER_START_TIMEOUT = 30.0
 TIMEOUT_S = 120.0
 PUBLIC = "/api/v1/public"
@@ -1335,6 +1348,45 @@ async def phase_webhook(ctx: Context) -> dict[str, float]:
                  for event, d in by_event.items()))
     return {"webhook_delivery_p99_ms": percentile(delays, 99),
             "_webhook_p50_ms": percentile(delays, 50)}
+async def phase_flows(ctx: Context) -> dict[str, float]:
+    """`GET /flows/search?size=100`: every seeded flow as Kestra's document (input defaults as
+    text, labels as a list), one client, sequential."""
+    path = f"{API}/flows/search?size=100"
+    conn = RawConnection(HOST, ctx.server.port)
+    await conn.connect()
+    try:
+        latencies: list[float] = []
+        for i in range(FLOWS_WARMUP + FLOWS_REQUESTS):
+            t0 = time.perf_counter()
+            status, body = await conn.request("GET", path)
+            if status != 200:
+                raise RuntimeError(f"flow search answered {status}: {body[:300]!r}")
+            if i >= FLOWS_WARMUP:
+                latencies.append((time.perf_counter() - t0) * 1000)
+    finally:
+        conn.close()
+    latencies.sort()
+    progress(f"flows: {len(latencies)} searches of {json.loads(body)['total']} flows, "
+             f"{len(body)} bytes; p50 {percentile(latencies, 50):.2f} ms, p99 "
+             f"{percentile(latencies, 99):.2f} ms")
+    return {"flows_search_p99_ms": percentile(latencies, 99),
+            "_flows_search_p50_ms": percentile(latencies, 50)}
+
+
+async def phase_bulk(ctx: Context) -> dict[str, float]:
+    """`POST /executions/labels/by-ids` over 1,000 seeded (finished) executions: each one
+    checked, then relabelled, in one request."""
+    ids = random.Random(7).sample(ctx.seeded.ids, min(BULK_IDS, len(ctx.seeded.ids)))
+    body = {"executionsId": ids, "executionLabels": [{"key": "bench", "value": "bulk"}]}
+    async with httpx.AsyncClient(base_url=ctx.server.url, timeout=TIMEOUT_S) as client:
+        started = time.perf_counter()
+        response = await client.post(f"{API}/executions/labels/by-ids", json=body)
+        seconds = time.perf_counter() - started
+    if response.status_code != 200 or response.json().get("count") != len(ids):
+        raise RuntimeError(f"bulk labels answered {response.status_code}: "
+                           f"{response.text[:300]!r}")
+    progress(f"bulk: {len(ids)} executions labelled in {seconds:.2f} s")
+    return {"bulk_labels_per_s": len(ids) / seconds}
 
 
 def start_profiler(server: Server, out: Path) -> subprocess.Popen[bytes] | None:
@@ -1437,6 +1489,10 @@ FIGURES = [
            False, 1),
     Figure("flowctl_status_p99_ms", "FlowCtl GET workflow, 50 cl, p99", "ms", math.nan,
            False, 2),
+    Figure("flows_search_p99_ms", "flow search (Kestra documents), p99", "ms", math.nan,
+           False, 2),
+    Figure("bulk_labels_per_s", "bulk labels by ids, 1,000 executions", "exec/s", math.nan,
+           True, 0),
 ]
 
 NOTES = {
@@ -1448,6 +1504,7 @@ NOTES = {
                    "{:,.0f} req/s",
     "_ping_server_us": "server CPU per GET /ping: {:.0f} us",
     "_search_p50_ms": "search p50: {:.2f} ms",
+    "_flows_search_p50_ms": "flow search p50: {:.2f} ms",
     "_create_p99_ms": "POST create p99: {:.1f} ms",
     "_create_server_us": "server CPU per create: {:.0f} us (all threads, executions running)",
     "_create_finished_per_s": "created executions finished at {:.0f}/s (create to last done)",
@@ -1472,6 +1529,7 @@ NOTES = {
 
 PHASES: dict[str, Callable[[Context], Awaitable[dict[str, float]]]] = {
     "get": phase_get, "search": phase_search, "follow": phase_follow, "create": phase_create,
+    "flows": phase_flows, "bulk": phase_bulk,
     "flowctl": phase_flowctl, "webhook": phase_webhook, "public": phase_public,
 }
 #: Phases on a server of their own (see forge_server), after the others.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +26,11 @@ import pytest
 from flowdeck.client.backend import Backend, ExecutionFilter
 from flowdeck.client.http import HttpBackend, SSEParser
 from flowdeck.client.kestra_compat import (
-    NotAvailable,
     detect_server,
     parse_version,
     search_params,
 )
+from flowdeck.client.kestra_pauses import lacking
 from flowdeck.core.errors import (
     BackendUnavailable,
     BadRequestError,
@@ -58,6 +59,13 @@ class KestraReplay:
     recording: dict[str, Any]
     requests: list[httpx.Request] = field(default_factory=list)
     served: dict[int, int] = field(default_factory=dict)
+    #: What has happened: "METHOD path" of each request answered, and events a test says
+    #: happened elsewhere (`happen`); a response with `"after"` is served once it has.
+    seen: set[str] = field(default_factory=set)
+
+    def happen(self, event: str) -> None:
+        """Something another client did (e.g. "elsewhere: resumed")."""
+        self.seen.add(event)
 
     @classmethod
     def load(cls, version: str) -> KestraReplay:
@@ -94,13 +102,22 @@ class KestraReplay:
             query = wanted.get("query") or {}
             if any(request.url.params.get(k) != v for k, v in query.items()):
                 continue
-            count = self.served.get(index, 0)
-            self.served[index] = count + 1
-            responses = entry["responses"]
-            return self._respond(responses[min(count, len(responses) - 1)], request)
+            return self._respond(self._choose(index, entry["responses"]), request)
         return self._respond(self.recording["not_found"], request)
 
+    def _choose(self, index: int, responses: list[dict[str, Any]]) -> dict[str, Any]:
+        """The latest response whose `after` has happened; else the next of the others in
+        turn (the last one repeats)."""
+        for answer in reversed(responses):
+            if answer.get("after") in self.seen:
+                return answer
+        plain = [a for a in responses if "after" not in a]
+        count = self.served.get(index, 0)
+        self.served[index] = count + 1
+        return plain[min(count, len(plain) - 1)]
+
     def _respond(self, answer: dict[str, Any], request: httpx.Request) -> httpx.Response:
+        self.seen.add(f"{request.method} {request.url.path}")
         headers = dict(answer.get("headers") or {})
         path = request.url.path
         if "sse" in answer:
@@ -157,7 +174,7 @@ async def test_detects_kestra_1x(v1: KestraReplay) -> None:
     assert isinstance(backend, Backend)
     caps = await backend.connect()
     assert (caps.kind, caps.version, caps.action_paths) == ("kestra", "1.0.3", "1.x")
-    assert not caps.approvals and not caps.releases and not caps.staging
+    assert caps.approvals and not caps.releases and not caps.staging  # approvals: pauses
     assert backend.server is not None and backend.server.prefix == "/api/v1/main"
     # 1.x has no /configs/login: answered with its 404, so detection falls to /configs.
     assert v1.paths() == ["/api/v1/configs/login", "/api/v1/configs"]
@@ -169,7 +186,7 @@ async def test_detects_kestra_2x(v2: KestraReplay) -> None:
     backend = v2.backend()
     caps = await backend.connect()
     assert (caps.kind, caps.version, caps.action_paths) == ("kestra", "2.0.0", "2.x")
-    assert not caps.approvals
+    assert caps.approvals and caps.lacking == ()
     await backend.close()
 
 
@@ -359,8 +376,6 @@ async def test_errors_1x_json_error_bodies(v1: KestraReplay) -> None:
     with pytest.raises(ConflictError) as conflict:
         await backend.resume(RUNNING_ID)
     assert "is not paused" in str(conflict.value)
-    with pytest.raises(NotAvailable):
-        await backend.list_approvals()
     await backend.close()
 
 
@@ -437,22 +452,99 @@ async def test_log_follow_from_a_position_on_kestra(v2: KestraReplay) -> None:
     assert got == [(3, "tick"), (4, "done")]
 
 
-# -- what Kestra does not have --------------------------------------------------------------------
+# -- the approval queue on Kestra: executions paused on a Pause task ------------------------------
+
+GATE, CONTESTED = "6GaTeWaItInGfOrYoU2xQz", "8CoNtEsTeDpAuSeOnE4rTy"
+REJECT = "2ReJeCtMePlEaSeNoW7uIo"
 
 
-async def test_approvals_are_reported_unavailable(kestra: KestraReplay) -> None:
+def form_of(request: httpx.Request) -> dict[str, str]:
+    body = request.read().decode()
+    return dict(re.findall(r'name="([^"]+)"\r\n\r\n([^\r]*)\r\n', body))
+
+
+async def test_the_queue_is_the_executions_paused_on_a_pause_task(kestra: KestraReplay) -> None:
     backend = kestra.backend()
     caps = await backend.connect()
-    assert caps.approvals is False
-    for call in (backend.list_approvals(), backend.get_approval("a"),
-                 backend.decide("a", approve=True, by="me"),
-                 backend.decide_many(["a"], by="me")):
-        with pytest.raises(NotAvailable) as unavailable:
-            await call
-        assert "approvals are not available on this server" in str(unavailable.value)
-    assert [a async for a in backend.watch_approvals()] == []
-    assert not [p for p in kestra.paths() if "approval" in p]
+    assert caps.approvals and caps.lacking == ()
+    queue = await backend.list_approvals()
+    assert [a.execution_id for a in queue] == [GATE, CONTESTED, REJECT]  # longest waiting first
+    gate = queue[0]
+    assert (gate.id, gate.task_id, gate.status) == (f"{GATE}:tr6GaTeW", "approve", "pending")
+    assert gate.title == "Release the payouts?"
+    assert gate.created_at.isoformat() == "2025-06-01T09:00:02+00:00"  # paused since
+    assert gate.display_fields == ["input", "type", "default", "required"]
+    assert gate.rows == [{"input": "reason", "type": "STRING", "default": "ok", "required": "no"},
+                         {"input": "ticket", "type": "INT", "default": "", "required": "no"}]
+    [search] = [r for r in kestra.requests if r.url.path.endswith("/executions/search")]
+    assert search.url.params["filters[state][IN]"] == "PAUSED"
+    flows = [r for r in kestra.requests if "/flows/" in r.url.path]
+    assert len(flows) == 1 and flows[0].url.params["revision"] == "1"  # read once, kept
+    assert await backend.list_approvals("rejected") == []  # Kestra keeps no decisions
     await backend.close()
+
+
+async def test_approve_resumes_with_the_onresume_defaults(kestra: KestraReplay) -> None:
+    backend = kestra.backend()
+    [gate, *_] = await backend.list_approvals()
+    decided = await backend.decide(gate.id, approve=True, by="rita", comment="all checked")
+    assert (decided.status, decided.decided_by, decided.comment) == (
+        "approved", "rita", "all checked")
+    [resume] = [r for r in kestra.requests if r.method == "POST"]
+    assert resume.url.path.endswith(f"{GATE}/actions/resume" if "2.0" in
+                                    kestra.recording["server"] else f"{GATE}/resume")
+    assert form_of(resume) == {"reason": "all checked"}  # the comment fills `reason`
+    await backend.close()
+
+
+async def test_the_first_decision_wins_on_kestra(kestra: KestraReplay) -> None:
+    backend = kestra.backend()
+    queue = await backend.list_approvals()
+    contested = next(a for a in queue if a.execution_id == CONTESTED)
+    kestra.happen("elsewhere: resumed")  # from Kestra's UI, meanwhile
+    with pytest.raises(ConflictError) as lost:
+        await backend.decide(contested.id, approve=False, by="rita", comment="no")
+    assert str(lost.value) == (f"execution {CONTESTED} was already approved (resumed, now "
+                               "RUNNING) at 2025-06-01T11:00:00Z")
+    assert lost.value.details["approvalStatus"] == "approved"
+    assert not [r for r in kestra.requests if r.method in ("POST", "DELETE")]
+    await backend.close()
+
+
+async def test_reject_kills_and_keeps_the_comment_as_labels(kestra: KestraReplay) -> None:
+    backend = kestra.backend()
+    queue = await backend.list_approvals()
+    rejected = next(a for a in queue if a.execution_id == REJECT)
+    decided = await backend.decide(rejected.id, approve=False, by="rita", comment="not today")
+    assert decided.status == "rejected"
+    writes = [(r.method, r.url.path.rsplit("/", 1)[-1]) for r in kestra.requests
+              if r.method in ("POST", "DELETE")]
+    assert writes == [("DELETE", "kill"), ("POST", "labels")]
+    labels = json.loads(kestra.requests[-1].read())
+    assert labels == [{"key": "team", "value": "ops"},
+                      {"key": "flowdeck.rejected-by", "value": "rita"},
+                      {"key": "flowdeck.comment", "value": "not today"}]
+    await backend.close()
+
+
+def test_an_older_kestra_says_what_it_lacks() -> None:
+    assert lacking("1.0.3") == lacking("2.0.0") == lacking("develop") == ()
+    assert lacking("0.24.2") == (
+        "reject: killing a PAUSED execution needs Kestra 1.0 or later",)
+    assert len(lacking("0.19.0")) == 2
+
+
+async def test_watch_approvals_polls_the_paused_executions(v2: KestraReplay) -> None:
+    backend = v2.backend()
+    stream = backend.watch_approvals()
+    got = []
+    async with asyncio.timeout(10):
+        async for approval in stream:
+            got.append((approval.execution_id, approval.status))
+            if len(got) == 3:
+                break
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert got == [(GATE, "pending"), (CONTESTED, "pending"), (REJECT, "pending")]
 
 
 async def test_watch_executions_polls_search_and_yields_changes(v2: KestraReplay) -> None:

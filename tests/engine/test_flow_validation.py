@@ -386,9 +386,9 @@ def test_to_dict_has_kestra_json_shape() -> None:
     assert doc["concurrency"] == {"limit": 2, "behavior": "CANCEL"}
     assert doc["retry"]["behavior"] == "RETRY_FAILED_TASK"
     assert doc["inputs"][4] == {"id": "when", "type": "DATETIME",
-                                "defaults": "2025-06-01T10:00:00Z"}
+                                "defaults": "2025-06-01T10:00:00Z", "required": True}
     assert doc["variables"]["day"] == "2025-06-01"
-    assert (doc["disabled"], doc["deleted"]) == (False, False)
+    assert (doc["disabled"], doc["deleted"], doc["draft"]) == (False, False, False)
     assert doc["source"] == FULL_FLOW
     assert "source" not in flow.to_dict(with_source=False)
 
@@ -396,8 +396,29 @@ def test_to_dict_has_kestra_json_shape() -> None:
 def test_minimal_flow_to_dict_omits_absent_sections() -> None:
     doc = parse_flow(flow_with_tasks(SIMPLE_TASKS)).to_dict(with_source=False)
     assert doc == {"id": "f", "namespace": "n", "revision": 1, "tenantId": "main",
-                   "labels": [], "tasks": [{"id": "a", "type": LOG, "message": "hi"}],
-                   "disabled": False, "deleted": False}
+                   "tasks": [{"id": "a", "type": LOG, "message": "hi"}],
+                   "disabled": False, "deleted": False, "draft": False}
+
+
+def test_input_defaults_are_written_as_kestra_writes_properties() -> None:
+    """Kestra's property serializer writes a `defaults` as its text, whatever its YAML type
+    (kestrapy 1.x parses nothing else); `required` is always said."""
+    source = flow_with_tasks(SIMPLE_TASKS) + textwrap.dedent("""\
+        inputs:
+          - {id: flag, type: BOOLEAN, defaults: false}
+          - {id: count, type: INT, defaults: 5, required: false}
+          - {id: ratio, type: FLOAT, defaults: 1.5}
+          - {id: names, type: ARRAY, itemType: STRING, defaults: [a, "b c"]}
+          - {id: doc, type: JSON, defaults: {k: [1, true]}}
+          - {id: text, type: STRING, defaults: hi, description: null}
+        labels: {team: data, tier: 1}
+        """)
+    doc = parse_flow(source).to_dict()
+    assert [(i["id"], i["defaults"], i["required"]) for i in doc["inputs"]] == [
+        ("flag", "false", True), ("count", "5", False), ("ratio", "1.5", True),
+        ("names", '["a","b c"]', True), ("doc", '{"k":[1,true]}', True), ("text", "hi", True)]
+    assert "description" not in doc["inputs"][5]
+    assert doc["labels"] == [{"key": "team", "value": "data"}, {"key": "tier", "value": "1"}]
 
 
 def test_labels_as_list_of_key_value_pairs() -> None:

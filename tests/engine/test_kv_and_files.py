@@ -152,21 +152,22 @@ async def test_values_that_do_not_fit_their_type_are_refused(
     ("2025-06-01", "DATE", "2025-06-01"),
     ("PT5M", "DURATION", "PT5M"),
     ("P1DT2H", "DURATION", "PT26H"),
+    # Kestra's Ion reader takes a bare word (or a 'quoted symbol') as a string.
+    ("hello", "STRING", "hello"),
+    ("hello world\n", "STRING", "hello world"),
+    ("'with spaces'", "STRING", "with spaces"),
+    ("P1M", "STRING", "P1M"),
 ])
 def test_parse_literal_types_kestra_put_bodies(body: str, kv_type: str, value: Any) -> None:
     assert parse_literal(body) == (kv_type, value)
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ("hello world", "value: invalid JSON value for: 'hello world' (send strings JSON-quoted, "
-                    "e.g. \"hello\")"),
-    ("hello", "value: invalid JSON value for: 'hello' (send strings JSON-quoted, e.g. \"hello\")"),
-    ("", "value: invalid JSON value for: '' (send strings JSON-quoted, e.g. \"hello\")"),
-    ("2025-13-01", "value: invalid JSON value for: '2025-13-01' (send strings JSON-quoted, "
-                   "e.g. \"hello\")"),
-    ("P1M", "value: invalid JSON value for: 'P1M' (send strings JSON-quoted, e.g. \"hello\")"),
-    ("{a: 1}", "value: invalid JSON value for: '{a: 1}' (send strings JSON-quoted, "
-               "e.g. \"hello\")"),
+    ("", "value: the value is empty; send a JSON value or a word"),
+    ("  \n", "value: the value is empty; send a JSON value or a word"),
+    ("2025-13-01", "value: invalid JSON value for: '2025-13-01'"),
+    ("{a: 1}", "value: invalid JSON value for: '{a: 1}'"),
+    ("\"unterminated", "value: invalid JSON value for: '\"unterminated'"),
     ("null", "value: null is not a storable value"),
     ("NaN", "value: NaN and Infinity are not storable numbers"),
     ("[1, Infinity]", "value: NaN and Infinity are not storable numbers"),

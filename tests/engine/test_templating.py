@@ -628,3 +628,43 @@ def test_compiled_templates_are_cached() -> None:
 )
 def test_has_expression(text: str, expected: bool) -> None:
     assert has_expression(text) is expected
+
+
+# -- Pebble's ternary and render() -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{ inputs.off ? 'yes' : 'no' }}", "no"),
+        ("{{ inputs.name == 'Ada' ? 'hi ' ~ inputs.name : 'who?' }}", "hi Ada"),
+        ("{{ inputs.zero > 0 ? 'pos' : inputs.zero == 0 ? 'zero' : 'neg' }}", "zero"),
+        ("{{ inputs.off ? 'a' : inputs.name | upper }}", "ADA"),
+        ("{{ (inputs.off ? 1 : 2) * 10 }}", "20"),
+        ("{{ [inputs.off ? 1 : 2, 3] }}", "[2,3]"),
+        ("{{ inputs.missing ?? false ? 'set' : 'unset' }}", "unset"),
+        ("{{ 'a ? b : c' }}", "a ? b : c"),
+        ("{{ outputs.extract.items[0:1] }}", '["a"]'),
+        ("{{ {'k': inputs.off ? 1 : 2} | length }}", "1"),
+    ],
+)
+def test_ternary(renderer: TemplateRenderer, template: str, expected: str) -> None:
+    assert render(renderer, template) == expected
+
+
+def test_a_ternary_needs_its_colon(renderer: TemplateRenderer) -> None:
+    assert "needs a ':'" in reason_of(renderer, "{{ inputs.off ? 'yes' }}")
+    assert "condition" in reason_of(renderer, "{{ ? 'a' : 'b' }}")
+
+
+def test_render_renders_an_expression_held_in_a_variable(renderer: TemplateRenderer) -> None:
+    context = {"vars": {"first": 1, "second": "{{ vars.first }} < 2",
+                        "third": "{{ vars.second }}!"}}
+    assert render(renderer, "{{ vars.second }}", **context) == "{{ vars.first }} < 2"
+    assert render(renderer, "{{ render(vars.second) }}", **context) == "1 < 2"
+    assert render(renderer, "{{ render(vars.third) }}", **context) == "1 < 2!"
+    assert render(renderer, "{{ render(vars.third, false) }}", **context) == (
+        "{{ vars.first }} < 2!")
+    assert render(renderer, "{{ render(5) }}") == "5"
+    looping = {"vars": {"me": "{{ render(vars.me) }}"}}
+    assert reason_of(renderer, "{{ render(vars.me) }}", **looping)  # bounded, then refused

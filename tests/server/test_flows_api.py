@@ -155,9 +155,11 @@ async def test_flow_errors_are_problem_json(api: httpx.AsyncClient) -> None:
 
     source = flow_source("dup", "company")
     await create(api, source)
+    # Kestra answers a second create with 422 "Flow id already exists" (clients match it).
     exists = assert_problem(await api.post(f"{MAIN}/flows", content=source, headers=YAML),
-                            409, "already exists")
-    assert exists["type"] == PROBLEMS + "entity-already-exists"
+                            422, "Flow id already exists")
+    assert exists["type"] == PROBLEMS + "invalid-entity"
+    assert exists["message"] == "Invalid entity: flow.id: Flow id already exists"
     mismatch = await api.put(f"{MAIN}/flows/company/dup",
                              content=flow_source("other", "company"), headers=YAML)
     assert_problem(mismatch, 422, "company.other")

@@ -37,6 +37,8 @@ class Capabilities:
     #: Who the backend takes the caller to be (a server: the token's or user's name from
     #: `GET /api/v1/me`); None: not known (the embedded engine: whoever runs the deck).
     user: str | None = None
+    #: What this server's version cannot do, in words the deck shows (an older Kestra).
+    lacking: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,9 @@ a row) and resumes after the last line seen: flowdeck numbers its lines (`Last-E
 `afterSequence`), so nothing is skipped or repeated; a real Kestra replays every stored line on
 each connection, and the lines already delivered are recognised by (timestamp, message,
 task run) and dropped. Kestra has no global event stream, so `watch_executions` polls the
-search endpoint; and it has no approvals, which `Capabilities` says and the approval methods
-report clearly.
+search endpoint; and it has no approvals API: there the approval queue is the executions
+paused on a Pause task (`kestra_pauses`), and `Capabilities.lacking` says what an older
+Kestra cannot do of it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from flowdeck.client.kestra_compat import (
     search_params,
     segment,
 )
+from flowdeck.client.kestra_pauses import KestraPauses, lacking
 from flowdeck.core.errors import (
     BackendUnavailable,
     ConflictError,
@@ -214,6 +216,7 @@ class HttpBackend:
         self._info: ServerInfo | None = None
         self._capabilities: Capabilities | None = None
         self._created: dict[str, float] = {}
+        self._kestra_pauses: KestraPauses | None = None
 
     @property
     def name(self) -> str:
@@ -250,10 +253,11 @@ class HttpBackend:
         self._info = info
         role, user = await self._me() if info.kind == "flowdeck" else (None, None)
         self._capabilities = Capabilities(
-            kind=info.kind, version=info.version, approvals=info.approvals,
+            kind=info.kind, version=info.version, approvals=True,
             staging=info.kind == "flowdeck",
             releases=info.kind == "flowdeck", kv=True, namespace_files=True,
-            action_paths=info.action_paths, role=role, user=user)
+            action_paths=info.action_paths, role=role, user=user,
+            lacking=lacking(info.api_version) if info.kind == "kestra" else ())
         return self._capabilities
 
     async def _me(self) -> tuple[str | None, str | None]:
@@ -751,7 +755,16 @@ class HttpBackend:
                 active.discard(execution_id)
         return sorted(by_id.values(), key=lambda e: e.state.start_date)
 
-    # -- approvals (flowdeck servers only) -----------------------------------------------------
+    # -- approvals (flowdeck's API; on Kestra, executions paused on a Pause task) ---------------
+
+    async def _pauses(self) -> KestraPauses | None:
+        """The Kestra pause queue when the server is a Kestra; None on flowdeck's server."""
+        info = await self._ensure()
+        if info.approvals:
+            return None
+        if self._kestra_pauses is None:
+            self._kestra_pauses = KestraPauses(self)
+        return self._kestra_pauses
 
     async def _approvals_server(self) -> None:
         info = await self._ensure()
@@ -768,6 +781,9 @@ class HttpBackend:
             raise ProtocolError(f"unreadable approval from the server: {exc!r}") from None
 
     async def list_approvals(self, status: str | None = "pending") -> list[Approval]:
+        pauses = await self._pauses()
+        if pauses is not None:  # Kestra keeps no decisions: only the pending ones
+            return await pauses.pending() if status in (None, "pending", "all") else []
         await self._approvals_server()
         body = await self._get_json("/approvals", params={"status": status or "all"})
         if not isinstance(body, list):
@@ -775,11 +791,17 @@ class HttpBackend:
         return [self._approval(item) for item in body]
 
     async def get_approval(self, approval_id: str) -> Approval:
+        pauses = await self._pauses()
+        if pauses is not None:
+            return await pauses.get(approval_id)
         await self._approvals_server()
         return self._approval(await self._get_json(f"/approvals/{segment(approval_id)}"))
 
     async def decide(self, approval_id: str, *, approve: bool, by: str,
                      comment: str | None = None) -> Approval:
+        pauses = await self._pauses()
+        if pauses is not None:
+            return await pauses.decide(approval_id, approve=approve, by=by, comment=comment)
         await self._approvals_server()
         verb = "approve" if approve else "reject"
         response = await self._send("POST", f"/approvals/{segment(approval_id)}/{verb}",
@@ -788,6 +810,10 @@ class HttpBackend:
 
     async def decide_many(self, approval_ids: list[str], *, by: str,
                           comment: str | None = None) -> list[Approval]:
+        pauses = await self._pauses()
+        if pauses is not None:
+            return [await pauses.decide(i, approve=True, by=by, comment=comment)
+                    for i in approval_ids]
         await self._approvals_server()
         response = await self._send("POST", "/approvals/bulk-approve",
                                     json={"ids": list(approval_ids), "comment": comment,
@@ -806,6 +832,8 @@ class HttpBackend:
         stream was down is caught up from the list."""
         info = await self._ensure()
         if not info.approvals:
+            async for approval in self._watch_pauses():
+                yield approval
             return
         backoff = Backoff(self.backoff_initial, self.backoff_max, self.max_reconnects)
         statuses: dict[str, str] = {}
@@ -835,6 +863,34 @@ class HttpBackend:
                     statuses[approval.id] = approval.status
                     yield approval
             await asyncio.sleep(self.backoff_initial)
+
+
+    async def _watch_pauses(self) -> AsyncIterator[Approval]:
+        """Kestra: poll the paused executions; yield each new pause, and each one gone (as
+        approved, or rejected when its execution was killed)."""
+        pauses = await self._pauses()
+        assert pauses is not None
+        known: dict[str, Approval] = {}
+        backoff = Backoff(self.backoff_initial, self.backoff_max, self.max_reconnects)
+        while True:
+            try:
+                current = {a.id: a for a in await pauses.pending()}
+            except BackendUnavailable as exc:
+                await backoff.wait(exc, "watching paused executions")
+                continue
+            backoff.reset()
+            for approval_id in [i for i in known if i not in current]:
+                gone = known.pop(approval_id)
+                with contextlib.suppress(NotFoundError):
+                    execution = await self.get_execution(gone.execution_id)
+                    killed = execution.state.current in ("KILLING", "KILLED")
+                    gone.status = "rejected" if killed else "approved"
+                    yield gone
+            for approval_id, approval in current.items():
+                if approval_id not in known:
+                    known[approval_id] = approval
+                    yield approval
+            await asyncio.sleep(self.poll_interval)
 
 
 def _loads(text: str) -> Any:

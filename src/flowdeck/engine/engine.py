@@ -45,6 +45,7 @@ from flowdeck.engine.secrets import SecretInputs
 from flowdeck.engine.store import DataDirLock, Store
 from flowdeck.engine.task_services import TaskServices
 from flowdeck.engine.templating import TemplateRenderer
+from flowdeck.engine.triggers import TriggerService
 from flowdeck.engine.webhook_triggers import WebhookTriggers
 from flowdeck.engine.workdirs import WorkDirs
 
@@ -111,6 +112,7 @@ class Engine:
         #: Services the HTTP dialects call: webhook triggers, namespace-file import.
         self.webhook_triggers = WebhookTriggers(self)
         self.namespace_import = NamespaceImport(self)
+        self.triggers = TriggerService(self)  # listed, paused and reset from the API
         self.renderer = TemplateRenderer()
         #: The engine's own environment as it was at start: for what the engine reads by name
         #: (a delivery token's `token_env`); never handed to task processes.

@@ -19,11 +19,13 @@ from flowdeck.core.sanitize import valid_json
 from flowdeck.core.states import RESTARTABLE_STATES, TERMINAL_STATES, is_terminal
 from flowdeck.engine.bus import EXECUTION, ExecutionEvent
 from flowdeck.engine.flows import FlowDefinition
-from flowdeck.engine.inputs import resolve_inputs_async
+from flowdeck.engine.input_check import InputsCheck, check_inputs
+from flowdeck.engine.inputs import Enabled, InputDef, depends_on_condition, resolve_inputs_async
 from flowdeck.engine.query import ExecutionQuery, search_executions
-from flowdeck.engine.restart import copy_before, reset_for_restart
+from flowdeck.engine.restart import TASK_RUN_STATES, copy_before, mark_as, reset_for_restart
 from flowdeck.engine.secrets import check_given_again, split, without_credentials
 from flowdeck.engine.store import execution_row
+from flowdeck.engine.task_properties import is_truthy
 
 if TYPE_CHECKING:
     from flowdeck.engine.engine import Engine
@@ -74,7 +76,7 @@ class ExecutionService:
             raise ConflictError(f"flow '{namespace}.{flow_id}' is disabled")
         resolved = await resolve_inputs_async(
             flow.inputs, inputs or {}, render_default=self._default_renderer(flow, trigger),
-            uploads=engine.uploads_dir)
+            uploads=engine.uploads_dir, enabled=self._input_enabled(flow, trigger))
         shown, secrets = split(flow.inputs, resolved)
         execution = self._new(flow, shown, labels or [], source, parent)
         execution.trigger = valid_json(without_credentials(trigger))
@@ -96,6 +98,19 @@ class ExecutionService:
                    "envs": self._engine.envs, "vars": flow.variables,
                    "trigger": (trigger or {}).get("variables") or {}}
         return lambda value: self._engine.renderer.render_value(value, context)
+
+    def _input_enabled(self, flow: FlowDefinition, trigger: dict[str, Any] | None) -> Enabled:
+        """An input's `dependsOn` condition, rendered with the inputs resolved before it."""
+        context = {"flow": {"id": flow.id, "namespace": flow.namespace,
+                            "revision": flow.revision},
+                   "envs": self._engine.envs, "vars": flow.variables,
+                   "trigger": (trigger or {}).get("variables") or {}}
+
+        def enabled(inp: InputDef, before: dict[str, Any]) -> bool:
+            condition = depends_on_condition(inp)
+            return condition is None or is_truthy(self._engine.renderer.render(
+                condition, {**context, "inputs": before}))
+        return enabled
 
     def _new(self, flow: FlowDefinition, inputs: dict[str, Any], labels: list[tuple[str, str]],
              source: str, parent: Execution | None) -> Execution:
@@ -276,6 +291,61 @@ class ExecutionService:
         await self._engine.secret_inputs.require(execution_id, flow.inputs)
         now = self._clock.now()
         reset_for_restart(execution, flow, task_run_id, now)
+        return await self._relaunch(execution, flow, now)
+
+    async def set_task_run_state(self, execution_id: str, task_run_id: str,
+                                 state: str) -> Execution:
+        """Kestra's task-run state change: the task run ends in `state` (SUCCESS, WARNING or
+        FAILED) as if it had run so, and the finished execution goes on from there (a new
+        attempt, RESTARTED; what came after it, error handlers included, runs again)."""
+        if state not in TASK_RUN_STATES:
+            raise ValidationError([("state", f"'{state}' is not one of "
+                                             f"{', '.join(sorted(TASK_RUN_STATES))}")])
+        only = "; only a finished execution can change a task run's state"
+        execution = await self._finished(execution_id, only)
+        if not is_terminal(execution.state.current):
+            raise ConflictError(f"execution {execution_id} is {execution.state.current}{only}")
+        flow = await self._engine.flows.get_revision(execution.namespace, execution.flow_id,
+                                                     execution.flow_revision)
+        await self._engine.secret_inputs.require(execution_id, flow.inputs)
+        now = self._clock.now()
+        reset_for_restart(execution, flow, task_run_id, now)
+        mark_as(execution, task_run_id, state, now)
+        return await self._relaunch(execution, flow, now)
+
+    async def check_inputs(self, namespace: str, flow_id: str, inputs: dict[str, Any],
+                           revision: int | None = None) -> InputsCheck:
+        """A new execution's inputs checked, nothing created (Kestra's validate)."""
+        flow = await self._engine.flows.get_revision(namespace, flow_id, revision)
+        return InputsCheck(namespace, flow_id, check_inputs(
+            flow.inputs, inputs, render_default=self._default_renderer(flow, None),
+            uploads=self._engine.uploads_dir, enabled=self._input_enabled(flow, None)))
+
+    async def check_resume_inputs(self, execution_id: str,
+                                  inputs: dict[str, Any]) -> InputsCheck:
+        """A paused execution's `onResume` inputs checked, nothing resumed."""
+        from flowdeck.engine.tasks.flowable import Pause
+
+        runner = self._engine._launcher.runner(execution_id)
+        execution = runner.execution if runner else await self.get(execution_id)
+        if runner is None or execution.state.current != "PAUSED":
+            raise ConflictError(f"execution {execution_id} is {execution.state.current}; "
+                                "only a PAUSED execution has inputs to resume with")
+        declared = [inp for task in runner.paused_tasks().values() if isinstance(task, Pause)
+                    for inp in task.onResume]
+        return InputsCheck(execution.namespace, execution.flow_id, check_inputs(
+            declared, inputs, uploads=self._engine.uploads_dir))
+
+    async def resume_from_breakpoint(self, execution_id: str) -> Execution:
+        """Kestra's resume of an execution stopped at a breakpoint: flowdeck sets none (a
+        create or replay asking for one is refused), so no execution is ever at one."""
+        execution = await self.get(execution_id)
+        raise ConflictError(f"execution {execution_id} is {execution.state.current}, not "
+                            "stopped at a breakpoint (flowdeck sets none)")
+
+    async def _relaunch(self, execution: Execution, flow: FlowDefinition,
+                        now: datetime) -> Execution:
+        """Start a reset execution again, as its next attempt."""
         execution.attempt_number += 1
         execution.outputs = None
         execution.state.to("RESTARTED", now)
@@ -326,6 +396,26 @@ class ExecutionService:
         self._store.stage_execution(execution)
         await self._store.flush()
         return execution
+
+    async def set_labels_many(self, execution_ids: list[str],
+                              labels: list[tuple[str, str]]) -> int:
+        """`set_labels` on several finished executions with one commit (bulk labels); one
+        that is running again, or gone, since it was checked is skipped. Returns how many
+        were labelled."""
+        check_labels(labels)
+        labels = valid_json(labels)
+        labelled = 0
+        for execution_id in execution_ids:
+            try:
+                execution = await self._finished(execution_id)
+            except (ConflictError, NotFoundError):
+                continue
+            for key, value in labels:
+                execution.set_label(key, value)
+            self._store.stage_execution(execution)
+            labelled += 1
+        await self._store.flush()
+        return labelled
 
     async def change_status(self, execution_id: str, status: str) -> Execution:
         launcher = self._engine._launcher

@@ -20,6 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from flowdeck.core.errors import InvalidFlowError
 from flowdeck.core.sanitize import valid_json, valid_text
+from flowdeck.engine.flow_document import flow_document
 from flowdeck.engine.inputs import (
     INLINE_PARSE_CHARS,
     PARSE_POOL,
@@ -28,6 +29,7 @@ from flowdeck.engine.inputs import (
     coerce,
     load_yaml,
 )
+from flowdeck.engine.plugin_defaults import read_defaults, with_defaults
 from flowdeck.engine.tasks.base import Duration, RetryPolicy, TaskDef
 from flowdeck.engine.tasks.registry import TASK_TYPES, canonical_type
 
@@ -123,28 +125,12 @@ class FlowDefinition:
     disabled: bool
     tasks_by_id: dict[str, TaskDef] = field(default_factory=dict)
     updated: str | None = None
+    #: Run once the execution has ended (its state stays as it ended), e.g. to notify.
+    after_execution: list[TaskDef] = field(default_factory=list)
 
-    def to_dict(self, *, with_source: bool = True) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "namespace": self.namespace,
-            "revision": self.revision,
-            "tenantId": "main",
-        }
-        if self.description is not None:
-            out["description"] = self.description
-        out["labels"] = [{"key": k, "value": v} for k, v in self.labels]
-        for key in ("inputs", "outputs", "variables", "tasks", "errors", "finally",
-                    "afterExecution", "triggers", "concurrency", "retry", "pluginDefaults"):
-            if key in self.raw:
-                out[key] = self.raw[key]
-        out["disabled"] = self.disabled
-        out["deleted"] = False
-        if self.updated:
-            out["updated"] = self.updated
-        if with_source:
-            out["source"] = self.source
-        return out
+    def to_dict(self, *, with_source: bool = True, deleted: bool = False) -> dict[str, Any]:
+        """Kestra's `Flow` / `FlowWithSource` document (see `flow_document.py`)."""
+        return flow_document(self, with_source=with_source, deleted=deleted)
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -382,10 +368,14 @@ def parse_flow(source: str, revision: int = 1) -> FlowDefinition:
         if key not in known:
             problems.append((str(key), "unknown property"))
 
+    defaults = read_defaults(raw.get("pluginDefaults"), "pluginDefaults", problems) + \
+        read_defaults(raw.get("taskDefaults"), "taskDefaults", problems)
+    blocks = with_defaults(raw, defaults)
     parser = _Parser()
-    tasks = parser.tasks(raw.get("tasks"), "tasks", required=True)
-    errors = parser.tasks(raw.get("errors"), "errors")
-    finally_ = parser.tasks(raw.get("finally"), "finally")
+    tasks = parser.tasks(blocks.get("tasks"), "tasks", required=True)
+    errors = parser.tasks(blocks.get("errors"), "errors")
+    finally_ = parser.tasks(blocks.get("finally"), "finally")
+    after_execution = parser.tasks(blocks.get("afterExecution"), "afterExecution")
     problems.extend(parser.problems)
 
     inputs: list[InputDef] = []
@@ -456,7 +446,7 @@ def parse_flow(source: str, revision: int = 1) -> FlowDefinition:
         description=description, labels=labels, inputs=inputs, outputs=outputs,
         variables=variables, tasks=tasks, errors=errors, finally_=finally_,
         schedules=schedules, webhooks=webhooks, concurrency=concurrency, retry=retry,
-        disabled=disabled,
+        disabled=disabled, after_execution=after_execution,
     )
     index_tasks(flow)
     return flow
@@ -512,3 +502,4 @@ def index_tasks(flow: FlowDefinition) -> None:
     walk(flow.tasks)
     walk(flow.errors)
     walk(flow.finally_)
+    walk(flow.after_execution)

@@ -315,13 +315,28 @@ def _bounds(inp: InputDef, number: float) -> None:
         raise ValueError(f"{number} is above the maximum {inp.max:g}")
 
 
+#: Whether an input is in use, given the inputs resolved before it (its `dependsOn`).
+Enabled = Callable[[InputDef, dict[str, Any]], bool]
+
+
+def depends_on_condition(inp: InputDef) -> str | None:
+    """The `dependsOn.condition` of an input (Kestra: the input is only asked for, and only
+    required, while it renders truthy with the inputs before it), or None."""
+    depends = (inp.model_extra or {}).get("dependsOn")
+    condition = depends.get("condition") if isinstance(depends, dict) else None
+    return condition if isinstance(condition, str) and condition.strip() else None
+
+
 def resolve_inputs(declared: list[InputDef], given: dict[str, Any], *,
                    prefix: str = "inputs", strict_unknown: bool = False,
                    render_default: Callable[[Any], Any] | None = None,
-                   uploads: Path | None = None) -> dict[str, Any]:
+                   uploads: Path | None = None,
+                   enabled: Enabled | None = None) -> dict[str, Any]:
     """Apply defaults and types to submitted inputs; every problem is reported at once.
 
-    `render_default` renders a `{{ }}` default (e.g. `{{ now() | date('yyyy-MM-dd') }}`).
+    `render_default` renders a `{{ }}` default (e.g. `{{ now() | date('yyyy-MM-dd') }}`);
+    `enabled` leaves out an input whose `dependsOn` condition is false (neither required nor
+    kept).
     """
     problems: list[tuple[str, str]] = []
     out: dict[str, Any] = {}
@@ -332,6 +347,13 @@ def resolve_inputs(declared: list[InputDef], given: dict[str, Any], *,
             if key not in names:
                 problems.append((f"{prefix}.{key}", "is not a declared input"))
     for inp in declared:
+        if enabled is not None:
+            try:
+                if not enabled(inp, out):
+                    continue
+            except FlowdeckError as exc:
+                problems.append((f"{prefix}.{inp.id}", f"dependsOn: {exc}"))
+                continue
         if inp.id in given and given[inp.id] is not None and given[inp.id] != "":
             raw = given[inp.id]
         elif inp.defaults is not None:

@@ -66,7 +66,8 @@ def infer_type(value: Any) -> str:
 
 
 def parse_literal(text: str) -> tuple[str, Any]:
-    """Type a PUT body the way Kestra does: a JSON literal, or a bare date, time or duration."""
+    """Type a PUT body the way Kestra's Ion reader does: a JSON literal (a quoted string,
+    number, boolean, object or list), a bare date, instant or duration, or else a bare word."""
     stripped = text.strip()
     try:
         value = json.loads(stripped)
@@ -93,8 +94,20 @@ def parse_literal(text: str) -> tuple[str, Any]:
             return "DURATION", format_duration(parse_duration(stripped))
         except ValueError:
             pass
-    raise ValidationError([("value", f"invalid JSON value for: {stripped[:80]!r} "
-                                     "(send strings JSON-quoted, e.g. \"hello\")")])
+    return "STRING", _bare_text(stripped)
+
+
+def _bare_text(stripped: str) -> str:
+    """Text that is no JSON value: Kestra's Ion reader takes a bare word (`hello`) or a
+    single-quoted symbol (`'hello world'`) as a string; flowdeck keeps the whole text."""
+    if not stripped:
+        raise ValidationError([("value", "the value is empty; send a JSON value or a word")])
+    if len(stripped) >= 2 and stripped[0] == stripped[-1] == "'":
+        return stripped[1:-1]
+    if stripped[0] in "{[\"" or re.match(r"\d{4}-\d{2}-\d{2}", stripped):
+        # A broken JSON value or date is a mistake to report, not a word to store.
+        raise ValidationError([("value", f"invalid JSON value for: {stripped[:80]!r}")])
+    return stripped
 
 
 def _finite(value: Any) -> bool:

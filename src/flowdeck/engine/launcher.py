@@ -50,6 +50,12 @@ class Launcher:
     def is_running(self, execution_id: str) -> bool:
         return execution_id in self._runners
 
+    def running_count(self, namespace: str, flow_id: str) -> int:
+        """How many of the flow's executions run now (not waiting for a slot)."""
+        return sum(1 for runner in self._runners.values()
+                   if (runner.flow.namespace, runner.flow.id) == (namespace, flow_id)
+                   and runner.execution.state.current not in ("CREATED", "QUEUED"))
+
     def running_ids(self) -> list[str]:
         return sorted(self._runners)
 
@@ -121,8 +127,9 @@ class Launcher:
             slots = self._flow_slots[key] = Slots(concurrency.limit)
         return slots
 
-    async def _take_flow_slot(self, runner: ExecutionRunner, slots: Slots) -> bool:
-        """Take a slot of the flow's limit: True once held, False if the execution ended."""
+    async def _take_flow_slot(self, runner: ExecutionRunner, slots: Slots) -> bool | None:
+        """Take a slot of the flow's limit: True once held, False if the execution ended,
+        None if it was forced to run without one."""
         if slots.try_acquire():
             return True
         concurrency = self._engine.flow_policies.concurrency(runner.flow)
@@ -136,7 +143,30 @@ class Launcher:
             await self._engine.store.flush()
             return False
         runner.set_state("QUEUED")
-        await slots.acquire()
+        return await self._queued(runner, slots)
+
+    async def _queued(self, runner: ExecutionRunner, slots: Slots) -> bool | None:
+        """Wait for a slot of the flow's limit: True once held, None when the execution was
+        forced to run past the limit (`force_run`) and so runs without one."""
+        acquire = asyncio.ensure_future(slots.acquire())
+        forced = asyncio.ensure_future(runner.forced.wait())
+        try:
+            await asyncio.wait({acquire, forced}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            forced.cancel()
+            if not acquire.done():
+                acquire.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquire  # a slot handed over meanwhile is given back (Slots)
+        return True if acquire.done() and not acquire.cancelled() else None
+
+    def force_run(self, execution_id: str) -> bool:
+        """Let a QUEUED execution start past its flow's concurrency limit (Kestra's force-run
+        and unqueue); False when it is not waiting for a slot of that limit here."""
+        runner = self._runners.get(execution_id)
+        if runner is None or runner.execution.state.current != "QUEUED":
+            return False
+        runner.forced.set()
         return True
 
     async def _drive(self, runner: ExecutionRunner) -> None:
@@ -145,9 +175,10 @@ class Launcher:
         holds_flow_slot = False
         try:
             if flow_slots is not None:
-                holds_flow_slot = await self._take_flow_slot(runner, flow_slots)
-                if not holds_flow_slot:
+                taken = await self._take_flow_slot(runner, flow_slots)
+                if taken is False:
                     return
+                holds_flow_slot = taken is True
             await self.global_slots.acquire()
             runner._holds_global_slot = True
             await runner.run()

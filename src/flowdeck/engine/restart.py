@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flowdeck.core.errors import NotFoundError
+from flowdeck.core.errors import ConflictError, NotFoundError
 from flowdeck.core.models import Execution, StateInfo, TaskRun
 from flowdeck.core.states import FAILED_STATES, SUCCESSFUL_STATES, TERMINAL_STATES
 from flowdeck.engine.flows import FlowDefinition
@@ -29,6 +29,7 @@ def reset_for_restart(execution: Execution, flow: FlowDefinition, task_run_id: s
 
     collect(flow.errors)
     collect(flow.finally_)
+    collect(flow.after_execution)
     by_id = {tr.id: tr for tr in execution.task_runs}
     keep: list[TaskRun] = []
     to_restart: set[str] = set()
@@ -62,6 +63,22 @@ def reset_for_restart(execution: Execution, flow: FlowDefinition, task_run_id: s
                     attempt.state.to("KILLED", now)
             tr.state.to("RESTARTED", now)
     execution.task_runs = keep
+
+
+#: The states a task run can be set to from the API (Kestra's "change state" of a task run).
+TASK_RUN_STATES = frozenset({"SUCCESS", "WARNING", "FAILED"})
+
+
+def mark_as(execution: Execution, task_run_id: str, state: str, now: datetime) -> None:
+    """End the task run `reset_for_restart` kept as RESTARTED in `state`, its last attempt too
+    (its flowable ancestors stay RESTARTED: they run on from their children's states)."""
+    target = execution.find_task_run(task_run_id)
+    if target is None:  # reset_for_restart dropped it: an error or finally handler's run
+        raise ConflictError(f"task run '{task_run_id}' belongs to an error or finally "
+                            "branch, which runs again on its own")
+    for attempt in target.attempts[-1:]:
+        attempt.state.to(state, now)
+    target.state.to(state, now)
 
 
 def _ancestors(tr: TaskRun, by_id: dict[str, TaskRun]) -> set[str]:

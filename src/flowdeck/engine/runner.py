@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,6 +24,7 @@ from flowdeck.core.models import Attempt, Execution, LogEntry, StateInfo, TaskRu
 from flowdeck.core.sanitize import valid_json
 from flowdeck.core.states import FAILED_STATES, SUCCESSFUL_STATES, TERMINAL_STATES
 from flowdeck.core.timefmt import format_duration, format_instant
+from flowdeck.engine import task_properties
 from flowdeck.engine.flows import FlowDefinition
 from flowdeck.engine.inputs import resolve_inputs
 from flowdeck.engine.secrets import NO_MASK, Masker, secret_ids
@@ -98,6 +99,26 @@ def _has_template(value: Any) -> bool:
     return False
 
 
+class TaskStates(Mapping[str, dict[str, str]]):
+    """Kestra's `tasks` variable: `{{ tasks.<taskId>.state }}`, the state of that task's
+    latest task run; looked up on use, so a context costs nothing until it is read."""
+
+    def __init__(self, execution: Execution) -> None:
+        self._execution = execution
+
+    def __getitem__(self, task_id: str) -> dict[str, str]:
+        for tr in reversed(self._execution.task_runs):
+            if tr.task_id == task_id:
+                return {"state": tr.state.current}
+        raise KeyError(task_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(tr.task_id for tr in self._execution.task_runs))
+
+    def __len__(self) -> int:
+        return len({tr.task_id for tr in self._execution.task_runs})
+
+
 class RunContext:
     """What a task sees while it runs: rendering, logging, its working directory, services."""
 
@@ -133,10 +154,12 @@ class RunContext:
         return self.runner.engine.renderer.render_value(value, self.render_context())
 
     def log(self, level: str, message: str) -> None:
-        self.runner.emit_logs(self.task_run, level, [message])
+        if task_properties.logs_at(self.task, level):
+            self.runner.emit_logs(self.task_run, level, [message])
 
     def log_lines(self, level: str, lines: list[str]) -> None:
-        self.runner.emit_logs(self.task_run, level, lines)
+        if task_properties.logs_at(self.task, level):
+            self.runner.emit_logs(self.task_run, level, lines)
 
     def log_backlogged(self) -> bool:
         return self.runner.engine.store.log_backlogged()
@@ -159,6 +182,8 @@ class ExecutionRunner:
         self._children: dict[str, str] = {}
         self._vars: dict[str, Any] | None = None
         self._holds_global_slot = False
+        #: Set to start past the flow's concurrency limit while QUEUED (force-run, unqueue).
+        self.forced = asyncio.Event()
         #: The clear SECRET inputs (None until known) and what masks them in what is stored.
         self.secrets: dict[str, Any] | None = None
         self.masker: Masker = NO_MASK
@@ -226,6 +251,7 @@ class ExecutionRunner:
             "flow": {"id": ex.flow_id, "namespace": ex.namespace, "revision": ex.flow_revision},
             "labels": dict(ex.labels),
             "envs": self.engine.envs,
+            "tasks": TaskStates(ex),
         }
         if ex.trigger is not None:
             ctx["trigger"] = ex.trigger.get("variables") or {}
@@ -275,6 +301,9 @@ class ExecutionRunner:
                 if ex.outputs is None and self.flow.outputs:
                     final = "FAILED"
             self.set_state(final)
+            if self.flow.after_execution:  # the execution has ended; its state stays
+                await self.run_block(self.flow.after_execution, None, block="afterExecution")
+                self.save()
         except asyncio.CancelledError:
             if not self.engine.shutting_down:  # a kill; a shutdown leaves it recoverable
                 self._finish_killed()
@@ -301,6 +330,9 @@ class ExecutionRunner:
                     if attempt.state.current not in TERMINAL_STATES:
                         attempt.state.to("KILLED", now)
                 tr.state.to("KILLED", now)
+        if self.execution.state.current in TERMINAL_STATES:  # killed in afterExecution
+            self.save()
+            return
         if self.execution.state.current != "KILLING":
             self.execution.state.to("KILLING", now)
         self.execution.state.to("KILLED", now)
@@ -403,6 +435,8 @@ class ExecutionRunner:
         if current in TERMINAL_STATES:
             return current
         ctx = RunContext(self, task, tr)
+        if current == "CREATED" and not self._runs_if(task, tr, ctx):
+            return tr.state.current
         # A domain's policy may bound a task its flow gives no timeout (a pipeline phase).
         limit = self.engine.flow_policies.task_timeout(self.flow, task, parent is None)
         if isinstance(task, FlowableTask):
@@ -413,6 +447,26 @@ class ExecutionRunner:
         if tr.outputs is not None and state in SUCCESSFUL_STATES:
             self._record_outputs(tr)
         return state
+
+    def _runs_if(self, task: TaskDef, tr: TaskRun, ctx: RunContext) -> bool:
+        """Kestra's `runIf` before a task starts: falsy ends the task run SKIPPED, an
+        expression that cannot be rendered FAILED; notes the properties ignored here."""
+        try:
+            runs = task_properties.should_run(task, ctx.render)
+        except task_properties.RunIfError as exc:
+            self.emit_logs(tr, "ERROR", [f"task '{task.id}': {exc}"])
+            tr.state.to("FAILED", self.now)
+            self.save()
+            return False
+        if not runs:
+            self.emit_logs(tr, "INFO", [f"task '{task.id}' skipped: runIf is false"])
+            tr.state.to("SKIPPED", self.now)
+            self.save()
+            return False
+        notes = task_properties.ignored_notes(task)
+        if notes:
+            self.emit_logs(tr, "INFO", notes)
+        return True
 
     async def _run_flowable(self, task: FlowableTask, tr: TaskRun, ctx: RunContext,
                             limit: timedelta | None = None) -> str:
@@ -435,6 +489,7 @@ class ExecutionRunner:
         tr.outputs = self.clean(tr.outputs)
         if state == "FAILED" and task.allowFailure:
             state = "WARNING"
+        state = task_properties.settle(task, state)  # allowWarning
         tr.state.to(state, self.now)
         self.save()
         return state
@@ -506,6 +561,7 @@ class ExecutionRunner:
                 final = "WARNING" if warning else "SUCCESS"
                 if len(tr.attempts) > 1 and policy is not None and policy.warningOnRetry:
                     final = "WARNING"
+                final = task_properties.settle(task, final)  # allowWarning
                 tr.state.to(final, now)
                 self.save()
                 return final
@@ -514,7 +570,8 @@ class ExecutionRunner:
             attempt.state.to("FAILED", now)
             delay = self._next_retry(policy, len(tr.attempts) - base, now - first_start)
             if delay is None:
-                final = "WARNING" if task.allowFailure else "FAILED"
+                final = task_properties.settle(task, "WARNING" if task.allowFailure
+                                               else "FAILED")
                 tr.state.to(final, now)
                 self.save()
                 return final

@@ -140,6 +140,8 @@ class ScheduleService:
 
     async def tick_trigger(self, flow: FlowDefinition, trigger: ScheduleTrigger,
                            now: datetime) -> bool:
+        if await self.engine.triggers.paused(flow.namespace, flow.id, trigger.id):
+            return False  # paused from the API (engine/triggers.py)
         cron = cron_trigger(trigger)
         last = await self._last_fire(flow, trigger)
         if last is None:

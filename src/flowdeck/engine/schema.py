@@ -359,6 +359,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX flowctl_tasks_by_workflow ON flowctl_tasks (workflow_id);
     """,
+    # 11: triggers paused from the API (engine/triggers.py) without changing their flow
+    """
+    CREATE TABLE trigger_states (
+        namespace TEXT NOT NULL,
+        flow_id TEXT NOT NULL,
+        trigger_id TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (namespace, flow_id, trigger_id)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,7 +30,7 @@ from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.filters import FILTERS as JINJA_FILTERS
 from jinja2.runtime import Context
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
-from jinja2.utils import missing, pass_environment, pass_eval_context
+from jinja2.utils import missing, pass_context, pass_environment, pass_eval_context
 from jinja2.visitor import NodeTransformer
 
 from flowdeck.core.errors import FlowdeckError
@@ -230,19 +230,69 @@ def _scan_block(
     return current, n, ""
 
 
-def _rewrite_region(items: list[_Tok | _Group], statement: bool) -> str:
+def _rewrite_region(items: list[_Tok | _Group], statement: bool,
+                    opener: str = "") -> str:
     tokens: list[_Tok] = []
-    has_coalesce = False
     for item in items:
         if isinstance(item, _Group):
-            inner = _rewrite_region(item.children, False)
+            inner = _rewrite_region(item.children, False, item.opener)
             tokens.append(_Tok("group", item.opener + inner + item.closer, item.opener))
         else:
-            has_coalesce = has_coalesce or item.kind == "coalesce"
             tokens.append(item)
-    if not has_coalesce:
+    if statement:  # a `{% %}` tag: only `??`
+        return _rewrite_operands(tokens, statement)
+    rewrite = _rewrite_entry if opener == "{" else _rewrite_ternary
+    return ",".join(rewrite(part) for part in _split_top(tokens, ","))
+
+
+def _rewrite_entry(tokens: list[_Tok]) -> str:
+    """One `key: value` of a map literal: a ternary may only be the value."""
+    colon = next((k for k, t in enumerate(tokens) if t.kind == "op" and t.text in ":?"), -1)
+    if colon < 0 or tokens[colon].text == "?":
+        return _rewrite_ternary(tokens)
+    return _rewrite_operands(tokens[:colon + 1], False) + _rewrite_ternary(tokens[colon + 1:])
+
+
+def _rewrite_operands(tokens: list[_Tok], statement: bool) -> str:
+    if not any(t.kind == "coalesce" for t in tokens):
         return "".join(t.text for t in tokens)
     return _resolve_coalesce(_elements(tokens, statement))
+
+
+def _split_top(tokens: list[_Tok], separator: str) -> list[list[_Tok]]:
+    """The tokens between each `separator` operator (groups are single tokens already)."""
+    parts: list[list[_Tok]] = [[]]
+    for tok in tokens:
+        if tok.kind == "op" and tok.text == separator:
+            parts.append([])
+        else:
+            parts[-1].append(tok)
+    return parts
+
+
+def _rewrite_ternary(tokens: list[_Tok]) -> str:
+    """Pebble's `cond ? a : b` (lowest precedence, right-associative) as Jinja's
+    `(a) if (cond) else (b)`; without a `?` the tokens are only checked for `??`."""
+    ask = next((k for k, t in enumerate(tokens) if t.kind == "op" and t.text == "?"), -1)
+    if ask < 0:
+        return _rewrite_operands(tokens, False)
+    depth, colon = 0, -1
+    for k in range(ask + 1, len(tokens)):
+        if tokens[k].kind == "op" and tokens[k].text == "?":
+            depth += 1
+        elif tokens[k].kind == "op" and tokens[k].text == ":":
+            if depth == 0:
+                colon = k
+                break
+            depth -= 1
+    if colon < 0:
+        raise _CoalesceSyntaxError("'?' needs a ':' and a value for when it is false")
+    condition = _rewrite_operands(tokens[:ask], False).strip()
+    when_true = _rewrite_ternary(tokens[ask + 1:colon]).strip()
+    when_false = _rewrite_ternary(tokens[colon + 1:]).strip()
+    if not condition or not when_true or not when_false:
+        raise _CoalesceSyntaxError("'? :' needs a condition and two values")
+    return f" (({when_true}) if ({condition}) else ({when_false})) "
 
 
 def _elements(tokens: list[_Tok], statement: bool) -> list[tuple[str, str]]:
@@ -1266,9 +1316,31 @@ def _build_environment() -> _FlowEnvironment:
     env.tests.update({"null": lambda v: v is None, "empty": _is_empty,
                       "map": lambda v: isinstance(v, Mapping)})  # fmt: skip
     env.globals.update(
-        {"now": _now, "json": _from_json, "fromJson": _from_json, "range": _pebble_range}
+        {"now": _now, "json": _from_json, "fromJson": _from_json, "range": _pebble_range,
+         "render": _render_function}
     )
     return env
+
+
+#: How many times `render()` renders its text again while it still holds an expression.
+_MAX_RENDER_PASSES = 10
+
+
+@pass_context
+def _render_function(context: Context, value: Any, recursive: bool = True) -> Any:
+    """Kestra's `render(text)`: the text (a variable holding an expression, say) rendered
+    with the current variables, again while the result still holds one (`recursive`)."""
+    if not isinstance(value, str):
+        return value
+    variables = context.get_all()
+    for _ in range(_MAX_RENDER_PASSES if recursive else 1):
+        if "{{" not in value and "{%" not in value:
+            break
+        source = _rewrite_coalesce(value) if "?" in value else value
+        value = context.environment.from_string(source).render(variables)
+        limits.too_long("the rendered text", len(value))
+        limits.tick()
+    return value
 
 
 def _path_step(path: str, key: Any) -> str:
@@ -1345,7 +1417,7 @@ class TemplateRenderer:
         )
 
     def _compile_uncached(self, source: str) -> Template:
-        if "??" in source:
+        if "?" in source:
             source = _rewrite_coalesce(source)
         return self._env.from_string(source)
 

@@ -75,12 +75,16 @@ class TaskDef(BaseModel):
     allowWarning: bool = False
     dependsOn: list[str] = Field(default_factory=list)
     retryOnCrash: bool | None = None
+    #: Kestra's core properties (`engine/task_properties.py` says what each means here).
+    runIf: str | bool = True
+    logLevel: Literal["ERROR", "WARN", "INFO", "DEBUG", "TRACE"] | None = None
+    version: str | None = None
     # Accepted for compatibility with Kestra flows; they change nothing here.
     taskRunner: dict[str, Any] | None = None
     containerImage: str | None = None
     workerGroup: dict[str, Any] | None = None
-    logLevel: str | None = None
     logToFile: bool | None = None
+    taskCache: dict[str, Any] | None = None
 
     #: Whether an attempt cut short by an engine crash may simply run again on recovery.
     safe_to_rerun: ClassVar[bool] = True

@@ -381,6 +381,10 @@ class ApprovalsScreen(ListScreen, Decider):
             parts.append(f"filter: {sanitize_line(self.filter_text, 40)}")
         if table.marked:
             parts.append(f"{len(table.marked)} marked")
+        caps = self.deck.capabilities
+        if caps is not None and caps.kind == "kestra":  # pauses; what this version lacks
+            parts.append("Kestra: paused executions" + "".join(
+                f"; cannot {sanitize_line(text, 80)}" for text in caps.lacking))
         self.query_one("#title", Static).update(Content("  │  ".join(parts)))
 
     def empty_text(self) -> str:

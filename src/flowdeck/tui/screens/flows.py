@@ -59,6 +59,12 @@ def sparkline(app: Any, runs: list[Execution]) -> Text:
     return text
 
 
+def input_required(spec: dict[str, Any]) -> bool:
+    """Whether the run form must be given a value: declared required and with no default
+    (Kestra documents say `required: true` even where a default fills the value)."""
+    return bool(spec.get("required", True)) and spec.get("defaults") is None
+
+
 class FlowsScreen(ListScreen):
     SCOPE = "flows"
     AUTO_FOCUS = ""  # the table, from on_mount
@@ -314,14 +320,17 @@ class RunFormScreen(ModalScreen[str | None]):
     def field(self, index: int, spec: dict[str, Any]) -> ComposeResult:
         name = str(spec.get("id") or spec.get("name") or f"input{index}")
         kind = str(spec.get("type", "STRING")).upper()
-        required = bool(spec.get("required", spec.get("defaults") is None))
+        required = input_required(spec)
         default = spec.get("defaults")
-        hint = f"{name}  ({kind.lower()}{', required' if required else ''})"
+        shown = "boolean" if kind == "BOOL" else kind.lower()  # Kestra 2.x writes BOOL
+        hint = f"{name}  ({shown}{', required' if required else ''})"
         if spec.get("description"):
             hint += f" — {spec['description']}"
         yield Label(Content(sanitize_line(hint, 200)), classes="hint")
-        if kind == "BOOLEAN":
-            yield Checkbox(Content(sanitize_line(name, 60)), value=bool(default),
+        if kind in ("BOOLEAN", "BOOL"):
+            # Kestra writes defaults as text ("true"); an older document as a JSON boolean.
+            yield Checkbox(Content(sanitize_line(name, 60)),
+                           value=default is True or str(default).lower() == "true",
                            id=f"in-{index}")
         else:
             placeholder = kind.lower()
@@ -344,7 +353,7 @@ class RunFormScreen(ModalScreen[str | None]):
         for i, spec in enumerate(self.flow.inputs):
             name = str(spec.get("id") or spec.get("name") or f"input{i}")
             widget = self.query_one(f"#in-{i}")
-            required = bool(spec.get("required", spec.get("defaults") is None))
+            required = input_required(spec)
             if isinstance(widget, Checkbox):
                 values[name] = widget.value
                 continue

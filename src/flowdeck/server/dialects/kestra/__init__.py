@@ -13,15 +13,26 @@ from flowdeck.server.auth import KESTRA_CREDENTIALS
 from flowdeck.server.dialect import Dialect, DialectContext, Routes
 from flowdeck.server.dialects.kestra import (
     actions,
+    bulk,
+    concurrency,
     configs,
+    dependencies,
+    execution_files,
+    execution_views,
     executions,
+    expressions,
     fast,
     files,
+    flow_sync,
+    flow_tools,
     flows,
     follow,
+    input_validation,
     kv,
     logs,
     outputs,
+    taskrun_state,
+    triggers,
     webhooks,
 )
 from flowdeck.server.options import flowdeck_version
@@ -32,9 +43,15 @@ TENANTS = ("/api/v1/main", "/api/v1")
 
 def module_routers() -> tuple[APIRouter, ...]:
     """The tenant-relative routers, in match order. Webhooks first: their open, key-in-path
-    routes must not be shadowed by execution routes; then the busiest reads."""
-    return (webhooks.router, executions.reads, actions.router, executions.writes,
-            follow.router, outputs.router, logs.router, flows.router, kv.router, files.router)
+    routes must not be shadowed by execution routes; then the literal execution paths
+    (`/executions/latest`, `/executions/kill/by-ids`, ...) before the busiest reads; the
+    literal flow paths (`/flows/import`, ...) before `/flows/{namespace}/...`, and
+    `POST /flows/{namespace}` (flow_sync) after every literal `POST /flows/<word>`."""
+    return (webhooks.router, execution_views.router, execution_files.router, bulk.router,
+            executions.reads, actions.router, taskrun_state.router, input_validation.router,
+            expressions.router, executions.writes, follow.router, outputs.router, logs.router,
+            flow_tools.router, dependencies.router, flows.router, flow_sync.router, kv.router,
+            files.router, triggers.router, concurrency.router)
 
 
 def routes(context: DialectContext) -> list[Routes]:

@@ -7,14 +7,22 @@ same path stays, shadowed, so /openapi.json documents it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from fastapi import Request
 from starlette.convertors import Convertor, register_url_convertor
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from flowdeck.engine.keys import Role
 from flowdeck.server.access import Access, gate
 from flowdeck.server.dialect import DialectContext
+from flowdeck.server.dialects.kestra import execution_files
+from flowdeck.server.dialects.kestra.execution_views import (
+    executable_flows,
+    flow_for_execution,
+)
 from flowdeck.server.dialects.kestra.executions import execution_response
 
 PREFIXES = ("/api/v1/main", "/api/v1")
@@ -22,9 +30,10 @@ READ = Access(frozenset({Role.VIEWER}))
 
 
 class _ExecutionId(Convertor[str]):
-    """One path segment that is an execution id: anything but the sibling route `search`."""
+    """One path segment that is an execution id: anything but the sibling routes
+    (`/executions/search`, `/executions/namespaces`)."""
 
-    regex = "(?!search$)[^/]+"
+    regex = "(?!(?:search|namespaces)$)[^/]+"
 
     def convert(self, value: str) -> str:
         return value
@@ -47,5 +56,33 @@ def _fast_route(prefix: str) -> BaseRoute:
     return route
 
 
+Handler = Callable[..., Awaitable[Any]]
+
+
+def _shadowing_route(path: str, handler: Handler) -> BaseRoute:
+    """A Kestra read whose path has the shape of the staging dialect's
+    `/executions/{namespace}/{flowId}/{executionId}` (mounted first): matched here, before
+    both, Kestra's route wins (a namespace named `flows` or `namespaces` is Kestra's too)."""
+
+    async def endpoint(request: Request) -> Response:
+        await gate(request).admit(request, READ, route)
+        return JSONResponse(await handler(**request.path_params, request=request))
+
+    route = Route(path, endpoint, methods=["GET"], include_in_schema=False)
+    route.access = READ  # type: ignore[attr-defined]
+    return route
+
+
 def fast_routes(context: DialectContext) -> list[BaseRoute]:
-    return [_fast_route(prefix) for prefix in PREFIXES]
+    routes = []
+    for prefix in PREFIXES:
+        routes.append(_fast_route(prefix))
+        routes.append(_shadowing_route(f"{prefix}/executions/flows/{{namespace}}/{{flow_id}}",
+                                       flow_for_execution))
+        routes.append(_shadowing_route(f"{prefix}/executions/namespaces/{{namespace}}/flows",
+                                       executable_flows))
+        for name, handler in (("metas", execution_files.metas),
+                              ("preview", execution_files.preview)):
+            routes.append(_shadowing_route(
+                f"{prefix}/executions/{{execution_id}}/file/{name}", handler))
+    return routes

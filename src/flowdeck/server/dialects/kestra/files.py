@@ -90,7 +90,7 @@ async def export(namespace: str, request: Request) -> Response:
             archive.writestr(path.lstrip("/"), files.get(namespace, path))
         for flow in engine.list_flows(namespace):
             archive.writestr(f"_flows/{flow.id}.yml", flow.source)
-    return Response(buffer.getvalue(), media_type="application/zip", headers={
+    return Response(buffer.getvalue(), media_type=OCTET, headers={  # as Kestra answers
         "Content-Disposition": f'attachment; filename="{namespace}_files.zip"'})
 
 

@@ -28,7 +28,8 @@ from flowdeck.server.dialects.kestra.common import paged, parse_filters, parse_s
 
 router = APIRouter(tags=["flows"])
 
-ALREADY_EXISTS = "https://kestra.io/docs/api-reference/problems/entity-already-exists"
+#: What Kestra answers a second create of the same flow (422, "Invalid entity: flow.id: ...").
+ALREADY_EXISTS = "Flow id already exists"
 #: Kestra splits a multi-document source on lines that hold only `---`.
 DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
 
@@ -47,10 +48,7 @@ async def yaml_body(request: Request) -> str:
 
 def flow_json(flow: FlowDefinition, *, with_source: bool = True,
               deleted: bool = False) -> dict[str, Any]:
-    out = flow.to_dict(with_source=with_source)
-    if deleted:
-        out["deleted"] = True
-    return out
+    return flow.to_dict(with_source=with_source, deleted=deleted)
 
 
 # -- create, validate, search: literal paths first ------------------------------------------
@@ -61,9 +59,8 @@ async def create_flow(request: Request) -> JSONResponse:
     engine = get_engine(request)
     try:
         flow = await engine.create_flow(await yaml_body(request))
-    except ConflictError as exc:  # newest Kestra: 409 entity-already-exists
-        raise ConflictError(str(exc), {"type": ALREADY_EXISTS,
-                                       "title": "Entity already exists"}) from None
+    except ConflictError:  # Kestra 1.x/2.0 (and the clients written for them): a 422
+        raise InvalidFlowError([("flow.id", ALREADY_EXISTS)]) from None
     return JSONResponse(flow_json(flow))
 
 

@@ -153,7 +153,7 @@ async def search_logs(request: Request) -> dict[str, Any]:
     query = log_query(params)
     query.page = int_param(params, "page", 1, high=1_000_000)
     query.size = int_param(params, "size", 10, high=MAX_LOG_PAGE)
-    if params.getlist("sort"):
+    if any(item.strip() for item in params.getlist("sort")):  # Kestra ignores `sort=`
         query.sort = parse_sort(params)
     entries, total = await get_engine(request).logs.search(query)
     body = paged([e.to_dict() for e in entries], total)
