@@ -10,6 +10,7 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Request
 from starlette.datastructures import QueryParams, UploadFile
@@ -74,6 +75,16 @@ def time_range(raw: str, now: datetime) -> datetime:
     except ValueError:
         raise BadRequestError(f"'timeRange' must be an ISO-8601 duration like PT24H, "
                               f"got '{raw}'") from None
+
+
+def attachment(filename: str) -> str:
+    """A `Content-Disposition` for a download named `filename`, whatever its characters: an
+    ASCII `filename` for old clients and the exact name as RFC 5987's `filename*`."""
+    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in filename)
+    encoded = quote(valid_text(filename), safe="!#$&+-.^_`|~")
+    if fallback == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
 # -- bodies ------------------------------------------------------------------------------------
