@@ -245,3 +245,30 @@ def test_every_dialect_renders_storage_unavailable_as_503() -> None:
         assert response.status_code == 503, dialect.name
         assert response.headers["retry-after"] == "5", dialect.name
         assert b"the database cannot take writes" in bytes(response.body), dialect.name
+
+
+# -- namespaces in file routes -------------------------------------------------------------------
+
+
+async def test_an_export_of_a_non_latin1_namespace_names_it_in_rfc5987(
+        live: LiveServer) -> None:
+    namespace = "t.\u212a"  # KELVIN SIGN: the namespace pattern takes it as a "k"
+    await apply(live.engine, QUICK.replace("t.hostile", namespace))
+    response = await live.client.get(f"{API}/namespaces/{namespace}/files/export")
+    assert response.status_code == 200, response.text
+    disposition = response.headers["content-disposition"]
+    assert disposition == ("attachment; filename=\"t.__files.zip\"; "
+                           "filename*=UTF-8''t.%E2%84%AA_files.zip")
+    plain = await live.client.get(f"{API}/namespaces/t.plain/files/export")
+    assert plain.headers["content-disposition"] == 'attachment; filename="t.plain_files.zip"'
+
+
+@pytest.mark.parametrize("namespace", ["%E2%98%83", "a%20b", "-dash", "%ED%A0%80", "a%3Bb"])
+async def test_file_routes_refuse_what_is_not_a_namespace(live: LiveServer,
+                                                         namespace: str) -> None:
+    for method, path in (("GET", "files/export"), ("GET", "files/directory"),
+                         ("GET", "files?path=/a"), ("POST", "files?path=/a"),
+                         ("DELETE", "files?path=/a")):
+        response = await live.client.request(method, f"{API}/namespaces/{namespace}/{path}")
+        assert response.status_code == 422, (method, path, response.text)
+        assert named(problem(response)) == ["namespace"]

@@ -11,6 +11,7 @@ routes (`/flows/search`, `/flows/distinct-namespaces`, `/flows/validate`) are de
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -18,10 +19,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import QueryParams
 
-from flowdeck.core.errors import ConflictError, InvalidFlowError, NotFoundError
+from flowdeck.core.errors import ConflictError, InvalidFlowError, NotFoundError, ValidationError
+from flowdeck.core.yamlsafe import YamlTooBig
 from flowdeck.engine.flow_search import FlowFilter, FlowQuery
 from flowdeck.engine.flows import FlowDefinition
-from flowdeck.engine.inputs import load_yaml
+from flowdeck.engine.inputs import INLINE_PARSE_CHARS, PARSE_POOL, PARSE_TIMEOUT_S, load_yaml
 from flowdeck.server.access import OPERATOR, VIEWER
 from flowdeck.server.deps import bool_param, get_engine, int_param
 from flowdeck.server.dialects.kestra.common import paged, parse_filters, parse_sort
@@ -31,6 +33,9 @@ router = APIRouter(tags=["flows"])
 ALREADY_EXISTS = "https://kestra.io/docs/api-reference/problems/entity-already-exists"
 #: Kestra splits a multi-document source on lines that hold only `---`.
 DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
+#: The request body of the routes that take flow YAML, for the OpenAPI document.
+YAML_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/x-yaml": {"schema": {"type": "string"}}}}}
 
 
 async def yaml_body(request: Request) -> str:
@@ -56,7 +61,8 @@ def flow_json(flow: FlowDefinition, *, with_source: bool = True,
 # -- create, validate, search: literal paths first ------------------------------------------
 
 
-@router.post("/flows", dependencies=OPERATOR, summary="Create a flow from its YAML source")
+@router.post("/flows", dependencies=OPERATOR, summary="Create a flow from its YAML source",
+             openapi_extra=YAML_BODY)
 async def create_flow(request: Request) -> JSONResponse:
     engine = get_engine(request)
     try:
@@ -68,8 +74,12 @@ async def create_flow(request: Request) -> JSONResponse:
 
 
 @router.post("/flows/validate", dependencies=OPERATOR,
-             summary="Validate one or more flow sources (separated by ---)")
+             summary="Validate one or more flow sources (separated by ---)",
+             openapi_extra=YAML_BODY)
 async def validate_flows(request: Request) -> JSONResponse:
+    """Kestra's answer: a list of results, a violation for an invalid flow. A document the
+    bounded YAML reader refuses (an alias bomb, too big, too deep) is a 422 instead: it is not
+    read at all. Every document is read off the event loop when it is big."""
     engine = get_engine(request)
     raw = await request.body()
     try:
@@ -81,10 +91,11 @@ async def validate_flows(request: Request) -> JSONResponse:
         return JSONResponse([violation(0, None, "the flow source is empty")])
     results = []
     for index, document in enumerate(documents):
+        parsed = await read_document(index, document)
         try:
-            flow = engine.validate_flow(document)
+            flow = await engine.validate_flow_async(document)
         except InvalidFlowError as exc:
-            results.append(violation(index, document, "\n".join(
+            results.append(violation(index, parsed, "\n".join(
                 f"{path}: {msg}" if path else msg for path, msg in exc.problems)))
         else:
             results.append({"index": index, "flow": flow.id, "namespace": flow.namespace,
@@ -93,19 +104,37 @@ async def validate_flows(request: Request) -> JSONResponse:
     return JSONResponse(results)
 
 
-def violation(index: int, document: str | None, constraints: str) -> dict[str, Any]:
+def _read(document: str) -> Any:
+    try:
+        return load_yaml(document)
+    except YamlTooBig:
+        raise
+    except Exception:  # unreadable YAML: the violation's constraints say why
+        return None
+
+
+async def read_document(index: int, document: str) -> Any:
+    """The document's YAML (None when it is not YAML), read within the flow limits and off
+    the event loop when big; a 422 naming the document when the limits refuse it."""
+    try:
+        if len(document) <= INLINE_PARSE_CHARS:
+            return _read(document)
+        future = asyncio.get_running_loop().run_in_executor(PARSE_POOL, _read, document)
+        return await asyncio.wait_for(future, PARSE_TIMEOUT_S)
+    except YamlTooBig as exc:
+        raise ValidationError([(f"[{index}]", str(exc))]) from None
+    except TimeoutError:
+        raise ValidationError([(f"[{index}]", "the document took too long to read")]) from None
+
+
+def violation(index: int, raw: Any, constraints: str) -> dict[str, Any]:
     """A `ValidateConstraintViolation` for an invalid document; id/namespace when readable."""
     out: dict[str, Any] = {"index": index}
-    if document is not None:
-        try:
-            raw = load_yaml(document)
-        except Exception:  # unreadable YAML: the constraints say why
-            raw = None
-        if isinstance(raw, dict):
-            if isinstance(raw.get("id"), str):
-                out["flow"] = raw["id"]
-            if isinstance(raw.get("namespace"), str):
-                out["namespace"] = raw["namespace"]
+    if isinstance(raw, dict):
+        if isinstance(raw.get("id"), str):
+            out["flow"] = raw["id"]
+        if isinstance(raw.get("namespace"), str):
+            out["namespace"] = raw["namespace"]
     out.update({"constraints": constraints, "outdated": False, "deprecationPaths": [],
                 "warnings": [], "infos": []})
     return out
@@ -178,7 +207,8 @@ async def get_flow(request: Request, namespace: str, flow_id: str) -> JSONRespon
 
 
 @router.put("/flows/{namespace}/{flow_id}", dependencies=OPERATOR,
-            summary="Create or update a flow (an update is a new revision)")
+            summary="Create or update a flow (an update is a new revision)",
+            openapi_extra=YAML_BODY)
 async def put_flow(request: Request, namespace: str, flow_id: str) -> JSONResponse:
     engine = get_engine(request)
     flow, _ = await engine.flows.put(namespace, flow_id, await yaml_body(request))
