@@ -25,6 +25,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from flowdeck.core.errors import FlowdeckError
+from flowdeck.server.auth import client_ip
 
 KEEPALIVE = b": ping\n\n"
 DEFAULT_KEEPALIVE = 15.0
@@ -140,7 +141,7 @@ def keepalive_interval(request: Request) -> float:
 
 
 def client_key(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_ip(request)
 
 
 async def open_stream(request: Request, events: AsyncIterator[bytes]) -> StreamingResponse:
