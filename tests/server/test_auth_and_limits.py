@@ -713,3 +713,61 @@ def test_password_hashes_use_the_owasp_argon2id_profile() -> None:
     with pytest.raises(ValueError):
         auth.Authenticator(required=True, username=USER, password_hash="$argon2i$nope")
 
+
+
+async def refused_chunked_upload(url: str, path: str, headers: str = "") -> tuple[bytes, bool]:
+    """Stream a chunked body that never ends; (the answer's head, whether the server closed the
+    connection instead of reading on). Bounded: at most 32 MiB are offered."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n"
+                 f"Content-Type: application/x-yaml\r\n{headers}\r\n".encode())
+    chunk = b"%x\r\n%s\r\n" % (64 * 1024, b"x" * 64 * 1024)
+    head = b""
+    closed = False
+    try:
+        async with asyncio.timeout(20):
+            for _ in range(512):
+                writer.write(chunk)
+                await writer.drain()
+                if not head and b"\r\n\r\n" in (peek := await _peek(reader)):
+                    head = peek
+                if head and reader.at_eof():
+                    closed = True
+                    break
+            if head and not closed:
+                closed = await _closes(reader)
+    except (ConnectionResetError, BrokenPipeError):
+        closed = True
+    finally:
+        writer.close()
+    return head, closed
+
+
+async def _peek(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await asyncio.wait_for(reader.read(65536), 0.01)
+    except TimeoutError:
+        return b""
+
+
+async def _closes(reader: asyncio.StreamReader) -> bool:
+    try:
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), 2)
+            if not data:
+                return True
+    except TimeoutError:
+        return False
+
+
+async def test_a_refused_chunked_body_is_not_read_on(tmp_path: Path) -> None:
+    async with serving(tmp_path, **with_basic()) as live:
+        head, closed = await refused_chunked_upload(live.url, f"{API}/flows")
+        assert head.startswith(b"HTTP/1.1 401"), head[:200]
+        assert b"connection: close" in head.lower()
+        assert closed
+        # A body read to its end keeps the connection.
+        response = await live.client.post(f"{API}/flows", content=b"x", headers={
+            **basic(), "Content-Type": "application/x-yaml"})
+        assert response.headers.get("connection") != "close"
