@@ -14,7 +14,7 @@ SECRET = "s3cr3t-VALUE-7f4a"
 AUTH_VALUE = "Bearer caller-credential-9c1e"
 COOKIE_VALUE = "session=caller-cookie-2b7d"
 
-GATED = textwrap.dedent(f"""
+GATED = textwrap.dedent("""
     id: secretive
     namespace: t.secrets
     inputs:
@@ -26,14 +26,14 @@ GATED = textwrap.dedent(f"""
     tasks:
       - id: say
         type: io.kestra.plugin.core.log.Log
-        message: "the password is {{{{ inputs.password }}}} for {{{{ inputs.name }}}}"
+        message: "the password is {{ inputs.password }} for {{ inputs.name }}"
       - id: out
         type: io.kestra.plugin.core.output.OutputValues
         values:
-          echoed: "{{{{ inputs.password }}}}"
+          echoed: "{{ inputs.password }}"
       - id: gate
         type: flowdeck.approval.Request
-        title: "Approve {{{{ inputs.name }}}}"
+        title: "Approve {{ inputs.name }}"
     """)
 HOOKED = textwrap.dedent("""
     id: hooked
