@@ -33,9 +33,6 @@ router = APIRouter(tags=["flows"])
 ALREADY_EXISTS = "https://kestra.io/docs/api-reference/problems/entity-already-exists"
 #: Kestra splits a multi-document source on lines that hold only `---`.
 DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
-#: The request body of the routes that take flow YAML, for the OpenAPI document.
-YAML_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
-    "application/x-yaml": {"schema": {"type": "string"}}}}}
 
 
 async def yaml_body(request: Request) -> str:
@@ -61,8 +58,7 @@ def flow_json(flow: FlowDefinition, *, with_source: bool = True,
 # -- create, validate, search: literal paths first ------------------------------------------
 
 
-@router.post("/flows", dependencies=OPERATOR, summary="Create a flow from its YAML source",
-             openapi_extra=YAML_BODY)
+@router.post("/flows", dependencies=OPERATOR, summary="Create a flow from its YAML source")
 async def create_flow(request: Request) -> JSONResponse:
     engine = get_engine(request)
     try:
@@ -74,8 +70,7 @@ async def create_flow(request: Request) -> JSONResponse:
 
 
 @router.post("/flows/validate", dependencies=OPERATOR,
-             summary="Validate one or more flow sources (separated by ---)",
-             openapi_extra=YAML_BODY)
+             summary="Validate one or more flow sources (separated by ---)")
 async def validate_flows(request: Request) -> JSONResponse:
     """Kestra's answer: a list of results, a violation for an invalid flow. A document the
     bounded YAML reader refuses (an alias bomb, too big, too deep) is a 422 instead: it is not
@@ -207,8 +202,7 @@ async def get_flow(request: Request, namespace: str, flow_id: str) -> JSONRespon
 
 
 @router.put("/flows/{namespace}/{flow_id}", dependencies=OPERATOR,
-            summary="Create or update a flow (an update is a new revision)",
-            openapi_extra=YAML_BODY)
+            summary="Create or update a flow (an update is a new revision)")
 async def put_flow(request: Request, namespace: str, flow_id: str) -> JSONResponse:
     engine = get_engine(request)
     flow, _ = await engine.flows.put(namespace, flow_id, await yaml_body(request))
