@@ -24,6 +24,7 @@ CONTRACTS = (
     "Dialects are independent of each other",
     "The server's shared plumbing knows no dialect",
     "The engine is free of any dialect",
+    "The executor knows no API domain (domains add rules through FlowPolicies)",
 )
 
 
@@ -52,6 +53,7 @@ def test_each_contract_catches_a_stray_import(tmp_path: Path) -> None:
         "server/dialects/staging/routes.py": "import flowdeck.server.dialects.kestra.common",
         "server/host.py": "import flowdeck.server.dialects.flowdeck",
         "engine/control.py": "import flowdeck.server.dialects.kestra",
+        "engine/launcher.py": "import flowdeck.engine.forge.service",
     }
     for path, line in strays.items():
         module = package / path

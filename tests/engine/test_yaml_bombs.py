@@ -151,3 +151,15 @@ def test_any_text_is_a_yaml_input_or_an_invalid_one_quickly(text: str) -> None:
     with cpu_time() as spent, contextlib.suppress(InvalidInputsError):
         resolve_inputs([YAML_INPUT], {"doc": text})
     assert spent.seconds < 0.5
+
+
+def test_peeking_at_a_flow_s_identity_is_bounded_too() -> None:
+    """The CLI and the HTTP client read a flow's namespace and id before sending it; a bomb
+    reads as "no identity" (the engine then says what is wrong), never as a stall."""
+    from flowdeck.core.yamlsafe import flow_identity
+
+    with cpu_time() as spent:
+        assert flow_identity(LAUGHS) is None
+    assert spent.seconds < 0.5
+    assert flow_identity("id: x\nnamespace: team.a\ntasks: []\n") == ("team.a", "x")
+    assert flow_identity("not: [valid") is None

@@ -31,7 +31,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
-import yaml
 
 from flowdeck.client.backend import (
     ROLES,
@@ -67,6 +66,7 @@ from flowdeck.core.errors import (
 )
 from flowdeck.core.models import Approval, Execution, LogEntry
 from flowdeck.core.states import is_terminal
+from flowdeck.core.yamlsafe import flow_identity
 
 APPROVALS_UNAVAILABLE = ("approvals are not available on this server (a Kestra server has no "
                          "approvals API; they come with a flowdeck server)")
@@ -380,7 +380,7 @@ class HttpBackend:
         """Create the flow, or update it (a new revision) if it exists."""
         headers = {"Content-Type": "application/x-yaml"}
         content = source.encode("utf-8")
-        identity = _flow_identity(source)
+        identity = flow_identity(source)
         if identity is not None:
             namespace, flow_id = identity
             with contextlib.suppress(NotFoundError):
@@ -810,18 +810,6 @@ def _loads(text: str) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return None
-
-
-def _flow_identity(source: str) -> tuple[str, str] | None:
-    """(namespace, id) of a flow source, if it can be read; else the server says what is wrong."""
-    try:
-        data = yaml.safe_load(source)
-    except yaml.YAMLError:
-        return None
-    if isinstance(data, dict) and isinstance(data.get("namespace"), str) \
-            and isinstance(data.get("id"), str):
-        return data["namespace"], data["id"]
-    return None
 
 
 __all__ = ["APPROVALS_UNAVAILABLE", "Backoff", "HttpBackend", "SSEEvent", "SSEParser"]

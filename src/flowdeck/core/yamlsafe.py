@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-__all__ = ["FLOW_LIMITS", "INPUT_LIMITS", "YamlLimits", "YamlTooBig", "load_yaml"]
+__all__ = ["FLOW_LIMITS", "INPUT_LIMITS", "YamlLimits", "YamlTooBig", "flow_identity",
+           "load_yaml", "load_yaml_or_none"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,3 +157,21 @@ def _measure(root: yaml.Node, limits: YamlLimits) -> None:
 
 def _too_deep(limits: YamlLimits) -> str:
     return f"nested too deeply (more than {limits.max_depth} levels)"
+
+
+def load_yaml_or_none(text: str, limits: YamlLimits = FLOW_LIMITS) -> Any:
+    """`load_yaml`, or None for anything it refuses (callers that only peek at a document and
+    leave saying what is wrong to whoever validates it)."""
+    try:
+        return load_yaml(text, limits)
+    except (yaml.YAMLError, ValueError):
+        return None
+
+
+def flow_identity(source: str) -> tuple[str, str] | None:
+    """(namespace, id) of a flow's YAML, if it reads as one (to tell created from updated)."""
+    doc = load_yaml_or_none(source)
+    if isinstance(doc, dict) and isinstance(doc.get("namespace"), str) \
+            and isinstance(doc.get("id"), str):
+        return doc["namespace"], doc["id"]
+    return None

@@ -28,6 +28,7 @@ from flowdeck.engine.bus import EXECUTION, FLOW, EventBus, ExecutionEvent, FlowE
 from flowdeck.engine.events import EVENTS, EventLog, EventReader
 from flowdeck.engine.executions import Admit, ExecutionService
 from flowdeck.engine.files import NamespaceFiles
+from flowdeck.engine.flow_policy import FlowPolicies
 from flowdeck.engine.flow_registry import FlowRegistry
 from flowdeck.engine.flowctl.service import FlowctlService
 from flowdeck.engine.flows import FlowDefinition, parse_flow_async
@@ -92,6 +93,7 @@ class Engine:
         self.files = NamespaceFiles(self.data_dir / "files")
         self.flows = FlowRegistry(self.store, self.clock, self._flow_changed)
         self.executions = ExecutionService(self)
+        self.flow_policies = FlowPolicies()  # limits and timeouts domains add to flows
         self._launcher = Launcher(self, settings.max_concurrent_executions)
         self.approvals = ApprovalService(self)
         self.secret_inputs = SecretInputs(self.store)

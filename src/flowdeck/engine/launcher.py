@@ -107,12 +107,12 @@ class Launcher:
     def flow_changed(self, flow: FlowDefinition) -> None:
         """A new revision may change its limit; executions already queued see it."""
         slots = self._flow_slots.get(slot_key(flow))
-        concurrency = self._engine.forge.concurrency_for(flow)
+        concurrency = self._engine.flow_policies.concurrency(flow)
         if slots is not None and concurrency is not None:
             slots.limit = concurrency.limit
 
     def _slots_for(self, flow: FlowDefinition) -> Slots | None:
-        concurrency = self._engine.forge.concurrency_for(flow)  # pipelines: a limit per repo
+        concurrency = self._engine.flow_policies.concurrency(flow)
         if concurrency is None:
             return None
         key = slot_key(flow)
@@ -125,7 +125,7 @@ class Launcher:
         """Take a slot of the flow's limit: True once held, False if the execution ended."""
         if slots.try_acquire():
             return True
-        concurrency = self._engine.forge.concurrency_for(runner.flow)
+        concurrency = self._engine.flow_policies.concurrency(runner.flow)
         assert concurrency is not None
         if concurrency.behavior in ("CANCEL", "FAIL"):
             final = "CANCELLED" if concurrency.behavior == "CANCEL" else "FAILED"

@@ -25,7 +25,6 @@ from flowdeck.core.sanitize import valid_json
 from flowdeck.core.states import FAILED_STATES, SUCCESSFUL_STATES, TERMINAL_STATES
 from flowdeck.core.timefmt import format_duration, format_instant
 from flowdeck.engine.flows import FlowDefinition
-from flowdeck.engine.forge.timeouts import phase_timeout
 from flowdeck.engine.inputs import resolve_inputs
 from flowdeck.engine.secrets import NO_MASK, Masker, secret_ids
 from flowdeck.engine.tasks.base import (
@@ -404,8 +403,8 @@ class ExecutionRunner:
         if current in TERMINAL_STATES:
             return current
         ctx = RunContext(self, task, tr)
-        # A pipeline phase has a timeout even when its task gives none (the forge's defaults).
-        limit = phase_timeout(self.flow, task, parent is None)
+        # A domain's policy may bound a task its flow gives no timeout (a pipeline phase).
+        limit = self.engine.flow_policies.task_timeout(self.flow, task, parent is None)
         if isinstance(task, FlowableTask):
             state = await self._run_flowable(task, tr, ctx, limit)
         else:
@@ -443,7 +442,7 @@ class ExecutionRunner:
     async def _orchestrate_within(self, task: FlowableTask, tr: TaskRun, ctx: RunContext,
                                   limit: timedelta) -> str:
         """Run a block for at most `limit`; what still runs inside it then is stopped and
-        fails (a pipeline phase's timeout)."""
+        fails (a block bounded as a whole, e.g. by a policy's timeout)."""
         try:
             async with asyncio.timeout(limit.total_seconds()):
                 return await task.orchestrate(ctx, self)

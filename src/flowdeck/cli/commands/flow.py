@@ -11,6 +11,7 @@ from flowdeck.cli.options import Commands
 from flowdeck.cli.session import Access, open_session
 from flowdeck.client.backend import FlowInfo
 from flowdeck.core.errors import BadRequestError, NotFoundError, ValidationError
+from flowdeck.core.yamlsafe import flow_identity, load_yaml_or_none
 
 #: Flow keys Kestra's flow JSON carries beyond what `FlowInfo` keeps (read from the source).
 FLOW_BODY_KEYS = ("outputs", "variables", "tasks", "errors", "finally", "afterExecution",
@@ -41,33 +42,14 @@ def read_flow_file(name: str) -> str:
         raise UsageError(f"{name}: not UTF-8 text (byte {exc.start})") from None
 
 
-def flow_identity(source: str) -> tuple[str, str] | None:
-    """(namespace, id) of a flow's YAML, if it reads as one (to tell created from updated)."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(source)
-    except yaml.YAMLError:
-        return None
-    if isinstance(doc, dict) and isinstance(doc.get("namespace"), str) \
-            and isinstance(doc.get("id"), str):
-        return doc["namespace"], doc["id"]
-    return None
-
-
 def flow_dict(flow: FlowInfo, *, with_source: bool) -> dict[str, Any]:
     """A flow as Kestra's JSON shows it, `tasks` and all (taken from its YAML source)."""
-    import yaml
-
     out: dict[str, Any] = {
         "id": flow.id, "namespace": flow.namespace, "revision": flow.revision,
         "description": flow.description,
         "labels": [{"key": k, "value": v} for k, v in flow.labels],
         "inputs": flow.inputs}
-    doc: Any = None
-    if flow.source:
-        with contextlib.suppress(yaml.YAMLError):
-            doc = yaml.safe_load(flow.source)
+    doc = load_yaml_or_none(flow.source) if flow.source else None
     if isinstance(doc, dict):
         out.update({k: doc[k] for k in FLOW_BODY_KEYS if k in doc})
     out["triggers"] = flow.triggers

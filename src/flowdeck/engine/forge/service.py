@@ -23,7 +23,6 @@ from flowdeck.core.forge import (
     ReleaseApproval,
     Step,
 )
-from flowdeck.engine.flows import ConcurrencyDef, FlowDefinition
 from flowdeck.engine.forge.approvals import ReleaseApprovals
 from flowdeck.engine.forge.deployments import DeploymentService
 from flowdeck.engine.forge.events import PipelineEvents, WebhookTargets
@@ -32,7 +31,7 @@ from flowdeck.engine.forge.requests import DeployRequests
 from flowdeck.engine.forge.retention import RunRetention
 from flowdeck.engine.forge.runs import RunService
 from flowdeck.engine.forge.settings import ForgeSettings
-from flowdeck.engine.forge.timeouts import is_pipeline
+from flowdeck.engine.forge.timeouts import PipelinePolicy
 
 if TYPE_CHECKING:
     from flowdeck.engine.engine import Engine
@@ -55,6 +54,7 @@ class ForgeService:
         if self.settings.webhooks:
             engine.events.resolvers.append(WebhookTargets(self.settings.webhooks))
         engine.approvals.guards.append(self.requests.guard)
+        engine.flow_policies.add(PipelinePolicy(self.settings.max_runs_per_repository))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -71,17 +71,6 @@ class ForgeService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.deployments.stop()
-
-    def concurrency_for(self, flow: FlowDefinition) -> ConcurrencyDef | None:
-        """A flow's concurrency limit; a repository's pipeline runs are also held to
-        `max_runs_per_repository` at once (more queue)."""
-        if not is_pipeline(flow):
-            return flow.concurrency
-        cap = self.settings.max_runs_per_repository
-        own = flow.concurrency
-        if own is None:
-            return ConcurrencyDef(limit=cap, behavior="QUEUE")
-        return ConcurrencyDef(limit=min(own.limit, cap), behavior=own.behavior)
 
     @property
     def environments(self) -> tuple[str, ...]:

@@ -1,4 +1,4 @@
-"""Phase timeouts of pipeline runs: the API document's defaults by phase kind.
+"""How pipeline flows run: phase timeouts by kind and a cap on a repository's runs at once.
 
 A phase's kind is read from its task id (`discover…` → discovery, `deploy…` → deployment,
 `release…` → release, `artifact…`/`package…`/`publish…` → artifact, anything else → CI); its
@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from flowdeck.core.forge import PIPELINE_NAMESPACE_PREFIX
+from flowdeck.engine.flows import ConcurrencyDef
 
 if TYPE_CHECKING:
     from flowdeck.engine.flows import FlowDefinition
@@ -46,3 +47,24 @@ def phase_timeout(flow: FlowDefinition, task: TaskDef, top_level: bool) -> timed
     if not top_level or not is_pipeline(flow) or not any(t is task for t in flow.tasks):
         return None  # errors and finally tasks are not phases
     return task.timeout if task.timeout is not None else phase_kind(task.id)[1]
+
+
+class PipelinePolicy:
+    """The engine's `FlowPolicy` for pipeline flows: phase timeouts, and a repository's runs
+    held to `max_runs` at once (more queue)."""
+
+    def __init__(self, max_runs: int) -> None:
+        self.max_runs = max_runs
+
+    def concurrency(self, flow: FlowDefinition,
+                    current: ConcurrencyDef | None) -> ConcurrencyDef | None:
+        if not is_pipeline(flow):
+            return current
+        if current is None:
+            return ConcurrencyDef(limit=self.max_runs, behavior="QUEUE")
+        return ConcurrencyDef(limit=min(current.limit, self.max_runs),
+                              behavior=current.behavior, key=current.key)
+
+    def task_timeout(self, flow: FlowDefinition, task: TaskDef,
+                     top_level: bool) -> timedelta | None:
+        return phase_timeout(flow, task, top_level)
