@@ -197,3 +197,38 @@ async def test_a_template_bomb_fails_its_task_and_the_server_keeps_answering(
             await asyncio.sleep(0.02)
     assert state == "FAILED"
     assert worst < 0.5, worst
+
+
+HUGE = "562411426186729553920"  # past what SQLite's INTEGER holds
+
+
+@pytest.mark.parametrize("path, params, headers, field", [
+    ("", {"afterSequence": HUGE}, {}, "afterSequence"),
+    ("", {"attempt": HUGE}, {}, "attempt"),
+    ("", {"filters[attempt][EQUALS]": HUGE}, {}, "filters[attempt]"),
+    ("/download", {"attempt": HUGE}, {}, "attempt"),
+    ("/follow", {"afterSequence": HUGE}, {}, "afterSequence"),
+    ("/follow", {}, {"Last-Event-ID": HUGE}, "Last-Event-ID"),
+])
+async def test_a_number_past_what_the_store_holds_is_a_400_before_the_stream_starts(
+        server: Server, path: str, params: dict[str, str], headers: dict[str, str],
+        field: str) -> None:
+    execution_id = await long_execution(server.engine, 10)
+    response = await server.client.get(f"{API}/logs/{execution_id}{path}", params=params,
+                                       headers=headers)
+    assert response.status_code == 400, response.text
+    assert field in response.json()["message"]
+    assert (await server.client.get("/ping")).status_code == 200
+
+
+async def test_a_superscript_digit_last_event_id_is_ignored_like_any_non_number(
+        server: Server) -> None:
+    execution_id = await long_execution(server.engine, 3)
+    first = (await server.engine.logs.fetch(execution_id))[0].seq
+    async with server.client.stream("GET", f"{API}/logs/{execution_id}/follow",
+                                     headers={"Last-Event-ID": b"\xb2"}) as response:
+        assert response.status_code == 200  # "²".isdigit(), but int("²") fails
+        async for line in response.aiter_lines():
+            if line.startswith("id: "):
+                assert int(line[4:]) == first  # replayed from the start
+                break

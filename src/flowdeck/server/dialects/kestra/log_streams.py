@@ -17,6 +17,28 @@ from flowdeck.engine.logs import LogQuery
 from flowdeck.server.sse import KEEPALIVE, STREAM_PAGE, StreamLimiter, encode, paced
 
 
+async def started(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """`chunks` with its first chunk already made: a query the store refuses is then an error
+    answer with its status, not a stream cut after a 200 (a broken chunked body)."""
+    try:
+        head = await anext(chunks)
+    except StopAsyncIteration:
+        head = b""
+
+    async def rest() -> AsyncIterator[bytes]:
+        try:
+            if head:
+                yield head
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    return rest()
+
+
 def json_page(first: list[bool]) -> Callable[[list[LogEntry]], bytes]:
     """Renders pages as the parts of one JSON array (the caller closes it)."""
 

@@ -56,6 +56,7 @@ from flowdeck.server.dialects.kestra.log_streams import (
     json_array,
     log_events,
     pretty_page,
+    started,
 )
 from flowdeck.server.sse import STREAM_PAGE, keepalive_interval, limiter_of, open_stream, paced
 
@@ -69,11 +70,19 @@ def _narrow(query: LogQuery, levels: set[str]) -> None:
     query.levels = levels if query.levels is None else query.levels & levels
 
 
+#: What a stored integer can hold (SQLite's INTEGER): a number past it is refused, not a 500.
+STORED_INT_MAX = 2**63 - 1
+
+
 def _int(name: str, raw: str) -> int:
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise BadRequestError(f"'{name}' must be an integer, got '{raw}'") from None
+    if not -STORED_INT_MAX <= value <= STORED_INT_MAX:
+        raise BadRequestError(f"'{name}' must be an integer between {-STORED_INT_MAX} and "
+                              f"{STORED_INT_MAX}")
+    return value
 
 
 def _apply_filter(query: LogQuery, f: Filter, now: datetime) -> None:
@@ -178,7 +187,7 @@ async def list_logs(execution_id: str, request: Request) -> Response:
     if raw:  # flowdeck's extension: the lines after a sequence number
         query.after_seq = max(0, _int("afterSequence", raw))
     body = json_array(get_engine(request), execution_id, query, limiter_of(request))
-    return StreamingResponse(body, media_type="application/json")
+    return StreamingResponse(await started(body), media_type="application/json")
 
 
 @router.get("/logs/{execution_id}/download", tags=["Logs"], dependencies=VIEWER,
@@ -194,8 +203,8 @@ async def download_logs(execution_id: str, request: Request) -> Response:
     if not is_terminal(execution.state.current):
         headers["Cache-Control"] = "no-cache"
     pages = engine.logs.pages(execution_id, page_size=STREAM_PAGE, query=query)
-    return StreamingResponse(paced(pages, pretty_page([True]), limiter_of(request)),
-                             media_type="text/plain", headers=headers)
+    body = await started(paced(pages, pretty_page([True]), limiter_of(request)))
+    return StreamingResponse(body, media_type="text/plain", headers=headers)
 
 
 @router.delete("/logs/{execution_id}", tags=["Logs"], dependencies=OPERATOR,
@@ -210,8 +219,8 @@ async def delete_logs(execution_id: str, request: Request) -> Response:
 def resume_point(request: Request) -> int:
     """The sequence number to resume after: `Last-Event-ID`, else `afterSequence`, else 0."""
     header = request.headers.get("last-event-id", "").strip()
-    if header.isdigit():
-        return int(header)
+    if header.isascii() and header.isdigit():
+        return _int("Last-Event-ID", header)
     raw = request.query_params.get("afterSequence")
     if raw is None or raw == "":
         return 0
