@@ -58,7 +58,21 @@ log_follow_p99_ms (target <= 100 ms)
     covers the pipe, the engine's group commit (``synchronous=FULL``), the bus, the SSE
     encoder, uvicorn and loopback TCP. p99 over all lines; every line must arrive exactly once.
 
-The phases run in the order get, search, follow, create (create last: it leaves a backlog).
+log_follow_rss_mb (target <= 200 MB)
+    ``followrss``: one execution whose shell task prints 200,000 lines (~80 MB of log JSON),
+    then 100 slow followers of ``GET /logs/{id}/follow``, each from its own loopback address
+    with a 64 KiB receive buffer reading 4 KiB every 50 ms, for 10 s. The figure is the
+    server's peak RSS (``/proc/<pid>/status``) minus its RSS before they connected; ``/ping``
+    is timed every 50 ms meanwhile and every 10 ms in the 2 s after they disconnect.
+
+ping_p99_ms_under_abuse (target <= 50 ms)
+    ``abuse``: for 10 s, ``/ping`` every 10 ms while a client posts a YAML alias bomb to
+    ``/flows/validate`` back to back (each must be a 4xx), another runs a regex-bomb template
+    execution back to back (each must end FAILED), and 100 slow followers replay the
+    200,000-line execution as above. p99 of the ``/ping`` latencies.
+
+The phases run in the order get, search, follow, create, followrss, abuse (the last two are
+the hostile ones; create leaves a backlog that the engine drains while they run).
 ``--profile DIR`` records each phase of the server with ``py-spy record --pid --gil`` (only the
 thread holding the GIL is sampled: the server's Python time; raw collapsed stacks in
 ``DIR/api-<phase>.txt``) and prints the heaviest frames to stderr; it slows the server a
@@ -961,11 +975,11 @@ async def phase_abuse(ctx: Context) -> dict[str, float]:
         stop.set()
         latencies = await pings
         await asyncio.gather(*bombs)
-    if set(yaml_out) != {422} or set(regex_out) != {"FAILED"}:
+    if any(not 400 <= status < 500 for status in yaml_out) or set(regex_out) != {"FAILED"}:
         raise RuntimeError(f"bombs answered {dict(yaml_out)} / {dict(regex_out)}")
     progress(f"abuse: /ping p50 {percentile(latencies, 50):.1f} ms, p99 "
              f"{percentile(latencies, 99):.1f} ms, max {latencies[-1]:.1f} ms over "
-             f"{len(latencies)} pings; {sum(yaml_out.values())} YAML bombs (422), "
+             f"{len(latencies)} pings; YAML bombs answered {dict(yaml_out)}, "
              f"{sum(regex_out.values())} regex bombs (FAILED)")
     return {"ping_p99_ms_under_abuse": percentile(latencies, 99),
             "_abuse_ping_max_ms": latencies[-1],
