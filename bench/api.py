@@ -71,8 +71,25 @@ ping_p99_ms_under_abuse (target <= 50 ms)
     execution back to back (each must end FAILED), and 100 slow followers replay the
     200,000-line execution as above. p99 of the ``/ping`` latencies.
 
-The phases run in the order get, search, follow, create, followrss, abuse (the last two are
-the hostile ones; create leaves a backlog that the engine drains while they run).
+release_creates_per_s (target >= 500)
+    ``POST /v1/releases`` (the forge API) from 50 concurrent keep-alive clients, each with a
+    Bearer token of its own (50 users, so the 1,000-requests-a-minute limit per user is not
+    what is measured), each create a new commit of one project, for 4 s after 1 s of warm-up:
+    answers with status 201 per second. Afterwards the bench reads the project's releases
+    back and checks they are numbered 1..N without a gap or a duplicate.
+
+run_overhead_ms (target <= 5)
+    A pipeline run of a flow of 4 trivial Log tasks (``POST /v1/runs``) against the same flow
+    run directly (``POST /api/v1/main/executions/pipelines.bench/shop``), one client,
+    alternating, 30 of each after 5 of each as warm-up: each from the request to the `end`
+    event of the execution's follow stream (``GET .../executions/{id}/follow``, the same for
+    both). The figure is the difference of the medians.
+
+These two run against a server of their own (a data dir with the 50 tokens and the pipeline
+flow, so authentication is on), started only when they are selected.
+
+The phases run in the order get, search, follow, create, followrss, abuse (the hostile ones;
+create leaves a backlog that the engine drains while they run), then release and pipeline.
 ``--profile DIR`` records each phase of the server with ``py-spy record --pid --gil`` (only the
 thread holding the GIL is sampled: the server's Python time; raw collapsed stacks in
 ``DIR/api-<phase>.txt``) and prints the heaviest frames to stderr; it slows the server a
@@ -101,7 +118,7 @@ import textwrap
 import time
 from array import array
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -176,6 +193,8 @@ class RawConnection:
         self.host_header = f"{host}:{port}"
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        #: Header lines sent with every request (e.g. a Bearer token), each ending in CRLF.
+        self.extra_headers = ""
 
     async def connect(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -211,7 +230,7 @@ class RawConnection:
         """(status, body) of one request; reconnects first if the server closed on us."""
         if self.writer is None:
             await self.connect()
-        self.send_head(method, path, body)
+        self.send_head(method, path, body, self.extra_headers)
         reader = self.reader
         assert reader is not None
         status, fields = await self.read_head()
@@ -987,6 +1006,173 @@ async def phase_abuse(ctx: Context) -> dict[str, float]:
             "_abuse_regex_bombs": float(sum(regex_out.values()))}
 
 
+# -- the forge API (its own server: tokens, so authentication is on) ---------------------------
+
+FORGE_CLIENTS = 50
+RELEASE_WARMUP_S = 1.0
+RELEASE_SECONDS = 4.0
+RUN_WARMUP = 5
+RUN_SAMPLES = 30
+PIPELINE_FLOW = flow_source("pipelines.bench", "shop", [LOG_TASK] * 4)
+
+
+@dataclass
+class ForgeServer:
+    server: Server
+    tokens: list[str]
+
+    def auth(self, i: int = 0) -> str:
+        return f"Authorization: Bearer {self.tokens[i]}\r\n"
+
+
+@contextlib.asynccontextmanager
+async def forge_server(tmp: Path, launcher: str) -> AsyncIterator[ForgeServer]:
+    """A server on a data dir of its own: the pipeline flow and a token per client."""
+    from flowdeck.engine.keys import TokenStore
+
+    data_dir = tmp / "forge-data"
+    engine = await Engine.open(EngineSettings(data_dir=data_dir, scheduler=False, envs={}))
+    try:
+        await engine.apply_flow(PIPELINE_FLOW)
+        store = TokenStore(engine.store, engine.clock)
+        tokens = [(await store.create("operator", f"bench-{i}"))[1]
+                  for i in range(FORGE_CLIENTS)]
+    finally:
+        await engine.close()
+    server = await start_server(data_dir, tmp, launcher)
+    try:
+        yield ForgeServer(server, tokens)
+    finally:
+        await stop_server(server)
+
+
+async def phase_release(tmp: Path, launcher: str) -> dict[str, float]:
+    async with forge_server(tmp, launcher) as forge:
+        conns = await open_connections(forge.server, FORGE_CLIENTS)
+        for i, conn in enumerate(conns):
+            conn.extra_headers = forge.auth(i) + "Content-Type: application/json\r\n"
+        counter = iter(range(1, 10**9))
+
+        def body() -> bytes:
+            return json.dumps({"repository": "bench/shop", "project": "api",
+                               "commit_sha": f"{next(counter):040x}"}).encode()
+
+        perf = time.perf_counter
+        start = perf() + RELEASE_WARMUP_S
+        end = start + RELEASE_SECONDS
+        latencies = array("d")
+        completed = 0
+        statuses: Counter[int] = Counter()
+
+        async def client(conn: RawConnection) -> None:
+            nonlocal completed
+            while (t0 := perf()) < end:
+                status, _ = await conn.request("POST", "/v1/releases", body())
+                t1 = perf()
+                statuses[status] += 1
+                if start <= t1 <= end:
+                    completed += 1
+                    if t0 >= start:
+                        latencies.append((t1 - t0) * 1000)
+
+        server0 = 0.0
+
+        async def mark() -> float:
+            nonlocal server0
+            await asyncio.sleep(max(0.0, start - perf()))
+            server0 = forge.server.cpu_seconds()
+            await asyncio.sleep(max(0.0, end - perf()))
+            return forge.server.cpu_seconds() - server0
+
+        try:
+            marks = asyncio.create_task(mark())
+            await asyncio.gather(*(client(c) for c in conns))
+            server_cpu = await marks
+        finally:
+            for conn in conns:
+                conn.close()
+        if set(statuses) != {201}:
+            raise RuntimeError(f"release creates answered {dict(statuses)}")
+        created = sum(statuses.values())
+        await check_numbering(forge, created)
+    rate = completed / RELEASE_SECONDS
+    ordered = sorted(latencies)
+    progress(f"release: {created} created, {rate:,.0f}/s measured; p50 "
+             f"{percentile(ordered, 50):.1f} ms, p99 {percentile(ordered, 99):.1f} ms; "
+             f"server CPU {server_cpu / RELEASE_SECONDS:.0%} of a core; numbered 1..{created} "
+             "without a gap")
+    return {"release_creates_per_s": rate, "_release_p99_ms": percentile(ordered, 99),
+            "_release_server_us": server_cpu * 1e6 / max(1, completed)}
+
+
+async def check_numbering(forge: ForgeServer, created: int) -> None:
+    """The project's releases are numbered 1..created: no gap, no duplicate."""
+    numbers: list[int] = []
+    async with httpx.AsyncClient(base_url=forge.server.url, timeout=60,
+                                 headers={"Authorization": f"Bearer {forge.tokens[0]}"}
+                                 ) as client:
+        offset = 0
+        while True:
+            page = (await client.get("/v1/releases/bench/shop/api", params={
+                "limit": "1000", "offset": str(offset)})).json()
+            numbers.extend(r["release_number"] for r in page["releases"])
+            offset += len(page["releases"])
+            if not page["releases"] or offset >= page["total"]:
+                break
+    if sorted(numbers) != list(range(1, created + 1)):
+        raise RuntimeError(f"release numbers are not 1..{created}: {len(numbers)} read, "
+                           f"{len(set(numbers))} distinct, max {max(numbers, default=0)}")
+
+
+async def until_end(client: httpx.AsyncClient, execution_id: str) -> None:
+    """Read the execution's follow stream until its `end` event."""
+    async with client.stream("GET", f"{API}/executions/{execution_id}/follow") as stream:
+        if stream.status_code != 200:
+            raise RuntimeError(f"follow answered {stream.status_code}")
+        async for line in stream.aiter_lines():
+            if line == "id: end":
+                return
+    raise RuntimeError(f"the follow of {execution_id} ended without an end event")
+
+
+async def phase_pipeline(tmp: Path, launcher: str) -> dict[str, float]:
+    async with forge_server(tmp, launcher) as forge:
+        headers = {"Authorization": f"Bearer {forge.tokens[0]}"}
+        async with httpx.AsyncClient(base_url=forge.server.url, timeout=60,
+                                     headers=headers) as client:
+            async def pipeline(n: int) -> float:
+                t0 = time.perf_counter()
+                answer = await client.post("/v1/runs", json={
+                    "repository": "bench/shop", "branch": "main",
+                    "commit_sha": f"{n:040x}", "trigger_type": "push"})
+                if answer.status_code != 201:
+                    raise RuntimeError(f"POST /v1/runs answered {answer.status_code}: "
+                                       f"{answer.text[:300]}")
+                await until_end(client, answer.json()["id"])
+                return (time.perf_counter() - t0) * 1000
+
+            async def direct(n: int) -> float:
+                t0 = time.perf_counter()
+                answer = await client.post(f"{API}/executions/pipelines.bench/shop")
+                if answer.status_code != 200:
+                    raise RuntimeError(f"create answered {answer.status_code}: "
+                                       f"{answer.text[:300]}")
+                await until_end(client, answer.json()["id"])
+                return (time.perf_counter() - t0) * 1000
+
+            runs: list[float] = []
+            flows: list[float] = []
+            for n in range(RUN_WARMUP + RUN_SAMPLES):
+                a, b = await pipeline(n), await direct(n)
+                if n >= RUN_WARMUP:
+                    runs.append(a)
+                    flows.append(b)
+    run_ms, flow_ms = statistics.median(runs), statistics.median(flows)
+    progress(f"pipeline: a run of 4 Log tasks {run_ms:.1f} ms, the flow directly "
+             f"{flow_ms:.1f} ms (medians of {RUN_SAMPLES}); overhead {run_ms - flow_ms:.1f} ms")
+    return {"run_overhead_ms": run_ms - flow_ms, "_run_ms": run_ms, "_flow_ms": flow_ms}
+
+
 # -- profiling --------------------------------------------------------------------------------
 
 
@@ -1082,6 +1268,8 @@ FIGURES = [
     Figure("log_follow_p99_ms", "log line -> SSE client, p99", "ms", 100, False, 1),
     Figure("log_follow_rss_mb", "100 slow followers, RSS growth", "MB", 200, False, 0),
     Figure("ping_p99_ms_under_abuse", "/ping p99 under abuse", "ms", 50, False, 1),
+    Figure("release_creates_per_s", "POST /v1/releases, 50 clients", "rel/s", 500, True, 0),
+    Figure("run_overhead_ms", "pipeline run vs the flow, median", "ms", 5, False, 2),
 ]
 
 NOTES = {
@@ -1103,11 +1291,19 @@ NOTES = {
     "_abuse_ping_max_ms": "/ping max under abuse: {:.1f} ms",
     "_abuse_yaml_bombs": "YAML bombs refused during the abuse window: {:.0f}",
     "_abuse_regex_bombs": "regex-bomb executions failed during the abuse window: {:.0f}",
+    "_release_p99_ms": "POST /v1/releases p99: {:.1f} ms",
+    "_release_server_us": "server CPU per release create: {:.0f} us",
+    "_run_ms": "a pipeline run of 4 Log tasks, request to end event: {:.1f} ms (median)",
+    "_flow_ms": "the same flow run directly: {:.1f} ms (median)",
 }
 
 PHASES: dict[str, Callable[[Context], Awaitable[dict[str, float]]]] = {
     "get": phase_get, "search": phase_search, "follow": phase_follow, "create": phase_create,
     "followrss": phase_followrss, "abuse": phase_abuse,
+}
+#: Phases on a server of their own (see forge_server), after the others.
+FORGE_PHASES: dict[str, Callable[[Path, str], Awaitable[dict[str, float]]]] = {
+    "release": phase_release, "pipeline": phase_pipeline,
 }
 
 
@@ -1176,12 +1372,26 @@ async def run(selected: list[str], launcher: str, profile: Path | None
     return results, how
 
 
+async def run_forge(selected: list[str]) -> dict[str, float]:
+    """The forge phases, each on a server of its own. Always `flowdeck serve`: it turns
+    authentication on when tokens exist, so each client is a user of its own."""
+    results: dict[str, float] = {}
+    for name in selected:
+        with tempfile.TemporaryDirectory(prefix="flowdeck-bench-forge-") as tmp_name:
+            progress(f"{name} ...")
+            started = time.perf_counter()
+            results.update(await FORGE_PHASES[name](Path(tmp_name), "serve"))
+            progress(f"{name} took {time.perf_counter() - started:.1f} s")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     global VERBOSE
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--only", default=",".join(PHASES),
-                        help=f"comma-separated phases to run (default: {','.join(PHASES)})")
+    every = [*PHASES, *FORGE_PHASES]
+    parser.add_argument("--only", default=",".join(every),
+                        help=f"comma-separated phases to run (default: {','.join(every)})")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--launcher", choices=("auto", "serve", "uvicorn"), default="auto",
                         help="`flowdeck serve`, the bench's own uvicorn launcher, or serve if "
@@ -1190,12 +1400,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="record each phase of the server with py-spy into DIR")
     args = parser.parse_args(argv)
     selected = [p.strip() for p in args.only.split(",") if p.strip()]
-    unknown = [p for p in selected if p not in PHASES]
+    unknown = [p for p in selected if p not in every]
     if unknown or not selected:
-        parser.error(f"unknown phase(s) {unknown}; choose from {', '.join(PHASES)}")
-    selected = [p for p in PHASES if p in selected]  # the documented order
+        parser.error(f"unknown phase(s) {unknown}; choose from {', '.join(every)}")
+    selected = [p for p in every if p in selected]  # the documented order
     VERBOSE = not args.quiet
-    results, how = asyncio.run(run(selected, args.launcher, args.profile))
+    results: dict[str, float] = {}
+    how = "serve (the forge phases' own servers)"
+    if any(p in PHASES for p in selected):
+        results, how = asyncio.run(run([p for p in selected if p in PHASES], args.launcher,
+                                       args.profile))
+    if any(p in FORGE_PHASES for p in selected):
+        results.update(asyncio.run(run_forge([p for p in selected if p in FORGE_PHASES])))
     if args.json:
         print(json.dumps(rounded(results)))
     else:

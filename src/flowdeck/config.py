@@ -124,6 +124,54 @@ class DeckConfig(BaseModel):
 
 #: Profile keys that would hold a secret inline: refused, use `<key>_env` or `<key>_file`.
 INLINE_SECRETS = ("password", "token")
+#: `owner/name/project`, as `[profiles.NAME.forge] projects` lists them.
+FORGE_PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}/[A-Za-z0-9][A-Za-z0-9._-]{0,99}/"
+                           r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", re.ASCII)
+
+
+class ProfileForgeConfig(BaseModel):
+    """`[profiles.NAME.forge]`: the profile's releases come from a Forge server of their own
+    (the forge API, spec 002) instead of the profile's backend, with its own Bearer token
+    (`token_env` or `token_file`, never inline). `projects` (`owner/name/project`) and
+    `environments` say what to show when that server has no projects overview."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1)
+    token_env: str | None = Field(default=None, min_length=1)
+    token_file: str | None = Field(default=None, min_length=1)
+    timeout: float | None = Field(default=None, gt=0, le=3600)
+    projects: list[str] = Field(default_factory=list)
+    environments: list[str] = Field(default_factory=lambda: list(DEFAULT_ENVIRONMENTS))
+    approval_environments: list[str] = Field(default_factory=lambda: ["production"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_token(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "token" in data:
+            raise ValueError("'token' is not accepted inline: put it in an environment "
+                             "variable named by token_env, or in a file named by token_file")
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("projects")
+    @classmethod
+    def _project_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if FORGE_PROJECT.fullmatch(name) is None:
+                raise ValueError(f"{name!r}: write owner/name/project")
+        return value
+
+    @model_validator(mode="after")
+    def _one_token(self) -> ProfileForgeConfig:
+        if self.token_env and self.token_file:
+            raise ValueError("give token_env or token_file, not both")
+        return self
 
 
 class ProfileConfig(BaseModel):
@@ -152,6 +200,8 @@ class ProfileConfig(BaseModel):
     scheduler: bool | None = None
     read_only: bool | None = None
     theme: str | None = Field(default=None, min_length=1)
+    #: Releases from a Forge server of their own (`[profiles.NAME.forge]`).
+    forge: ProfileForgeConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -191,7 +241,7 @@ class ProfileConfig(BaseModel):
 
     def backend_options(self) -> dict[str, Any]:
         """The profile as `make_backend(profile=...)` takes it (unset keys left out)."""
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(exclude_none=True, exclude={"forge"})
 
 
 #: The staging providers (`flowdeck.engine.staging`).

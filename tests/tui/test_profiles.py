@@ -226,3 +226,6 @@ def test_example_profiles_are_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     settings = load_settings(str(write_config(tmp_path, body)))
     assert set(settings.profiles) == {"prod", "ci", "scratch"}
     assert "password" not in settings.profiles["prod"].backend_options()
+    forge = settings.profiles["prod"].forge
+    assert forge is not None and forge.projects == ["acme/shop/api", "acme/shop/web"]
+    assert "forge" not in settings.profiles["prod"].backend_options()

@@ -15,6 +15,7 @@ from flowdeck.tui.screens.approvals import ApprovalsScreen
 from flowdeck.tui.screens.executions import ExecutionsScreen
 from flowdeck.tui.screens.flows import FlowsScreen
 from flowdeck.tui.screens.help import HelpScreen
+from flowdeck.tui.screens.releases import ReleasesScreen
 from flowdeck.tui.screens.staging import StagingScreen
 from flowdeck.tui.theme import load_themes
 from tui.deck_flows import APPROVAL, HELLO
@@ -86,8 +87,7 @@ async def test_command_mode_switches_screens(backend: EmbeddedBackend, clock: Ma
         await type_command(pilot, ":st")
         await wait_for(lambda: isinstance(app.screen, StagingScreen))
         await type_command(pilot, ":rel")
-        await wait_for(lambda: any("not available yet" in str(n.message)
-                                   for n in app._notifications))
+        await wait_for(lambda: isinstance(app.screen, ReleasesScreen))
 
 
 async def test_help_lists_current_screen_actions(backend: EmbeddedBackend, clock: ManualClock,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from flowdeck.cli import endpoint
 from flowdeck.cli.common import EXIT_OK, UsageError
+from flowdeck.cli.releases import profile_forge
 from flowdeck.cli.session import engine_settings
 from flowdeck.client.backend import Backend
 from flowdeck.config import Settings
@@ -20,6 +21,7 @@ from flowdeck.engine.engine import Engine
 
 if TYPE_CHECKING:
     from flowdeck.client.embedded import EmbeddedBackend
+    from flowdeck.client.releases import ForgeEndpoint
     from flowdeck.server.app import ServerOptions
     from flowdeck.server.serve import HttpService
     from flowdeck.tui.app import FlowdeckApp
@@ -79,6 +81,12 @@ def build_deck(args: argparse.Namespace, settings: Settings
     def open_profile(name: str) -> Backend:
         return profile_backend(settings, name)
 
+    def forge_for_profile(name: str) -> ForgeEndpoint | None:
+        try:
+            return profile_forge(settings, name)
+        except UsageError as exc:  # e.g. its token variable is unset: releases say so
+            raise ValidationError([(f"profiles.{name}.forge", str(exc))]) from None
+
     serving = DeckServing.bind(args.serve, settings) if args.serve else None
 
     async def startup(backend: Backend) -> None:
@@ -98,7 +106,9 @@ def build_deck(args: argparse.Namespace, settings: Settings
         startup=startup if args.demo or serving is not None else None,
         close_backend=True, profile=args.profile, open_profile=open_profile,
         profile_names=sorted(settings.profiles), confirm=settings.deck.confirm,
-        before_close=before_close if serving is not None else None)
+        before_close=before_close if serving is not None else None,
+        forge=profile_forge(settings, args.profile) if args.profile else None,
+        forge_for_profile=forge_for_profile)
     return app, serving
 
 
@@ -165,10 +175,44 @@ class DeckServing:
 
 
 async def seed_demo(backend: Backend) -> None:
-    """Live activity for `make run`: the examples, the scheduled report and an approval."""
+    """Live activity for `make run`: the examples, the scheduled report and an approval,
+    and the releases screen's data (the example pipeline, a run, a release in dev)."""
     from flowdeck.cli.commands.demo import example_sources
 
     for source in example_sources():
         await backend.apply_flow(source)
     await backend.create_execution("flowdeck.demo", "nightly-report")
     await backend.create_execution("flowdeck.demo", "release-approval")
+    await seed_demo_release(backend)
+
+
+#: The demo release's commit (the same every time, so `make run` makes it once).
+DEMO_SHA = "5eed0de7c0ffee00"
+
+
+async def seed_demo_release(backend: Backend) -> None:
+    """The example pipeline of `example/shop`, a run of it and, once, release 1 of
+    `example/shop/api` from that run, deployed to dev."""
+    from flowdeck.client.releases import releases_for
+    from flowdeck.core.errors import NotFoundError
+    from flowdeck.core.forge import EXAMPLE_REPOSITORY, example_pipeline_sources
+
+    for source in example_pipeline_sources():
+        await backend.apply_flow(source)
+    releases = releases_for(backend, await backend.connect(), user="demo")
+    try:
+        try:
+            await releases.release(EXAMPLE_REPOSITORY, "api", DEMO_SHA)
+            return
+        except NotFoundError:
+            pass
+        run = await releases.create_run(EXAMPLE_REPOSITORY, "main", DEMO_SHA,
+                                        trigger_type="push")
+        release = await releases.create_release(
+            EXAMPLE_REPOSITORY, "api", DEMO_SHA,
+            [{"name": "api", "type": "container",
+              "tracking_oci_uri": f"registry.example.com/example/shop/api:{DEMO_SHA[:7]}"}],
+            pipeline_run_id=run.id, tag="v0.1.0")
+        await releases.deploy(release.id, "dev")
+    finally:
+        await releases.close()

@@ -34,6 +34,9 @@ class Capabilities:
     #: The caller's role (viewer < operator < approver < admin) where the backend says it
     #: (the embedded engine: "admin"; a server: from `GET /api/v1/me`); None: not known.
     role: str | None = None
+    #: Who the backend takes the caller to be (a server: the token's or user's name from
+    #: `GET /api/v1/me`); None: not known (the embedded engine: whoever runs the deck).
+    user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

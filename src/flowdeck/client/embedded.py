@@ -197,6 +197,7 @@ class EmbeddedBackend:
             self._started = self._start
             self._capabilities = Capabilities(kind="embedded", version=flowdeck_version(),
                                               approvals=True, staging=True,
+                                              releases=True,
                                               action_paths="2.x", role="admin")
             return self._capabilities
 

@@ -248,28 +248,44 @@ class HttpBackend:
             raise ProtocolError(f"{self.base_url}/api/v1/configs did not answer a JSON object")
         info = detect_server(configs, login_endpoint=login_endpoint)
         self._info = info
+        role, user = await self._me() if info.kind == "flowdeck" else (None, None)
         self._capabilities = Capabilities(
             kind=info.kind, version=info.version, approvals=info.approvals,
             staging=info.kind == "flowdeck",
-            releases=False, kv=True, namespace_files=True, action_paths=info.action_paths,
-            role=await self._role() if info.kind == "flowdeck" else None)
+            releases=info.kind == "flowdeck", kv=True, namespace_files=True,
+            action_paths=info.action_paths, role=role, user=user)
         return self._capabilities
 
-    async def _role(self) -> str | None:
-        """The caller's role from flowdeck's `GET /api/v1/me` (`{"kind","name","role"}`),
-        where the server answers it; None otherwise (an older server): nothing is hidden."""
+    async def _me(self) -> tuple[str | None, str | None]:
+        """The caller's role and name from flowdeck's `GET /api/v1/me` (`{"kind","name",
+        "role"}`), where the server answers it; None otherwise (an older server): nothing is
+        hidden."""
         try:
             answer = await self._raw("GET", "/api/v1/me")
         except BackendUnavailable:
-            return None
+            return None, None
         if answer.status_code != 200:
-            return None
+            return None, None
         try:
             body = answer.json()
         except ValueError:
-            return None
-        role = body.get("role") if isinstance(body, dict) else None
-        return role if role in ROLES else None
+            return None, None
+        if not isinstance(body, dict):
+            return None, None
+        role, name = body.get("role"), body.get("name")
+        return (role if role in ROLES else None,
+                name if isinstance(name, str) and name else None)
+
+    def auth_headers(self) -> dict[str, str]:
+        """The credentials this backend sends, as headers, for a client of another API on
+        the same server (the forge's `/v1`)."""
+        headers = {}
+        if "Authorization" in self._headers:
+            headers["Authorization"] = self._headers["Authorization"]
+        elif self._auth is not None:
+            request = next(self._auth.auth_flow(httpx.Request("GET", self.base_url)))
+            headers["Authorization"] = request.headers["Authorization"]
+        return headers
 
     async def ping(self) -> None:
         """`GET /api/v1/configs` within a few seconds (less than a request's timeout, so a

@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widgets import Input, TextArea
 
 from flowdeck.client.backend import Backend, Capabilities, InterruptedRun
+from flowdeck.client.releases import ForgeEndpoint
 from flowdeck.core.clock import Clock, SystemClock
 from flowdeck.core.errors import BackendUnavailable, FlowdeckError
 from flowdeck.core.models import Approval, Execution
@@ -87,7 +88,10 @@ class FlowdeckApp(App[None]):
                  open_profile: Callable[[str], Backend] | None = None,
                  profile_names: Iterable[str] = (),
                  before_close: Callable[[Backend], Awaitable[None]] | None = None,
-                 confirm: bool = True, heartbeat: float = HEARTBEAT) -> None:
+                 confirm: bool = True, heartbeat: float = HEARTBEAT,
+                 forge: ForgeEndpoint | None = None,
+                 forge_for_profile: Callable[[str], ForgeEndpoint | None] | None = None
+                 ) -> None:
         super().__init__()
         self.backend = backend
         self.clock: Clock = clock or SystemClock()
@@ -115,6 +119,11 @@ class FlowdeckApp(App[None]):
         self._open_profile = open_profile
         self.profile_names = sorted(profile_names)
         self._user = user
+        #: Where the releases screen reads releases when not from the backend itself: the
+        #: profile's own Forge (`[profiles.NAME.forge]`); `forge_for_profile` gives the next
+        #: profile's on `:profile`.
+        self.forge = forge
+        self._forge_for_profile = forge_for_profile
         #: Key overrides by action id (`[tui.keys]`), as help shows them.
         self.keymap = dict(keymap or {})
         self._wanted_theme = theme or DEFAULT_THEME
@@ -515,11 +524,6 @@ class FlowdeckApp(App[None]):
                            "Usage: :profile NAME")
             else:
                 self.switch_profile(arg)
-        elif name == "releases":
-            version = self.capabilities.version if self.capabilities else "?"
-            kind = self.capabilities.kind if self.capabilities else self.backend.name
-            self.toast(f":rel — {name} not available yet "
-                       f"on this backend/version ({kind} {version})", severity="warning")
         elif name == "quit":
             self.run_worker(self.action_quit(), group="quit", exclusive=True)
         elif name == "help":
@@ -549,6 +553,7 @@ class FlowdeckApp(App[None]):
             return
         try:
             new = self._open_profile(name)
+            forge = self._forge_for_profile(name) if self._forge_for_profile else None
         except FlowdeckError as exc:  # unknown name, an unset variable, a bad key
             self.toast(f"profile {name}: {exc}", severity="error")
             return
@@ -566,6 +571,7 @@ class FlowdeckApp(App[None]):
             self.workers.cancel_group(self, group)
         await self._reset_screens()
         self.backend, self.profile = new, name
+        self.forge = forge
         self.capabilities = None
         self._startup = None
         self._pending.clear()

@@ -17,7 +17,7 @@ from flowdeck.client.backend import ROLES
 
 GLOBAL = "global"
 #: Screens that show a list: `/` filters, `q` quits, `space` marks (where it can).
-LIST_SCOPES = ("executions", "flows", "approvals", "staging")
+LIST_SCOPES = ("executions", "flows", "approvals", "staging", "releases", "release")
 
 OPERATOR, APPROVER = "operator", "approver"
 
@@ -97,6 +97,15 @@ CATALOGUE: tuple[DeckAction, ...] = (
     DeckAction("delete-environment", "d,ctrl+d", "delete_environment", "Delete",
                ("staging",), role=OPERATOR),
     DeckAction("open-run", "o", "open_run", "Open run", ("staging",)),
+    # releases (:rel): the projects, then one project's releases and environments
+    DeckAction("open-project", "enter", "open_project", "Open", ("releases",)),
+    DeckAction("deploy-release", "d", "deploy_release", "Deploy", ("release",),
+               role=OPERATOR),
+    DeckAction("approve-release", "a", "approve_release", "Approve", ("release",),
+               role=APPROVER),
+    DeckAction("revoke-approval", "x", "revoke_approval", "Revoke", ("release",),
+               role=APPROVER),
+    DeckAction("open-release-run", "o", "open_release_run", "Open run", ("release",)),
 )
 
 #: Textual action name -> the role it needs (the screen-local name, without `app.`).

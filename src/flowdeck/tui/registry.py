@@ -13,6 +13,7 @@ from flowdeck.tui.screens.approvals import ApprovalsScreen
 from flowdeck.tui.screens.base import DeckScreen
 from flowdeck.tui.screens.executions import ExecutionsScreen
 from flowdeck.tui.screens.flows import FlowsScreen
+from flowdeck.tui.screens.releases import ReleasesScreen
 from flowdeck.tui.screens.staging import StagingScreen
 
 
@@ -48,6 +49,8 @@ SCREENS: tuple[ScreenEntry, ...] = (
                 "the approvals queue (h: the decided ones)"),
     ScreenEntry("staging", StagingScreen, ("st", "staging"),
                 "staging environments: clone, delete, follow the run"),
+    ScreenEntry("releases", ReleasesScreen, ("rel", "releases", "release"),
+                "releases per project: deploy, approve for production, revoke, the run"),
 )
 
 COMMANDS: tuple[CommandEntry, ...] = (
@@ -57,7 +60,6 @@ COMMANDS: tuple[CommandEntry, ...] = (
                  "switch theme: dark, light or any installed theme's name"),
     CommandEntry("profile", ("profile", "ctx"), ":profile NAME",
                  "switch to a [profiles.NAME] backend (no NAME: list them)"),
-    CommandEntry("releases", ("rel", "releases"), ":rel", "releases (not available yet)"),
     CommandEntry("quit", ("q", "quit"), ":q", "quit (asks first while this deck's engine "
                  "has runs in progress)"),
     CommandEntry("help", ("help",), ":help", "this help"),

@@ -6,10 +6,11 @@ The first dialect answers for paths no dialect owns (the host's `/ping`, `/healt
 from __future__ import annotations
 
 from flowdeck.server.dialect import Dialect
-from flowdeck.server.dialects import flowdeck, kestra, staging
+from flowdeck.server.dialects import flowdeck, forge, kestra, staging
 
 DEFAULT_DIALECTS: tuple[Dialect, ...] = (
     kestra.DIALECT,
     staging.DIALECT,
     flowdeck.DIALECT,
+    forge.DIALECT,
 )

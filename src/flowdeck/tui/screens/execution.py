@@ -266,24 +266,7 @@ class ExecutionScreen(DeckScreen):
                     app, "secondary"))
         self.update_text("summary", summary)
 
-        start = ex.state.start_date
-        span = max(0.001, execution_seconds(ex, now))
-        lines = Text(end="")
-        width = max(20, self.size.width - GANTT_WIDTH - 34)
-        for depth, tr in task_depths(ex.task_runs):
-            name = "  " * depth + tr.task_id + (f"[{tr.value}]" if tr.value else "")
-            label = sanitize_line(name, 200)
-            label = label if len(label) <= width else label[: width - 1] + "…"
-            lines.append(label.ljust(width) + " ")
-            lines.append(tr.state.current.ljust(10), style=rich_style(
-                app, state_variable(tr.state.current)))
-            attempts = len(tr.attempts)
-            lines.append(f" {attempts:>2}x " if attempts else "     ")
-            lines.append_text(gantt(app, tr, start, span, now))
-            lines.append(f" {duration_text(state_seconds(tr.state, now))}\n")
-        if not ex.task_runs:
-            lines.append("no task runs yet")
-        self.update_text("tasks", lines)
+        self.update_text("tasks", self.task_lines(ex, now))
 
         io = Text(end="")
         io.append("Inputs\n", style="bold")
@@ -297,6 +280,35 @@ class ExecutionScreen(DeckScreen):
                                    tr.outputs)
         io.append(sanitize(json.dumps(outputs, indent=2, ensure_ascii=False, default=str)))
         self.update_text("io", io)
+
+    def task_lines(self, ex: Execution, now: datetime) -> Text:
+        """The task-run tree: one line per task run (indented under its parent) with its
+        state, attempts, a Gantt strip on the execution's timeline and its duration."""
+        lines = Text(end="")
+        for depth, tr in task_depths(ex.task_runs):
+            lines.append_text(self.task_line(ex, tr, depth, now))
+        if not ex.task_runs:
+            lines.append("no task runs yet")
+        return lines
+
+    def task_line(self, ex: Execution, tr: TaskRun, depth: int, now: datetime,
+                  prefix: str = "") -> Text:
+        app = self.deck
+        start = ex.state.start_date
+        span = max(0.001, execution_seconds(ex, now))
+        width = max(20, self.size.width - GANTT_WIDTH - 34)
+        line = Text(end="")
+        name = "  " * depth + prefix + tr.task_id + (f"[{tr.value}]" if tr.value else "")
+        label = sanitize_line(name, 200)
+        label = label if len(label) <= width else label[: width - 1] + "…"
+        line.append(label.ljust(width) + " ")
+        line.append(tr.state.current.ljust(10), style=rich_style(
+            app, state_variable(tr.state.current)))
+        attempts = len(tr.attempts)
+        line.append(f" {attempts:>2}x " if attempts else "     ")
+        line.append_text(gantt(app, tr, start, span, now))
+        line.append(f" {duration_text(state_seconds(tr.state, now))}\n")
+        return line
 
     def update_text(self, widget_id: str, text: Text) -> None:
         """`Static.update` that re-lays out the screen only when the pane's height may
