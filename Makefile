@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup bench lint clean check-compat
+.PHONY: run test setup bench lint clean check-compat check-security
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
+# Not in CI: schemathesis against a live `flowdeck serve` (open, then with a token) and a 60 s
+# mixed load at 50 clients (bench/security.py). schemathesis lives in its own venv, never in
+# `make test`'s dependencies.
+SECURITY_VENV := .venv-security
+check-security: $(STAMP)
+	test -x $(SECURITY_VENV)/bin/schemathesis || ( $(PYTHON) -m venv $(SECURITY_VENV) && \
+		$(SECURITY_VENV)/bin/python -m pip install --quiet "schemathesis>=4,<5" )
+	$(BIN)/python bench/security.py --schemathesis $(SECURITY_VENV)/bin/schemathesis
+
 clean:
-	rm -rf $(VENV) $(COMPAT) .pytest_cache
+	rm -rf $(VENV) $(COMPAT) $(SECURITY_VENV) .pytest_cache
 
 # Every answer of the Kestra dialect read with kestrapy 1.0.4 (the client of Kestra 1.x and
 # of Kestra's own 1.x end-to-end tests), in a virtual environment of its own: not in `make

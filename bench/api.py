@@ -58,6 +58,19 @@ log_follow_p99_ms (target <= 100 ms)
     covers the pipe, the engine's group commit (``synchronous=FULL``), the bus, the SSE
     encoder, uvicorn and loopback TCP. p99 over all lines; every line must arrive exactly once.
 
+log_follow_rss_mb (target <= 200 MB)
+    ``followrss``: one execution whose shell task prints 200,000 lines (~80 MB of log JSON),
+    then 100 slow followers of ``GET /logs/{id}/follow``, each from its own loopback address
+    with a 64 KiB receive buffer reading 4 KiB every 50 ms, for 10 s. The figure is the
+    server's peak RSS (``/proc/<pid>/status``) minus its RSS before they connected; ``/ping``
+    is timed every 50 ms meanwhile and every 10 ms in the 2 s after they disconnect.
+
+ping_p99_ms_under_abuse (target <= 50 ms)
+    ``abuse``: for 10 s, ``/ping`` every 10 ms while a client posts a YAML alias bomb to
+    ``/flows/validate`` back to back (each must be a 4xx), another runs a regex-bomb template
+    execution back to back (each must end FAILED), and 100 slow followers replay the
+    200,000-line execution as above. p99 of the ``/ping`` latencies.
+
 release_creates_per_s (target >= 500)
     ``POST /v1/releases`` (the forge API) from 50 concurrent keep-alive clients, each with a
     Bearer token of its own (50 users, so the 1,000-requests-a-minute limit per user is not
@@ -75,49 +88,10 @@ run_overhead_ms (target <= 5)
 These two run against a server of their own (a data dir with the 50 tokens and the pipeline
 flow, so authentication is on), started only when they are selected.
 
-webhook_delivery_p99_ms (target <= 100 ms)
-    Needs ``flowdeck serve`` (the default launcher), run with
-    ``FLOWDECK_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true``. 10 public API keys, each with a signed
-    webhook to a receiver in this process on loopback (a plain asyncio HTTP/1.1 server that
-    stamps each request with ``time.time_ns()`` once its body is read and checks its
-    ``X-Webhook-Signature``). Each key runs the bundled agent 4 times: execute, wait for
-    ``execution.pending_approval``, approve, wait for ``execution.completed`` (8 calls, within
-    the key's burst). The delay of each of the 120 deliveries (started, pending_approval,
-    completed) is its receipt stamp minus the state change's own time, the payload's
-    ``timestamp`` (milliseconds: over-stated by up to 1 ms); p99 over all of them.
-
-public_execute_p99_ms (target <= 25 ms)
-    ``POST /api/v1/public/agents/workflow_bfsi_marketing_template/execute`` with the spec's
-    one-row body from 50 clients, each with its own key and keep-alive connection, each sending
-    at the rate its key's bucket refills (1/s, an open loop with a random phase): 2 s of warm-up,
-    then 10 s measured (500 requests), all of which must answer 202. The agents these create
-    run meanwhile (up to their approval), as on a real server. Then each client sends a burst
-    of 8 back to back (noted: its p99 and any 429s).
-
-flowctl_submit_p99_ms, flowctl_status_p99_ms
-    The FlowCtl API (``/api/v1/workflows``): ``POST /api/v1/workflows`` of a one-task workflow
-    (a ``generic`` task running ``true``) from 50 concurrent keep-alive clients for 4 s, each
-    answer a 201 with the whole workflow (the engine runs what is submitted meanwhile, as a real
-    server would); then, once every submitted workflow has finished, ``GET
-    /api/v1/workflows/{id}`` of random ones of them (each with its task) from 50 clients, 1 s
-    of warm-up and 5 s measured. The bench's server is configured with ``[flowctl]
-    rate_limit_per_minute = 1000000``: the limiter still counts every request and sets its
-    headers, but 50 clients on one address would otherwise be refused past the 100th request
-    of a minute (the spec's limit).
-
-flows_search_p99_ms
-    ``GET /api/v1/main/flows/search?size=100``: every seeded flow as Kestra's flow document
-    (input defaults written as text, labels as a list), one client, sequential: 5 warm-up
-    requests, then 200.
-
-bulk_labels_per_s
-    ``POST /api/v1/main/executions/labels/by-ids`` naming 1,000 of the seeded (finished)
-    executions: every one is checked before any is touched, then each is relabelled; one
-    request, executions per second.
-
-The phases run in the order get, search, follow, create, flows, bulk, flowctl, webhook, public,
-then release and pipeline (create and flowctl drain the backlog they leave before they end;
-bulk relabels seeded executions; public leaves its 1,000 or so agents waiting for approval).
+The phases run in the order get, search, follow, create, followrss, abuse, flows, bulk,
+flowctl, webhook, public, then release and pipeline (create leaves a backlog that the engine
+drains while the hostile ones run; flowctl drains its own before it ends; bulk relabels seeded
+executions; public leaves its 1,000 or so agents waiting for approval).
 
 ``--profile DIR`` records each phase of the server with ``py-spy record --pid --gil`` (only the
 thread holding the GIL is sampled: the server's Python time; raw collapsed stacks in
@@ -516,6 +490,7 @@ def flow_sources() -> list[str]:
         flow_source("other.team", "fail", [LOG_TASK, FAIL_TASK]),
         flow_source("bench.api", "create", [LOG_TASK]),
         flow_source("bench.api", "chatty", [shell_task(chatty)]),
+        *abuse_flow_sources(),
     ]
 
 
@@ -868,6 +843,204 @@ async def phase_follow(ctx: Context) -> dict[str, float]:
     return {"log_follow_p99_ms": percentile(latencies, 99),
             "_follow_p50_ms": percentile(latencies, 50),
             "_follow_max_ms": latencies[-1]}
+
+
+# -- abuse: long logs, slow followers, bombs --------------------------------------------------
+
+LONG_LOG_LINES = 200_000
+SLOW_FOLLOWERS = 100
+SLOW_READ_BYTES = 4096
+SLOW_READ_EVERY_S = 0.05
+SLOW_RCVBUF = 64 * 1024
+RSS_SECONDS = 10.0
+ABUSE_SECONDS = 10.0
+PING_EVERY_S = 0.01
+AFTER_DISCONNECT_S = 2.0
+# One line a print, ~200 characters each: 200,000 of them are ~80 MB of Kestra log JSON.
+LONG_LOG_PROGRAM = (f"import sys\nw = sys.stdout.write\nfor i in range({LONG_LOG_LINES}):\n"
+                    "    w(f'{i:06d} ' + 'x' * 193 + '\\n')\n")
+YAML_BOMB = "\n".join(
+    ["id: bomb", "namespace: bench.abuse", "variables:",
+     '  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+     *(f"  {n}: &{n} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]"
+       for p, n in zip("abcdefgh", "bcdefghi", strict=True)),
+     "tasks:", "  - id: t", "    type: io.kestra.plugin.core.log.Log",
+     "    message: '{{ vars.i }}'"]) + "\n"
+REGEX_BOMB_TASK = ("type: io.kestra.plugin.core.log.Log\n"
+                   "message: \"{{ ('" + "a" * 40 + "!') | replace('(a|aa)+$', 'x', "
+                   "regexp=true) }}\"")
+
+
+def abuse_flow_sources() -> list[str]:
+    program = f"{shlex.quote(sys.executable)} -c {shlex.quote(LONG_LOG_PROGRAM)}"
+    return [flow_source("bench.abuse", "long-log", [shell_task(program)]),
+            flow_source("bench.abuse", "regex-bomb", [REGEX_BOMB_TASK])]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+async def long_log_execution(ctx: Context) -> str:
+    """An execution of LONG_LOG_LINES stored lines (made once, then reused)."""
+    known = getattr(ctx, "long_log_id", None)
+    if known:
+        return str(known)
+    async with httpx.AsyncClient(base_url=ctx.server.url, timeout=TIMEOUT_S) as client:
+        response = await client.post(f"{API}/executions/bench.abuse/long-log",
+                                     params={"wait": "true"})
+        response.raise_for_status()
+        doc = response.json()
+    if doc["state"]["current"] != "SUCCESS":
+        raise RuntimeError(f"the long-log execution ended {doc['state']['current']}")
+    ctx.long_log_id = doc["id"]  # type: ignore[attr-defined]
+    return str(doc["id"])
+
+
+async def slow_follower(port: int, path: str, source: str, stop: asyncio.Event,
+                        received: list[int]) -> None:
+    """A follower from its own loopback address that reads 4 KiB every 50 ms, with a small
+    receive buffer: the server has to hold back (or keep) what it cannot send."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
+    sock.setblocking(False)
+    sock.bind((source, 0))
+    await loop.sock_connect(sock, (HOST, port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=SLOW_READ_BYTES)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                     "Accept: text/event-stream\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"a follower got {head[:60]!r}")
+        while not stop.is_set():
+            data = await reader.read(SLOW_READ_BYTES)
+            if not data:
+                break
+            received[0] += len(data)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SLOW_READ_EVERY_S)
+    finally:
+        writer.close()
+
+
+async def ping_loop(server: Server, stop: asyncio.Event, every: float) -> list[float]:
+    """GET /ping every `every` seconds on one keep-alive connection; latencies in ms."""
+    conn = RawConnection(HOST, server.port)
+    await conn.connect()
+    latencies: list[float] = []
+    try:
+        while not stop.is_set():
+            started = time.perf_counter()
+            status, _ = await conn.request("GET", "/ping")
+            if status != 200:
+                raise RuntimeError(f"/ping answered {status}")
+            latencies.append((time.perf_counter() - started) * 1000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+    finally:
+        conn.close()
+    return sorted(latencies)
+
+
+@contextlib.asynccontextmanager
+async def slow_followers(ctx: Context, execution_id: str
+                         ) -> Any:
+    stop = asyncio.Event()
+    received = [0]
+    path = f"{API}/logs/{execution_id}/follow"
+    tasks = [asyncio.create_task(slow_follower(ctx.server.port, path, f"127.0.1.{i + 1}",
+                                               stop, received))
+             for i in range(SLOW_FOLLOWERS)]
+    try:
+        yield received
+    finally:
+        stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise RuntimeError(f"{len(errors)} followers failed: {errors[0]!r}")
+
+
+async def phase_followrss(ctx: Context) -> dict[str, float]:
+    execution_id = await long_log_execution(ctx)
+    pid = ctx.server.process.pid
+    await asyncio.sleep(1.0)
+    baseline = rss_mb(pid)
+    peak = baseline
+    stop_ping = asyncio.Event()
+    pings = asyncio.create_task(ping_loop(ctx.server, stop_ping, 0.05))
+    async with slow_followers(ctx, execution_id) as received:
+        end = time.monotonic() + RSS_SECONDS
+        while time.monotonic() < end:
+            peak = max(peak, rss_mb(pid))
+            await asyncio.sleep(0.1)
+    stop_ping.set()
+    during = await pings
+    # Right after they disconnect: is the server there at once?
+    stop_after = asyncio.Event()
+    after_task = asyncio.create_task(ping_loop(ctx.server, stop_after, 0.01))
+    await asyncio.sleep(AFTER_DISCONNECT_S)
+    stop_after.set()
+    after = await after_task
+    peak = max(peak, rss_mb(pid))
+    progress(f"followrss: RSS {baseline:.0f} MB -> peak {peak:.0f} MB with {SLOW_FOLLOWERS} "
+             f"slow followers of {LONG_LOG_LINES:,} lines ({received[0] / 1e6:.1f} MB read); "
+             f"/ping p99 {percentile(during, 99):.1f} ms during, max "
+             f"{after[-1]:.1f} ms in the {AFTER_DISCONNECT_S:.0f} s after")
+    return {"log_follow_rss_mb": peak - baseline,
+            "_followrss_ping_p99_ms": percentile(during, 99),
+            "_followrss_after_max_ms": after[-1]}
+
+
+async def yaml_bombs(server: Server, stop: asyncio.Event, outcomes: Counter[int]) -> None:
+    conn = RawConnection(HOST, server.port)
+    await conn.connect()
+    try:
+        while not stop.is_set():
+            status, _ = await conn.request("POST", f"{API}/flows/validate", YAML_BOMB.encode())
+            outcomes[status] += 1
+    finally:
+        conn.close()
+
+
+async def regex_bombs(server: Server, stop: asyncio.Event, outcomes: Counter[str]) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT_S) as client:
+        while not stop.is_set():
+            response = await client.post(f"{API}/executions/bench.abuse/regex-bomb",
+                                         params={"wait": "true"})
+            outcomes[response.json()["state"]["current"]] += 1
+
+
+async def phase_abuse(ctx: Context) -> dict[str, float]:
+    execution_id = await long_log_execution(ctx)
+    stop = asyncio.Event()
+    yaml_out: Counter[int] = Counter()
+    regex_out: Counter[str] = Counter()
+    async with slow_followers(ctx, execution_id):
+        bombs = [asyncio.create_task(yaml_bombs(ctx.server, stop, yaml_out)),
+                 asyncio.create_task(regex_bombs(ctx.server, stop, regex_out))]
+        stop_ping = asyncio.Event()
+        pings = asyncio.create_task(ping_loop(ctx.server, stop_ping, PING_EVERY_S))
+        await asyncio.sleep(ABUSE_SECONDS)
+        stop_ping.set()
+        stop.set()
+        latencies = await pings
+        await asyncio.gather(*bombs)
+    if any(not 400 <= status < 500 for status in yaml_out) or set(regex_out) != {"FAILED"}:
+        raise RuntimeError(f"bombs answered {dict(yaml_out)} / {dict(regex_out)}")
+    progress(f"abuse: /ping p50 {percentile(latencies, 50):.1f} ms, p99 "
+             f"{percentile(latencies, 99):.1f} ms, max {latencies[-1]:.1f} ms over "
+             f"{len(latencies)} pings; YAML bombs answered {dict(yaml_out)}, "
+             f"{sum(regex_out.values())} regex bombs (FAILED)")
+    return {"ping_p99_ms_under_abuse": percentile(latencies, 99),
+            "_abuse_ping_max_ms": latencies[-1],
+            "_abuse_yaml_bombs": float(sum(yaml_out.values())),
+            "_abuse_regex_bombs": float(sum(regex_out.values()))}
 
 
 # -- the forge API (its own server: tokens, so authentication is on) ---------------------------
@@ -1479,6 +1652,8 @@ FIGURES = [
     Figure("search_p99_ms", "search 25 of 10k, p99", "ms", math.nan, False, 2),
     Figure("create_executions_per_s", "POST create, 20 clients", "exec/s", math.nan, True, 1),
     Figure("log_follow_p99_ms", "log line -> SSE client, p99", "ms", 100, False, 1),
+    Figure("log_follow_rss_mb", "100 slow followers, RSS growth", "MB", 200, False, 0),
+    Figure("ping_p99_ms_under_abuse", "/ping p99 under abuse", "ms", 50, False, 1),
     Figure("release_creates_per_s", "POST /v1/releases, 50 clients", "rel/s", 500, True, 0),
     Figure("run_overhead_ms", "pipeline run vs the flow, median", "ms", 5, False, 2),
     Figure("webhook_delivery_p99_ms", "state change -> webhook receiver, p99", "ms", 100,
@@ -1510,6 +1685,11 @@ NOTES = {
     "_create_finished_per_s": "created executions finished at {:.0f}/s (create to last done)",
     "_follow_p50_ms": "log follow p50: {:.1f} ms",
     "_follow_max_ms": "log follow max: {:.1f} ms",
+    "_followrss_ping_p99_ms": "/ping p99 while 100 slow followers replay: {:.1f} ms",
+    "_followrss_after_max_ms": "/ping max in the 2 s after they disconnect: {:.1f} ms",
+    "_abuse_ping_max_ms": "/ping max under abuse: {:.1f} ms",
+    "_abuse_yaml_bombs": "YAML bombs refused during the abuse window: {:.0f}",
+    "_abuse_regex_bombs": "regex-bomb executions failed during the abuse window: {:.0f}",
     "_release_p99_ms": "POST /v1/releases p99: {:.1f} ms",
     "_release_server_us": "server CPU per release create: {:.0f} us",
     "_run_ms": "a pipeline run of 4 Log tasks, request to end event: {:.1f} ms (median)",
@@ -1529,6 +1709,7 @@ NOTES = {
 
 PHASES: dict[str, Callable[[Context], Awaitable[dict[str, float]]]] = {
     "get": phase_get, "search": phase_search, "follow": phase_follow, "create": phase_create,
+    "followrss": phase_followrss, "abuse": phase_abuse,
     "flows": phase_flows, "bulk": phase_bulk,
     "flowctl": phase_flowctl, "webhook": phase_webhook, "public": phase_public,
 }

@@ -25,8 +25,10 @@ async def start_server(engine: Engine, options: ServerOptions | None = None, *,
                        dialects: Sequence[Dialect] | None = None
                        ) -> tuple[uvicorn.Server, asyncio.Task[None], str]:
     app = create_app(engine, options or ServerOptions(), dialects)
+    # As `flowdeck serve`: uvicorn does not rewrite the client from X-Forwarded-For (the app
+    # decides, from `ServerOptions.trusted_proxies`).
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                            lifespan="off", access_log=False)
+                            lifespan="off", access_log=False, proxy_headers=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(10):

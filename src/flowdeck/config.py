@@ -7,6 +7,7 @@ nested key. A bad file is reported with its path, the key and the problem.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import string
@@ -55,6 +56,19 @@ class ServerConfig(BaseModel):
     basic_username: str | None = Field(default=None, min_length=1, max_length=320)
     #: An argon2id hash from `flowdeck passwd`; never the password itself.
     basic_password_hash: str | None = None
+    #: Reverse proxies (addresses or networks) whose X-Forwarded-For names the client.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"'{item}' is not an IP address or network (e.g. 10.0.0.1 "
+                                 "or 10.0.0.0/8)") from None
+        return [item.strip() for item in value]
 
     @model_validator(mode="before")
     @classmethod

@@ -257,3 +257,20 @@ async def test_approvals_appear_in_openapi(live: LiveServer) -> None:
                  "/api/v1/main/approvals/{approval_id}/approve",
                  "/api/v1/main/approvals/bulk-approve", "/api/v1/main/approvals/follow"):
         assert path in paths, path
+
+
+async def test_a_decision_on_a_killed_run_is_a_conflict_naming_what_ended_it(
+        flows: LiveServer) -> None:
+    live = flows
+    approval = await pending_approval(live)
+    killed = await live.client.delete(f"{API}/executions/{approval['executionId']}/kill")
+    assert killed.status_code == 202
+    await live.engine.wait_until_terminal(approval["executionId"], 10)
+    late = await live.client.post(f"{API}/approvals/{approval['id']}/approve",
+                                  json={"decidedBy": "ada"})
+    body = assert_problem(late, 409)
+    assert body["approvalStatus"] == "expired" and body["decidedBy"] is None
+    assert body["reason"] and "kill" in body["reason"].lower()
+    assert "expired" in body["detail"] and body["decidedAt"].endswith("Z")
+    stored = (await live.client.get(f"{API}/approvals/{approval['id']}")).json()
+    assert stored["status"] == "expired"

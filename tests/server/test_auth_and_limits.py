@@ -472,33 +472,119 @@ async def test_resuming_past_an_approval_needs_the_approver_role(tmp_path: Path)
 # -- brute force ---------------------------------------------------------------------------------
 
 
-async def test_ten_failures_lock_the_address_out_before_any_hashing(
+async def make_token(live: Live, role: Role = Role.VIEWER) -> str:
+    tokens = TokenStore(live.engine.store, live.engine.clock)
+    _, secret = await tokens.create(role.value, "ci")
+    return secret
+
+
+async def test_ten_failures_lock_that_user_out_from_that_address_before_any_hashing(
         tmp_path: Path, verifications: list[str]) -> None:
     async with serving(tmp_path, **with_basic()) as live:
+        token = await make_token(live)
         for _ in range(10):
             assert_unauthenticated(await live.client.get(f"{API}/flows/search",
                                                          headers=basic(password="guess")))
         assert len(verifications) == 10
         started = time.perf_counter()
-        for headers in (basic(password="guess"), basic(), bearer("a" * 64), {}):
+        for headers in (basic(password="guess"), basic()):
             locked = await live.client.get(f"{API}/flows/search", headers=headers)
             body = assert_problem(locked, 429)
             assert body["type"].endswith("/too-many-requests")
             assert 1790 <= int(locked.headers["retry-after"]) <= 1800
         assert time.perf_counter() - started < 0.5
         assert len(verifications) == 10  # the right password too: refused without hashing
-        # Open routes are not locked out.
+        # Everyone else from the same address goes on: a valid token, another user name (a
+        # wrong one here, so a 401), a request without credentials, open routes.
+        assert (await live.client.get(f"{API}/flows/search",
+                                      headers=bearer(token))).status_code == 200
+        assert_unauthenticated(await live.client.get(
+            f"{API}/flows/search", headers=basic(user="someone-else", password="x")))
+        assert_unauthenticated(await live.client.get(f"{API}/flows/search"))
         assert (await live.client.get("/ping")).status_code == 200
 
 
-async def test_the_lockout_ends_and_token_failures_count_too(tmp_path: Path) -> None:
+async def test_a_verified_user_is_let_through_while_a_guesser_is_locked_out(
+        tmp_path: Path, verifications: list[str]) -> None:
+    async with serving(tmp_path, **with_basic()) as live:
+        assert (await live.client.get(f"{API}/flows/search", headers=basic())).status_code == 200
+        for _ in range(12):  # a guesser of the same user, from the same address (a proxy)
+            await live.client.get(f"{API}/flows/search", headers=basic(password="guess"))
+        assert_problem(await live.client.get(f"{API}/flows/search",
+                                             headers=basic(password="guess")), 429)
+        # The user whose header was verified lately goes on, without hashing again.
+        before = len(verifications)
+        ok = await live.client.get(f"{API}/flows/search", headers=basic())
+        assert ok.status_code == 200, ok.text
+        assert len(verifications) == before
+
+
+async def test_rotating_user_names_runs_into_the_address_budget(tmp_path: Path) -> None:
+    options = with_basic(extra={"auth_max_failures": 2})
+    async with serving(tmp_path, **options) as live:
+        token = await make_token(live)
+        statuses = [(await live.client.get(
+            f"{API}/flows/search", headers=basic(user=f"user{i}", password="x"))).status_code
+            for i in range(25)]
+        assert statuses[:20] == [401] * 20  # 2 x 10 failures across names
+        assert set(statuses[20:]) == {429}
+        assert (await live.client.get(f"{API}/flows/search",
+                                      headers=bearer(token))).status_code == 200
+
+
+async def test_the_lockout_ends_and_token_failures_count_per_prefix(tmp_path: Path) -> None:
     options = with_basic(extra={"auth_max_failures": 3, "auth_lockout": 0.5})
     async with serving(tmp_path, **options) as live:
-        for header in (bearer("b" * 64), bearer("short"), basic(password="guess")):
-            assert_unauthenticated(await live.client.get("/api/v1/configs", headers=header))
+        token = await make_token(live)
+        for _ in range(3):
+            assert_unauthenticated(await live.client.get("/api/v1/configs",
+                                                         headers=bearer("b" * 64)))
+        assert_problem(await live.client.get("/api/v1/configs", headers=bearer("b" * 64)), 429)
+        assert_unauthenticated(await live.client.get("/api/v1/configs",
+                                                     headers=bearer("c" * 64)))
+        assert (await live.client.get("/api/v1/configs", headers=bearer(token))).status_code \
+            == 200
+        for _ in range(3):
+            await live.client.get("/api/v1/configs", headers=basic(password="guess"))
         assert (await live.client.get("/api/v1/configs", headers=basic())).status_code == 429
         await asyncio.sleep(0.6)
         assert (await live.client.get("/api/v1/configs", headers=basic())).status_code == 200
+        assert (await live.client.get("/api/v1/configs",
+                                      headers=bearer("b" * 64))).status_code == 401
+
+
+async def test_x_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path: Path) -> None:
+    options = with_basic(extra={"auth_max_failures": 2}, trusted_proxies=("127.0.0.2",))
+    async with serving(tmp_path, **options) as live:
+        port = int(live.url.rsplit(":", 1)[1])
+        async with httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}",
+                transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")) as proxy:
+            for _ in range(2):  # through the proxy, for 203.0.113.7
+                assert_unauthenticated(await proxy.get(f"{API}/flows/search", headers={
+                    **basic(password="guess"), "X-Forwarded-For": "203.0.113.7"}))
+            assert_problem(await proxy.get(f"{API}/flows/search", headers={
+                **basic(), "X-Forwarded-For": "198.51.100.1, 203.0.113.7"}), 429)
+            # Another client behind the same proxy is not locked out.
+            assert (await proxy.get(f"{API}/flows/search", headers={
+                **basic(), "X-Forwarded-For": "203.0.113.8"})).status_code == 200
+        # A peer that is not a trusted proxy cannot choose its address with the header.
+        for _ in range(2):
+            assert_unauthenticated(await live.client.get(f"{API}/flows/search", headers={
+                **basic(password="guess"), "X-Forwarded-For": "203.0.113.99"}))
+        assert_problem(await live.client.get(f"{API}/flows/search", headers={
+            **basic(password="guess"), "X-Forwarded-For": "203.0.113.100"}), 429)
+
+
+def test_the_client_behind_trusted_proxies() -> None:
+    proxies = auth.TrustedProxies(["10.0.0.0/8", "::1"])
+    assert proxies.client("10.1.1.1", "203.0.113.7") == "203.0.113.7"
+    assert proxies.client("10.1.1.1", "6.6.6.6, 203.0.113.7, 10.2.2.2") == "203.0.113.7"
+    assert proxies.client("192.0.2.1", "203.0.113.7") == "192.0.2.1"
+    assert proxies.client("10.1.1.1", "not-an-ip") == "10.1.1.1"
+    assert proxies.client("10.1.1.1", "10.3.3.3") == "10.1.1.1"
+    assert proxies.client("::1", "2001:db8::1") == "2001:db8::1"
+    assert auth.TrustedProxies().client("10.1.1.1", "203.0.113.7") == "10.1.1.1"
 
 
 async def test_a_burst_cannot_start_more_verifications_than_the_limit(
@@ -627,3 +713,61 @@ def test_password_hashes_use_the_owasp_argon2id_profile() -> None:
     with pytest.raises(ValueError):
         auth.Authenticator(required=True, username=USER, password_hash="$argon2i$nope")
 
+
+
+async def refused_chunked_upload(url: str, path: str, headers: str = "") -> tuple[bytes, bool]:
+    """Stream a chunked body that never ends; (the answer's head, whether the server closed the
+    connection instead of reading on). Bounded: at most 32 MiB are offered."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n"
+                 f"Content-Type: application/x-yaml\r\n{headers}\r\n".encode())
+    chunk = b"%x\r\n%s\r\n" % (64 * 1024, b"x" * 64 * 1024)
+    head = b""
+    closed = False
+    try:
+        async with asyncio.timeout(20):
+            for _ in range(512):
+                writer.write(chunk)
+                await writer.drain()
+                if not head and b"\r\n\r\n" in (peek := await _peek(reader)):
+                    head = peek
+                if head and reader.at_eof():
+                    closed = True
+                    break
+            if head and not closed:
+                closed = await _closes(reader)
+    except (ConnectionResetError, BrokenPipeError):
+        closed = True
+    finally:
+        writer.close()
+    return head, closed
+
+
+async def _peek(reader: asyncio.StreamReader) -> bytes:
+    try:
+        return await asyncio.wait_for(reader.read(65536), 0.01)
+    except TimeoutError:
+        return b""
+
+
+async def _closes(reader: asyncio.StreamReader) -> bool:
+    try:
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), 2)
+            if not data:
+                return True
+    except TimeoutError:
+        return False
+
+
+async def test_a_refused_chunked_body_is_not_read_on(tmp_path: Path) -> None:
+    async with serving(tmp_path, **with_basic()) as live:
+        head, closed = await refused_chunked_upload(live.url, f"{API}/flows")
+        assert head.startswith(b"HTTP/1.1 401"), head[:200]
+        assert b"connection: close" in head.lower()
+        assert closed
+        # A body read to its end keeps the connection.
+        response = await live.client.post(f"{API}/flows", content=b"x", headers={
+            **basic(), "Content-Type": "application/x-yaml"})
+        assert response.headers.get("connection") != "close"

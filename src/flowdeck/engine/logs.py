@@ -331,16 +331,23 @@ class LogService:
     async def pages(self, execution_id: str, *, after_seq: int = 0,
                     page_size: int = REPLAY_PAGE, min_level: str | None = None,
                     task_run_id: str | None = None, task_id: str | None = None,
-                    attempt: int | None = None) -> AsyncIterator[list[LogEntry]]:
-        """Every stored line after `after_seq` (with the filters), one page at a time, in
-        sequence order. Nothing is read ahead: a consumer that stops stops the reading."""
+                    attempt: int | None = None, query: LogQuery | None = None
+                    ) -> AsyncIterator[list[LogEntry]]:
+        """Every stored line after `after_seq` (with the filters, or those of `query`), one
+        page at a time, in sequence order. Nothing is read ahead: a consumer that stops stops
+        the reading."""
         if page_size < 1:
             raise BadRequestError(f"page size must be 1 or more, got {page_size}")
         last = after_seq
         while True:
-            page = await self.fetch(execution_id, after_seq=last, min_level=min_level,
-                                    task_run_id=task_run_id, task_id=task_id,
-                                    attempt=attempt, limit=page_size)
+            if query is not None:
+                query.execution_id, query.after_seq, query.size = execution_id, last, page_size
+                query.page, query.sort = 1, [("sequence", False)]
+                page, _ = await self.search(query, with_total=False)
+            else:
+                page = await self.fetch(execution_id, after_seq=last, min_level=min_level,
+                                        task_run_id=task_run_id, task_id=task_id,
+                                        attempt=attempt, limit=page_size)
             if not page:
                 return
             last = page[-1].seq

@@ -35,7 +35,7 @@ async def _import_flow(engine: Engine, namespace: str, path: str, content: bytes
         source = content.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError([("fileContent", "a flow source must be UTF-8 text")]) from None
-    flow = engine.validate_flow(source)
+    flow = await engine.validate_flow_async(source)
     if flow.namespace != namespace:
         raise ValidationError([("namespace", f"the flow is in namespace '{flow.namespace}', "
                                              f"not '{namespace}'")])

@@ -8,8 +8,10 @@ one:
   key template that renders empty or fails (an unset `{{ envs.x }}`) matches nothing.
 - Every failure (unknown namespace or flow, wrong, malformed or disabled key) is the same
   `WebhookRejected`, so a caller learns nothing about which part was wrong.
-- A client with too many failures in the last minute gets `WebhookThrottled` before any
-  comparison is made; successful calls do not count.
+- A client with too many failed calls of a flow in the last minute gets `WebhookThrottled`
+  for its next wrong keys of that flow; the comparison is cheap and made first, so a call with
+  the right key always goes through (from the same address too: behind a proxy, everyone), and
+  successful calls do not count.
 - The key is never logged.
 
 A matched call creates an execution whose `trigger.variables` are Kestra's: `body`, `headers`
@@ -196,14 +198,17 @@ class WebhookTriggers:
         """Start the flow whose trigger holds `key`; `accept` may refuse the call's content
         once the key matched (its error does not count as a failed call)."""
         where = f"{namespace!r}/{flow_id!r}/***"
-        wait = self.throttle.retry_after(call.client, failures_per_minute)
-        if wait is not None:
-            log.info("webhook %s: %s throttled after %d failed calls in a minute",
-                     where, call.client, failures_per_minute)
-            raise WebhookThrottled(wait)
         matched = self.match(namespace, flow_id, key)
         if matched is None:
-            self.throttle.record(call.client)
+            # Failures count per (caller, flow): a guesser throttles its own guesses, while
+            # a caller with the right key, from the same address too, is never held back.
+            counted = f"{call.client} {namespace}/{flow_id}"
+            wait = self.throttle.retry_after(counted, failures_per_minute)
+            if wait is not None:
+                log.info("webhook %s: %s throttled after %d failed calls in a minute",
+                         where, call.client, failures_per_minute)
+                raise WebhookThrottled(wait)
+            self.throttle.record(counted)
             log.warning("webhook %s: rejected a call from %s", where, call.client)
             raise WebhookRejected()
         flow, trigger = matched

@@ -20,10 +20,11 @@ from flowdeck.engine.engine import Engine
 from flowdeck.engine.keys import TokenStore
 from flowdeck.server import errors
 from flowdeck.server.access import VIEWER, Access, declared_access, gate
-from flowdeck.server.auth import Authenticator, is_loopback
+from flowdeck.server.auth import Authenticator, TrustedProxies, is_loopback
 from flowdeck.server.dialect import Dialect, DialectContext
 from flowdeck.server.host import Host
 from flowdeck.server.middleware import Gatekeeper
+from flowdeck.server.openapi import describe
 from flowdeck.server.options import MAX_BODY, ServerOptions, flowdeck_version
 from flowdeck.server.sse import StreamLimiter
 
@@ -97,8 +98,16 @@ def create_app(engine: Engine, options: ServerOptions | None = None,
     app.state.auth = auth
     app.state.host = host
     app.state.streams = StreamLimiter(options.sse_total, options.sse_per_client)
+    app.state.proxies = TrustedProxies(options.trusted_proxies)
     errors.install(app)
     app.add_middleware(Gatekeeper, render=host.render, max_body_bytes=options.max_body_bytes,
                        shutdown=auth.shutdown)
     host.mount(app, host_routes(engine, app), fast_host_routes(), HOST_OPEN_ROUTES)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = describe(app, host)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

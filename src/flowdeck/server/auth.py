@@ -9,12 +9,21 @@ against an argon2id hash; the user is admin) or `Authorization: Bearer <token>` 
 `engine.keys`, with its role), as the dialect's `IdentityScheme` allows. Every failure (unknown
 user and wrong password, unknown, revoked and expired token) gets the same 401.
 
-Brute force: per client IP, 10 failures within 5 minutes lock that IP out for 30 minutes
-(429 + `Retry-After`), checked before any hashing. Attempts being verified count against the
-limit while they run, so a burst cannot start more argon2 computations than the limit allows.
-A verified Basic header is cached for 300 s (keyed by the SHA-256 of the header value), so only
-the first request of a client pays the ~25 ms argon2 cost. An unknown user costs a dummy
-verification with the configured hash's parameters, so its timing matches a wrong password.
+Brute force: failures count per (client address, what was tried): the Basic user name, or the
+first 8 characters of a token. 10 failures within 5 minutes lock that pair out for 30 minutes
+(429 + `Retry-After`), checked before any hashing, so a guesser locks out its own guesses and
+nobody else: another user, or a valid token, from the same address (behind a proxy, everyone)
+goes on working. A valid token always passes (checking one is a cheap SHA-256 lookup), and so
+does a Basic header verified in the last 300 s (cached by the SHA-256 of the header value, so
+only a client's first request pays the ~25 ms argon2 cost). So that rotating user names cannot
+buy unlimited argon2 work, an address also has a budget of 10 times the limit across all names,
+after which it may only use what is cached or a token. Attempts being verified count against
+the limits while they run, so a burst cannot start more argon2 computations than the limit
+allows. An unknown user costs a dummy verification with the configured hash's parameters, so
+its timing matches a wrong password.
+
+The client address is the peer's, or, when the peer is one of `[server] trusted_proxies`, the
+last address of `X-Forwarded-For` that is not itself a trusted proxy (`client_ip`).
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import re
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +69,12 @@ DEFAULT_LOCKOUT_S = 1800.0
 DEFAULT_CACHE_TTL_S = 300.0
 #: argon2 verifications running at once (each holds 19 MiB and a CPU).
 VERIFY_CONCURRENCY = 4
+#: An address may fail this many times the per-name limit, across every name.
+ADDRESS_FACTOR = 10
+#: Characters of a token that name it in the failure count (never the whole secret).
+TOKEN_PREFIX = 8
+#: Characters of a user name that count (a longer one is the same name).
+MAX_NAME = 128
 NO_CREDENTIALS = ("no credentials: send HTTP Basic credentials or an API token "
                   "(Authorization: Bearer)")
 
@@ -107,8 +122,41 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class TrustedProxies:
+    """The addresses whose `X-Forwarded-For` is believed (`[server] trusted_proxies`)."""
+
+    def __init__(self, networks: Iterable[str] = ()) -> None:
+        self.networks = tuple(ipaddress.ip_network(n.strip(), strict=False) for n in networks)
+
+    def trusts(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def client(self, peer: str, forwarded: str | None) -> str:
+        """The client behind `peer`: the last forwarded address that is not a trusted proxy
+        (the one the nearest trusted proxy saw), or `peer` itself."""
+        if not forwarded or not self.networks or not self.trusts(peer):
+            return peer
+        for hop in reversed([part.strip() for part in forwarded.split(",")]):
+            try:
+                address = str(ipaddress.ip_address(hop.strip("[]")))
+            except ValueError:
+                return peer  # a malformed hop: believe nothing beyond the peer
+            if not self.trusts(address):
+                return address
+        return peer
+
+
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The caller's address, for throttles and limits (see `TrustedProxies`)."""
+    peer = request.client.host if request.client else "unknown"
+    proxies: TrustedProxies | None = getattr(request.app.state, "proxies", None)
+    if proxies is None or not proxies.networks:
+        return peer
+    return proxies.client(peer, request.headers.get("x-forwarded-for"))
 
 
 # -- who -----------------------------------------------------------------------------------------
@@ -137,7 +185,8 @@ OPEN = Identity("open", "", Role.VIEWER.value)
 
 
 class FailureThrottle:
-    """Failed authentications per client IP in a sliding window, then a lockout.
+    """Failed authentications per key (an address, or an address and a name) in a sliding
+    window, then a lockout.
 
     `begin` books an attempt before the expensive check; `succeeded` gives the booking back,
     `failed` keeps it. Bounded in clients (least recently seen dropped first).
@@ -268,10 +317,13 @@ class Authenticator:
     def __post_init__(self) -> None:
         if self.password_hash is not None:
             check_password_hash(self.password_hash)
-        self.throttle = FailureThrottle(
-            int(_option(self.extra, "auth_max_failures", DEFAULT_MAX_FAILURES)),
-            _option(self.extra, "auth_failure_window", DEFAULT_FAILURE_WINDOW_S),
-            _option(self.extra, "auth_lockout", DEFAULT_LOCKOUT_S))
+        limit = int(_option(self.extra, "auth_max_failures", DEFAULT_MAX_FAILURES))
+        window = _option(self.extra, "auth_failure_window", DEFAULT_FAILURE_WINDOW_S)
+        lockout = _option(self.extra, "auth_lockout", DEFAULT_LOCKOUT_S)
+        #: Per (address, user name or token prefix).
+        self.throttle = FailureThrottle(limit, window, lockout)
+        #: Per address, across every name: what rotating names may cost at most.
+        self.address_throttle = FailureThrottle(limit * ADDRESS_FACTOR, window, lockout)
         self.cache = SuccessCache(_option(self.extra, "auth_cache_ttl", DEFAULT_CACHE_TTL_S))
         self._dummy_hash: str | None = None
         self._verify_slots = asyncio.Semaphore(VERIFY_CONCURRENCY)
@@ -282,12 +334,10 @@ class Authenticator:
 
     async def authenticate(self, authorization: str | None, client: str, *, basic: bool = True,
                            bearer: bool = True) -> Identity | str:
-        """The caller, or why not: a 401's detail; raises `_Throttled` while locked out."""
+        """The caller, or why not: a 401's detail; raises `_Throttled` while what this client
+        tries is locked out."""
         if not self.required:
             return ANONYMOUS
-        wait = self.throttle.retry_after(client)
-        if wait is not None:
-            raise _Throttled(wait)
         if not authorization:
             return NO_CREDENTIALS
         scheme, _, credentials = authorization.strip().partition(" ")
@@ -297,25 +347,42 @@ class Authenticator:
         elif bearer and scheme.lower() == "bearer":
             identity = await self._bearer(credentials.strip(), client)
         else:
-            self.throttle.failed(client)
+            self._refuse(_key(client, "scheme", scheme[:16]))
         return identity if identity is not None else "invalid credentials"
 
+    def _check_lock(self, key: str, client: str, *, address_too: bool) -> None:
+        wait = self.throttle.retry_after(key)
+        if wait is None and address_too:
+            wait = self.address_throttle.retry_after(client)
+        if wait is not None:
+            raise _Throttled(wait)
+
+    def _refuse(self, key: str) -> None:
+        """A failure that needed no hashing: 429 while `key` is locked, else counted."""
+        self._check_lock(key, "", address_too=False)
+        self.throttle.failed(key)
+
     async def _basic(self, header: str, credentials: str, client: str) -> Identity | None:
-        key = hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
-        if self.has_basic and self.cache.hit(key):
+        digest = hashlib.sha256(header.encode("utf-8", "surrogateescape")).digest()
+        if self.has_basic and self.cache.hit(digest):  # verified lately: never throttled
             return Identity("basic", self.username or "", Role.ADMIN.value)
         try:
             decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
-            self.throttle.failed(client)
+            self._refuse(_key(client, "basic", "?"))
             return None
         user, sep, password = decoded.partition(":")
+        key = _key(client, "basic", user)
         if not sep:
-            self.throttle.failed(client)
+            self._refuse(key)
             return None
-        ticket = self.throttle.begin(client)
-        if ticket is None:
-            raise _Throttled(self.throttle.retry_after(client) or 1)
+        self._check_lock(key, client, address_too=True)
+        ticket = self.throttle.begin(key)
+        address_ticket = self.address_throttle.begin(client)
+        if ticket is None or address_ticket is None:
+            self._give_back(key, ticket, client, address_ticket)
+            raise _Throttled(self.throttle.retry_after(key)
+                             or self.address_throttle.retry_after(client) or 1)
         # Both the user and the password are always checked, in constant time per part.
         user_ok = self.has_basic and hmac.compare_digest(
             user.encode("utf-8"), (self.username or "").encode("utf-8"))
@@ -323,11 +390,19 @@ class Authenticator:
         async with self._verify_slots:
             password_ok = await asyncio.to_thread(verify_password, target, password)
         if user_ok and password_ok:
-            self.throttle.succeeded(client, ticket)
-            self.cache.put(key)
+            self._give_back(key, ticket, client, address_ticket)
+            self.cache.put(digest)
             return Identity("basic", user, Role.ADMIN.value)
-        self.throttle.failed(client, ticket)
+        self.throttle.failed(key, ticket)
+        self.address_throttle.failed(client, address_ticket)
         return None
+
+    def _give_back(self, key: str, ticket: float | None, client: str,
+                   address_ticket: float | None) -> None:
+        if ticket is not None:
+            self.throttle.succeeded(key, ticket)
+        if address_ticket is not None:
+            self.address_throttle.succeeded(client, address_ticket)
 
     async def _dummy(self) -> str:
         """A hash of a random password with the configured hash's parameters (same cost)."""
@@ -340,11 +415,19 @@ class Authenticator:
         return self._dummy_hash
 
     async def _bearer(self, secret: str, client: str) -> Identity | None:
+        """A valid token passes whatever failed before it; an invalid one counts against its
+        own prefix from this address."""
         token = await self.tokens.authenticate(secret) if self.tokens is not None else None
         if token is None:
-            self.throttle.failed(client)
+            self._refuse(_key(client, "token", secret[:TOKEN_PREFIX]))
             return None
         return Identity("token", token.name, token.role, token.id)
+
+
+def _key(client: str, kind: str, who: str) -> str:
+    """What a failure counts against: the address and what was tried (never a secret: a user
+    name, or a token's first characters)."""
+    return f"{client} {kind}:{who[:MAX_NAME]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +447,8 @@ class HttpCredentials:
                                             bearer=self.bearer)
         except _Throttled as exc:
             raise ApiFailure(ApiError(
-                429, "too many failed authentications from this address; retry later",
+                429, "too many failed authentications with these credentials from this "
+                     "address; retry later",
                 redact(request.url.path), headers={"Retry-After": str(exc.retry_after)})
             ) from None
         if isinstance(found, Identity):

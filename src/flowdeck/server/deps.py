@@ -6,11 +6,11 @@ query value, 422 for a body), which the serving dialect renders.
 
 from __future__ import annotations
 
-import json
 import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, Request
 from starlette.datastructures import QueryParams, UploadFile
@@ -18,10 +18,12 @@ from starlette.formparsers import MultiPartException
 
 from flowdeck.core.errors import BadRequestError, ValidationError
 from flowdeck.core.ids import new_id
+from flowdeck.core.sanitize import valid_text
 from flowdeck.core.timefmt import parse_duration, parse_instant
 from flowdeck.engine.engine import Engine
 from flowdeck.engine.webhook_triggers import WebhookCall
 from flowdeck.server.auth import client_ip
+from flowdeck.server.jsonbody import JsonRefused, parse_json, parse_json_async
 
 
 def get_engine(request: Request) -> Engine:
@@ -75,37 +77,55 @@ def time_range(raw: str, now: datetime) -> datetime:
                               f"got '{raw}'") from None
 
 
+def attachment(filename: str) -> str:
+    """A `Content-Disposition` for a download named `filename`, whatever its characters: an
+    ASCII `filename` for old clients and the exact name as RFC 5987's `filename*`."""
+    fallback = "".join(c if " " <= c < "\x7f" and c not in '"\\' else "_" for c in filename)
+    encoded = quote(valid_text(filename), safe="!#$&+-.^_`|~")
+    if fallback == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
 # -- bodies ------------------------------------------------------------------------------------
 
 
-async def json_object(request: Request) -> dict[str, Any]:
-    """The optional JSON object body (an empty body is `{}`)."""
+async def json_object(request: Request, where: str = "body") -> dict[str, Any]:
+    """The optional JSON object body (an empty body is `{}`), parsed within the bounds of
+    `server/jsonbody.py`."""
     raw = await request.body()
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        raise ValidationError([("body", f"invalid JSON: {reason}")]) from None
-    except RecursionError:
-        raise ValidationError([("body", "invalid JSON: nested too deeply")]) from None
+    body = await parse_json_async(raw, where=where)
     if not isinstance(body, dict):
-        raise ValidationError([("body", "must be a JSON object")])
+        raise ValidationError([(where, "must be a JSON object")])
     return body
 
 
+async def json_value(request: Request, where: str = "body") -> Any:
+    """Any JSON body, bounded (`server/jsonbody.py`); None when the body is empty."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    return await parse_json_async(raw, where=where)
+
+
 def webhook_body(raw: bytes) -> Any:
-    """Kestra's rule: a JSON object, else a JSON array, else the raw text; null when empty."""
+    """Kestra's rule: a JSON object, else a JSON array, else the raw text; null when empty.
+    JSON past the bounds of `server/jsonbody.py` (too deep, a huge number) is refused (422)
+    rather than kept as text."""
     if not raw:
         return None
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, RecursionError):
-        parsed = None
-    if isinstance(parsed, dict | list):
-        return parsed
-    return raw.decode("utf-8", "replace")
+    if raw.lstrip()[:1] in (b"{", b"["):
+        try:
+            parsed = parse_json(raw)
+        except JsonRefused:
+            raise
+        except ValidationError:
+            parsed = None
+        if isinstance(parsed, dict | list):
+            return parsed
+    return valid_text(raw.decode("utf-8", "replace"))
 
 
 def _multimap(items: list[tuple[str, str]], lower: bool = False) -> dict[str, list[str]]:
@@ -144,10 +164,7 @@ async def read_inputs(request: Request, upload_dir: Path) -> dict[str, Any]:
         raw = await request.body()
         if not raw.strip():
             return {}
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValidationError([("body", f"invalid JSON: {exc}")]) from None
+        body = await parse_json_async(raw)
         if not isinstance(body, dict):
             raise ValidationError([("body", "a JSON body must be an object of input values")])
         return body

@@ -106,6 +106,9 @@ class Dialect:
     #: Run by `flowdeck serve` once the engine has started; may return a line to print.
     on_startup: Callable[[Engine], Awaitable[str | None]] | None = None
     openapi_tags: tuple[Mapping[str, Any], ...] = ()
+    #: What routes reading their own requests cannot tell FastAPI: given a method and a full
+    #: path template, extra OpenAPI operation fields (`parameters`, `requestBody`).
+    openapi: Callable[[str, str], Mapping[str, Any]] | None = None
 
 
 def owns(prefix: str, path: str) -> bool:

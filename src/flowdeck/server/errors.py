@@ -1,8 +1,9 @@
 """Every error of the app becomes an `ApiError`, rendered by the dialect that serves the request.
 
 Engine errors map to one status each (404 unknown, 409 wrong state, 410 expired, 422 invalid,
-400 bad query, 403 not allowed); FastAPI's own validation is 422 for a body and 400 for a query
-or path value; anything unexpected is a 500 with no stack trace and no detail that could leak.
+400 bad query, 403 not allowed, 503 with `Retry-After` while the store cannot write); FastAPI's
+own validation is 422 for a body and 400 for a query or path value; anything unexpected is a
+500 with no stack trace and no detail that could leak.
 
 A path that no route serves (404) or serves with other methods (405) is revealed only to a
 caller who may call the API at all: without credentials it is the dialect's 401.
@@ -26,6 +27,7 @@ from flowdeck.core.errors import (
     FlowdeckError,
     NotFoundError,
     PermissionDenied,
+    StorageUnavailable,
     ValidationError,
 )
 from flowdeck.server.auth import Identity
@@ -49,7 +51,7 @@ def status_for(exc: FlowdeckError) -> int:
         return 400
     if isinstance(exc, PermissionDenied):
         return 403
-    if isinstance(exc, EngineLockedError):
+    if isinstance(exc, EngineLockedError | StorageUnavailable):
         return 503
     if isinstance(exc, TooManyStreams):
         return 503 if exc.server_wide else 429
@@ -63,7 +65,8 @@ def engine_error(exc: FlowdeckError, path: str,
     if isinstance(exc, ValidationError) and exc.problems:
         problems = tuple((where, redact(msg)) for where, msg in exc.problems)
     details = exc.details if isinstance(exc, ConflictError) else {}
-    headers = {"Retry-After": "5"} if isinstance(exc, TooManyStreams) else {}
+    headers = ({"Retry-After": "5"} if isinstance(exc, TooManyStreams | StorageUnavailable)
+               else {})
     return ApiError(status_for(exc), redact(str(exc)), path, problems, details, headers)
 
 

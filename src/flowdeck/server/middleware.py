@@ -8,7 +8,14 @@
    when `Content-Length` says so, else as soon as the streamed (chunked) body crosses the limit.
    FastAPI's own limit answers a body its route never reads with plain text, so flowdeck counts
    the bytes itself.
-3. When the server stops, event streams waiting for their client end at once.
+3. What a client sends after its answer was decided is read within the limit too. A request
+   whose body the app did not read to its end (a refusal such as a 401, a 413, a route that
+   ignores its body) would otherwise have the rest read and dropped by uvicorn for as long as
+   the client sends (a chunked body has no end of its own). So a chunked body is read on for at
+   most `max_body_bytes` more (and `LINGER_S`) before the answer's last bytes go out, so that a
+   client that finishes sending still gets it, and the answer says `Connection: close`; a body
+   with a `Content-Length` over twice the limit gets `Connection: close` at once.
+4. When the server stops, event streams waiting for their client end at once.
 
 Who the caller is and what it may do is decided after routing, by the route's declared access
 (`server/access.py`).
@@ -17,6 +24,7 @@ Who the caller is and what it may do is decided after routing, by the route's de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
@@ -26,6 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flowdeck.server.auth import redact
 from flowdeck.server.dialect import ApiError
 
+#: How long a refused chunked body is read on before the answer goes out regardless.
+LINGER_S = 5.0
 SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -51,10 +61,12 @@ def _size(limit: int) -> str:
 class _Exchange:
     """What the middleware knows about one request/response."""
 
-    __slots__ = ("body_done", "complete", "drained", "received", "started", "streaming",
-                 "suppress", "too_large")
+    __slots__ = ("body_done", "chunked", "complete", "drained", "received", "started",
+                 "streaming", "suppress", "too_large", "too_long")
 
     def __init__(self) -> None:
+        self.chunked = False
+        self.too_long = False
         self.started = False
         self.complete = False
         self.streaming = False
@@ -80,7 +92,10 @@ class Gatekeeper:
             await self.app(scope, receive, send)
             return
         ex = _Exchange()
-        deliver = self._deliverer(scope, send, ex)
+        length = _content_length(scope)
+        ex.chunked = length is None and _header(scope, b"transfer-encoding") is not None
+        ex.too_long = length is not None and length > 2 * self.max_body
+        deliver = self._deliverer(scope, send, receive, ex)
 
         async def send_out(message: Message) -> None:
             if ex.suppress:
@@ -93,7 +108,6 @@ class Gatekeeper:
                 return
             await deliver(message)
 
-        length = _content_length(scope)
         if length is not None and length > self.max_body:
             await self._too_large(scope, deliver)
             return
@@ -120,7 +134,7 @@ class Gatekeeper:
             # The stream was ended for the shutdown: close the chunked body properly.
             await deliver({"type": "http.response.body", "body": b"", "more_body": False})
 
-    def _deliverer(self, scope: Scope, send: Send, ex: _Exchange) -> Send:
+    def _deliverer(self, scope: Scope, send: Send, receive: Receive, ex: _Exchange) -> Send:
         async def deliver(message: Message) -> None:
             if message["type"] == "http.response.start":
                 ex.started = True
@@ -135,16 +149,36 @@ class Gatekeeper:
                 headers.extend(h for h in SECURITY_HEADERS if h[0] not in names)
                 if b"cache-control" not in names:
                     headers.append((b"cache-control", b"no-store"))
+                if (ex.too_long or ex.chunked) and not ex.body_done \
+                        and b"connection" not in names:
+                    headers.append((b"connection", b"close"))
                 for name, value in headers:
                     if name.lower() == b"content-type" and value.startswith(
                             b"text/event-stream"):
                         ex.streaming = True
                 message = {**message, "headers": headers}
             elif message["type"] == "http.response.body" and not message.get("more_body"):
+                if ex.chunked and not ex.body_done and not ex.streaming:
+                    await self._linger(receive, ex)
                 ex.complete = True
             await send(message)
 
         return deliver
+
+    async def _linger(self, receive: Receive, ex: _Exchange) -> None:
+        """Read and drop what is left of a chunked body, `max_body` bytes and `LINGER_S` at
+        most (the connection closes after the answer, whatever is left)."""
+        budget = self.max_body
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LINGER_S):
+                while budget > 0:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return
+                    budget -= len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        ex.body_done = True
+                        return
 
     async def _receive_or_shutdown(self, receive: Receive, ex: _Exchange) -> Message:
         """Event streams wait here for their client to go away; the server stopping counts

@@ -30,6 +30,9 @@ class ServerOptions:
     max_body_bytes: int = MAX_BODY
     sse_total: int = 100
     sse_per_client: int = 5
+    #: Addresses or networks (`10.0.0.0/8`) of reverse proxies whose `X-Forwarded-For` names
+    #: the client; from any other peer the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def number(self, name: str, default: float) -> float:

@@ -45,7 +45,8 @@ async def serve_api(ctx: Context) -> int:
         raise UsageError(f"--port {port}: must be between 0 and 65535")
     options = ServerOptions(host=host, port=port, basic_username=config.basic_username,
                             basic_password_hash=config.basic_password_hash,
-                            extra=server_extra(ctx.settings))
+                            extra=server_extra(ctx.settings),
+                            trusted_proxies=tuple(config.trusted_proxies))
     data_dir = ctx.settings.resolved_data_dir()
 
     def announce(line: str) -> None:

@@ -13,6 +13,9 @@ take the same credentials.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from flowdeck.server.auth import KESTRA_CREDENTIALS
 from flowdeck.server.dialect import Dialect, DialectContext, Routes
 from flowdeck.server.dialects.flowdeck import (
@@ -32,6 +35,32 @@ ROUTERS = (approvals.router, me.router, api_keys.router, webhook_deliveries.rout
            agent_messages.router, reserved.router)
 
 
+DECISION = {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"comment": {"type": "string"},
+                                     "decidedBy": {"type": "string"}}}}}}
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/approvals"): {"parameters": [
+        {"name": "status", "in": "query", "required": False, "schema": {
+            "type": "string", "enum": ["pending", "approved", "rejected", "expired", "all"]}},
+        {"name": "executionId", "in": "query", "required": False,
+         "schema": {"type": "string"}}]},
+    ("POST", "/approvals/{approval_id}/approve"): {"requestBody": DECISION},
+    ("POST", "/approvals/{approval_id}/reject"): {"requestBody": DECISION},
+    ("POST", "/approvals/bulk-approve"): {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"type": "object", "required": ["ids"], "properties": {
+            "ids": {"type": "array", "items": {"type": "string"}},
+            "comment": {"type": "string"}, "decidedBy": {"type": "string"}}}}}}},
+}
+
+
+def describe(method: str, path: str) -> Mapping[str, Any]:
+    """What the approval routes read by hand, for the OpenAPI document."""
+    for tenant in TENANTS:
+        if path.startswith(tenant + "/"):
+            return OPERATIONS.get((method, path[len(tenant):]), {})
+    return {}
+
+
 def routes(context: DialectContext) -> list[Routes]:
     return [Routes(router, tenant, include_in_schema=tenant.endswith("/main"))
             for tenant in TENANTS for router in ROUTERS]
@@ -43,4 +72,5 @@ DIALECT = Dialect(
     routes=routes,
     errors=KESTRA_PROBLEMS,
     identity=KESTRA_CREDENTIALS,
+    openapi=describe,
 )

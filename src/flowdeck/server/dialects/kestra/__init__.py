@@ -13,6 +13,7 @@ from flowdeck.server.auth import KESTRA_CREDENTIALS
 from flowdeck.server.dialect import Dialect, DialectContext, Routes
 from flowdeck.server.dialects.kestra import (
     actions,
+    api_doc,
     bulk,
     concurrency,
     configs,
@@ -71,4 +72,5 @@ DIALECT = Dialect(
     open_routes=frozenset({configs.LOGIN} | {
         prefix + template for prefix in TENANTS for template in webhooks.TEMPLATES}),
     fast_routes=fast.fast_routes,
+    openapi=api_doc.describe,
 )

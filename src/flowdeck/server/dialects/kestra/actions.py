@@ -32,7 +32,7 @@ from flowdeck.core.errors import (
 )
 from flowdeck.core.states import is_terminal
 from flowdeck.server.access import OPERATOR, current_identity
-from flowdeck.server.deps import Uploads, bool_param, get_engine
+from flowdeck.server.deps import Uploads, bool_param, get_engine, json_value
 from flowdeck.server.dialects.kestra.executions import (
     Doc,
     as_json,
@@ -124,15 +124,7 @@ async def do_replay_with_inputs(request: Request, execution_id: str) -> Doc:
 
 
 async def label_body(request: Request) -> list[tuple[str, str]]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        raise ValidationError([("body", f"invalid JSON: {reason}; send "
-                                        '[{"key": "...", "value": "..."}]')]) from None
-    except RecursionError:
-        raise ValidationError([("body", "invalid JSON: nested too deeply")]) from None
+    body = await json_value(request)
     if not isinstance(body, list):
         raise ValidationError([("body", 'must be a JSON list of {"key": ..., "value": ...}')])
     labels = []

@@ -11,20 +11,30 @@ under `/_flows/` is imported as a flow of that namespace (`engine/namespace_impo
 
 from __future__ import annotations
 
+import asyncio
 import io
 import zipfile
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from flowdeck.core.errors import BadRequestError, NotFoundError, ValidationError
+from flowdeck.engine.engine import Engine
 from flowdeck.engine.files import NamespaceFiles
+from flowdeck.engine.flows import NAMESPACE
 from flowdeck.server.access import OPERATOR, VIEWER
-from flowdeck.server.deps import get_engine
+from flowdeck.server.deps import attachment, get_engine
 
-router = APIRouter(tags=["files"])
+
+def namespace_pattern(namespace: str) -> None:
+    """Every file route: the namespace must be a namespace name, as flows and KV require."""
+    if not NAMESPACE.fullmatch(namespace):
+        raise ValidationError([("namespace", f"'{namespace}' must match {NAMESPACE.pattern}")])
+
+
+router = APIRouter(tags=["files"], dependencies=[Depends(namespace_pattern)])
 
 OCTET = "application/octet-stream"
 
@@ -80,9 +90,7 @@ async def revisions(namespace: str, request: Request) -> list[dict[str, Any]]:
     return [{"revision": 1}]
 
 
-@router.get("/namespaces/{namespace}/files/export", dependencies=VIEWER)
-async def export(namespace: str, request: Request) -> Response:
-    engine = get_engine(request)
+def _archive(engine: Engine, namespace: str) -> bytes:
     files = engine.files
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -90,8 +98,15 @@ async def export(namespace: str, request: Request) -> Response:
             archive.writestr(path.lstrip("/"), files.get(namespace, path))
         for flow in engine.list_flows(namespace):
             archive.writestr(f"_flows/{flow.id}.yml", flow.source)
-    return Response(buffer.getvalue(), media_type=OCTET, headers={  # as Kestra answers
-        "Content-Disposition": f'attachment; filename="{namespace}_files.zip"'})
+    return buffer.getvalue()
+
+
+@router.get("/namespaces/{namespace}/files/export", dependencies=VIEWER)
+async def export(namespace: str, request: Request) -> Response:
+    """A zip of the namespace's files and flows, compressed off the event loop."""
+    content = await asyncio.to_thread(_archive, get_engine(request), namespace)
+    return Response(content, media_type=OCTET, headers={  # as Kestra answers
+        "Content-Disposition": attachment(f"{namespace}_files.zip")})
 
 
 @router.get("/namespaces/{namespace}/files", dependencies=VIEWER)

@@ -11,6 +11,7 @@ routes (`/flows/search`, `/flows/distinct-namespaces`, `/flows/validate`) are de
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -18,10 +19,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.datastructures import QueryParams
 
-from flowdeck.core.errors import ConflictError, InvalidFlowError, NotFoundError
+from flowdeck.core.errors import ConflictError, InvalidFlowError, NotFoundError, ValidationError
+from flowdeck.core.yamlsafe import YamlTooBig
 from flowdeck.engine.flow_search import FlowFilter, FlowQuery
 from flowdeck.engine.flows import FlowDefinition
-from flowdeck.engine.inputs import load_yaml
+from flowdeck.engine.inputs import INLINE_PARSE_CHARS, PARSE_POOL, PARSE_TIMEOUT_S, load_yaml
 from flowdeck.server.access import OPERATOR, VIEWER
 from flowdeck.server.deps import bool_param, get_engine, int_param
 from flowdeck.server.dialects.kestra.common import paged, parse_filters, parse_sort
@@ -67,6 +69,9 @@ async def create_flow(request: Request) -> JSONResponse:
 @router.post("/flows/validate", dependencies=OPERATOR,
              summary="Validate one or more flow sources (separated by ---)")
 async def validate_flows(request: Request) -> JSONResponse:
+    """Kestra's answer: a list of results, a violation for an invalid flow. A document the
+    bounded YAML reader refuses (an alias bomb, too big, too deep) is a 422 instead: it is not
+    read at all. Every document is read off the event loop when it is big."""
     engine = get_engine(request)
     raw = await request.body()
     try:
@@ -78,10 +83,11 @@ async def validate_flows(request: Request) -> JSONResponse:
         return JSONResponse([violation(0, None, "the flow source is empty")])
     results = []
     for index, document in enumerate(documents):
+        parsed = await read_document(index, document)
         try:
-            flow = engine.validate_flow(document)
+            flow = await engine.validate_flow_async(document)
         except InvalidFlowError as exc:
-            results.append(violation(index, document, "\n".join(
+            results.append(violation(index, parsed, "\n".join(
                 f"{path}: {msg}" if path else msg for path, msg in exc.problems)))
         else:
             results.append({"index": index, "flow": flow.id, "namespace": flow.namespace,
@@ -90,19 +96,37 @@ async def validate_flows(request: Request) -> JSONResponse:
     return JSONResponse(results)
 
 
-def violation(index: int, document: str | None, constraints: str) -> dict[str, Any]:
+def _read(document: str) -> Any:
+    try:
+        return load_yaml(document)
+    except YamlTooBig:
+        raise
+    except Exception:  # unreadable YAML: the violation's constraints say why
+        return None
+
+
+async def read_document(index: int, document: str) -> Any:
+    """The document's YAML (None when it is not YAML), read within the flow limits and off
+    the event loop when big; a 422 naming the document when the limits refuse it."""
+    try:
+        if len(document) <= INLINE_PARSE_CHARS:
+            return _read(document)
+        future = asyncio.get_running_loop().run_in_executor(PARSE_POOL, _read, document)
+        return await asyncio.wait_for(future, PARSE_TIMEOUT_S)
+    except YamlTooBig as exc:
+        raise ValidationError([(f"[{index}]", str(exc))]) from None
+    except TimeoutError:
+        raise ValidationError([(f"[{index}]", "the document took too long to read")]) from None
+
+
+def violation(index: int, raw: Any, constraints: str) -> dict[str, Any]:
     """A `ValidateConstraintViolation` for an invalid document; id/namespace when readable."""
     out: dict[str, Any] = {"index": index}
-    if document is not None:
-        try:
-            raw = load_yaml(document)
-        except Exception:  # unreadable YAML: the constraints say why
-            raw = None
-        if isinstance(raw, dict):
-            if isinstance(raw.get("id"), str):
-                out["flow"] = raw["id"]
-            if isinstance(raw.get("namespace"), str):
-                out["namespace"] = raw["namespace"]
+    if isinstance(raw, dict):
+        if isinstance(raw.get("id"), str):
+            out["flow"] = raw["id"]
+        if isinstance(raw.get("namespace"), str):
+            out["namespace"] = raw["namespace"]
     out.update({"constraints": constraints, "outdated": False, "deprecationPaths": [],
                 "warnings": [], "infos": []})
     return out

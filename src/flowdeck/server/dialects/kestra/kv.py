@@ -7,7 +7,6 @@ header (ISO-8601 duration) makes the entry expire. A missing key is a 404, an ex
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ from flowdeck.core.timefmt import parse_duration
 from flowdeck.engine.flows import NAMESPACE
 from flowdeck.engine.kv import KVEntry, KVStore, parse_literal
 from flowdeck.server.access import OPERATOR, VIEWER
-from flowdeck.server.deps import get_engine, int_param
+from flowdeck.server.deps import get_engine, int_param, json_value
 from flowdeck.server.dialects.kestra.common import paged, parse_filters
 
 router = APIRouter(tags=["kv"])
@@ -66,12 +65,7 @@ async def list_namespace(namespace: str, request: Request) -> list[dict[str, Any
 
 @router.delete("/namespaces/{namespace}/kv", dependencies=OPERATOR)
 async def delete_many(namespace: str, request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw) if raw.strip() else None
-    except (ValueError, RecursionError):
-        raise ValidationError([("body", "invalid JSON; expected {\"keys\": [\"a\", \"b\"]}")]
-                              ) from None
+    body = await json_value(request)
     keys = body.get("keys") if isinstance(body, dict) else None
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise ValidationError([("keys", "must be a list of key names, e.g. "

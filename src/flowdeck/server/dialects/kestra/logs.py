@@ -12,8 +12,10 @@ a 404.
 answers `{"results", "total"}`, plus Kestra 2.x's `"type": "OFFSET"` when the server presents
 itself as 2.x (flowdeck has no cursor paging, so `nextCursor` never appears).
 
-Log follow (`GET /logs/{executionId}/follow`) replays every stored line, then streams live ones,
-never closes by itself and sends `: ping` comments while idle. Resumption is flowdeck's one
+`GET /logs/{id}` streams its JSON array and a download its text, a page at a time
+(`log_streams.py`). Log follow (`GET /logs/{executionId}/follow`) replays every stored line, a
+page at a time, then streams live ones, never closes by itself and sends `: ping` comments
+while idle. Resumption is flowdeck's one
 deliberate departure from Kestra's wire format: Kestra tags every log event with the literal id
 `progress`, which gives a reconnecting client nothing to resume from. flowdeck's event id is the
 line's sequence number instead (`id: 42`), and the data is Kestra's LogEntry, which also carries
@@ -26,8 +28,6 @@ Kestra clients do, see no difference.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +37,6 @@ from starlette.datastructures import QueryParams
 
 from flowdeck.core.errors import BadRequestError
 from flowdeck.core.states import is_terminal
-from flowdeck.engine.engine import Engine
 from flowdeck.engine.logs import (
     LOG_TEXT_FIELDS,
     MAX_LOG_PAGE,
@@ -45,7 +44,7 @@ from flowdeck.engine.logs import (
     levels_from,
 )
 from flowdeck.server.access import OPERATOR, VIEWER
-from flowdeck.server.deps import get_engine, instant_param, int_param, time_range
+from flowdeck.server.deps import attachment, get_engine, instant_param, int_param, time_range
 from flowdeck.server.dialects.kestra.common import (
     Filter,
     kestra_major,
@@ -53,11 +52,16 @@ from flowdeck.server.dialects.kestra.common import (
     parse_filters,
     parse_sort,
 )
-from flowdeck.server.sse import KEEPALIVE, encode, keepalive_interval, open_stream
+from flowdeck.server.dialects.kestra.log_streams import (
+    json_array,
+    log_events,
+    pretty_page,
+    started,
+)
+from flowdeck.server.sse import STREAM_PAGE, keepalive_interval, limiter_of, open_stream, paced
 
 router = APIRouter()
 
-DOWNLOAD_PAGE = 5_000
 LATER = ("GREATER_THAN", "GREATER_THAN_OR_EQUAL_TO")
 EARLIER = ("LESS_THAN", "LESS_THAN_OR_EQUAL_TO", "EQUALS")
 
@@ -66,11 +70,19 @@ def _narrow(query: LogQuery, levels: set[str]) -> None:
     query.levels = levels if query.levels is None else query.levels & levels
 
 
+#: What a stored integer can hold (SQLite's INTEGER): a number past it is refused, not a 500.
+STORED_INT_MAX = 2**63 - 1
+
+
 def _int(name: str, raw: str) -> int:
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise BadRequestError(f"'{name}' must be an integer, got '{raw}'") from None
+    if not -STORED_INT_MAX <= value <= STORED_INT_MAX:
+        raise BadRequestError(f"'{name}' must be an integer between {-STORED_INT_MAX} and "
+                              f"{STORED_INT_MAX}")
+    return value
 
 
 def _apply_filter(query: LogQuery, f: Filter, now: datetime) -> None:
@@ -163,44 +175,36 @@ async def search_logs(request: Request) -> dict[str, Any]:
 
 
 @router.get("/logs/{execution_id}", tags=["Logs"], dependencies=VIEWER,
-            summary="Get logs for a specific execution, taskrun or task")
-async def list_logs(execution_id: str, request: Request) -> list[dict[str, Any]]:
+            summary="Get logs for a specific execution, taskrun or task",
+            responses={200: {"content": {"application/json": {}},
+                             "description": "The lines in order, streamed (chunked)"},
+                       400: {"description": "A malformed filter"}})
+async def list_logs(execution_id: str, request: Request) -> Response:
+    """Every line, streamed as one JSON array a page at a time (an execution of 200,000
+    lines is never built in memory as one body); an unknown execution has `[]`."""
     query = _in_order(log_query(request.query_params, execution_id))
     raw = request.query_params.get("afterSequence")
     if raw:  # flowdeck's extension: the lines after a sequence number
         query.after_seq = max(0, _int("afterSequence", raw))
-    entries, _ = await get_engine(request).logs.search(query)
-    return [e.to_dict() for e in entries]
-
-
-async def _pretty_lines(engine: Engine, query: LogQuery) -> AsyncIterator[bytes]:
-    """Kestra's download format, read a page at a time: `<timestamp> <LEVEL> <message>`."""
-    query.size = DOWNLOAD_PAGE
-    first = True
-    while True:
-        entries, _ = await engine.logs.search(query, with_total=False)
-        if entries:
-            text = "\n".join(e.pretty() for e in entries)
-            yield (text if first else "\n" + text).encode()
-            first = False
-            query.after_seq = entries[-1].seq
-        if len(entries) < DOWNLOAD_PAGE:
-            return
+    body = json_array(get_engine(request), execution_id, query, limiter_of(request))
+    return StreamingResponse(await started(body), media_type="application/json")
 
 
 @router.get("/logs/{execution_id}/download", tags=["Logs"], dependencies=VIEWER,
             response_class=Response,
             summary="Download logs for a specific execution, taskrun or task",
-            responses={200: {"content": {"text/plain": {}}}})
+            responses={200: {"content": {"text/plain": {}}},
+                       404: {"description": "Unknown execution"}})
 async def download_logs(execution_id: str, request: Request) -> Response:
     engine = get_engine(request)
     execution = await engine.get_execution(execution_id)
     query = _in_order(log_query(request.query_params, execution_id))
-    headers = {"Content-Disposition": f'attachment; filename="{execution_id}.log"'}
+    headers = {"Content-Disposition": attachment(f"{execution_id}.log")}
     if not is_terminal(execution.state.current):
         headers["Cache-Control"] = "no-cache"
-    return StreamingResponse(_pretty_lines(engine, query), media_type="text/plain",
-                             headers=headers)
+    pages = engine.logs.pages(execution_id, page_size=STREAM_PAGE, query=query)
+    body = await started(paced(pages, pretty_page([True]), limiter_of(request)))
+    return StreamingResponse(body, media_type="text/plain", headers=headers)
 
 
 @router.delete("/logs/{execution_id}", tags=["Logs"], dependencies=OPERATOR,
@@ -215,8 +219,8 @@ async def delete_logs(execution_id: str, request: Request) -> Response:
 def resume_point(request: Request) -> int:
     """The sequence number to resume after: `Last-Event-ID`, else `afterSequence`, else 0."""
     header = request.headers.get("last-event-id", "").strip()
-    if header.isdigit():
-        return int(header)
+    if header.isascii() and header.isdigit():
+        return _int("Last-Event-ID", header)
     raw = request.query_params.get("afterSequence")
     if raw is None or raw == "":
         return 0
@@ -224,28 +228,6 @@ def resume_point(request: Request) -> int:
     if value < 0:
         raise BadRequestError(f"'afterSequence' must be 0 or more, got {value}")
     return value
-
-
-async def log_events(engine: Engine, execution_id: str, after: int, query: LogQuery,
-                     keepalive: float) -> AsyncIterator[bytes]:
-    loop = asyncio.get_running_loop()
-    follow = engine.logs.follow(execution_id, after_seq=after, heartbeat=keepalive)
-    last_write = loop.time()
-    try:
-        async for entry in follow:
-            if entry is None:
-                yield KEEPALIVE
-            elif query.matches(entry):
-                yield encode(str(entry.seq), entry.to_dict())
-            elif loop.time() - last_write >= keepalive:
-                yield KEEPALIVE  # lines keep coming, but none passes the filter
-            else:
-                continue
-            last_write = loop.time()
-    finally:
-        aclose = getattr(follow, "aclose", None)
-        if aclose is not None:
-            await aclose()
 
 
 @router.get("/logs/{execution_id}/follow", tags=["Logs"], dependencies=VIEWER,
@@ -259,5 +241,6 @@ async def follow_logs(execution_id: str, request: Request) -> Response:
     await engine.get_execution(execution_id)  # a 404 before the stream starts
     query = log_query(request.query_params, execution_id)
     after = resume_point(request)
-    events = log_events(engine, execution_id, after, query, keepalive_interval(request))
+    events = log_events(engine, execution_id, after, query, keepalive_interval(request),
+                        limiter_of(request))
     return await open_stream(request, events)
