@@ -36,7 +36,7 @@ namespace: cli.test
 tasks:
   - id: nap
     type: io.kestra.plugin.core.flow.Sleep
-    duration: PT5S
+    duration: PT60S  # outlasts the test on any machine: it is stopped, never awaited
 """
 
 COUNTING = """\

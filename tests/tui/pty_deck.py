@@ -87,7 +87,16 @@ class Deck:
             self.pump(0.03)
         self.pump(settle)
 
+    def wait_exit(self, timeout: float) -> bool:
+        """Read what the deck writes until it has exited (it closes its engine after leaving
+        the screen, which takes a while on a loaded machine); False if it is still running."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self.pump(0.05)
+        return self.proc.poll() is not None
+
     def close(self) -> int | None:
+        """Stop the deck if it still runs (a test that failed half-way) and its exit code."""
         try:
             self.proc.wait(timeout=0.1)
         except subprocess.TimeoutExpired:

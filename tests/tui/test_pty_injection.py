@@ -136,8 +136,8 @@ def test_payloads_in_engine_data_never_reach_the_terminal(tmp_path: Path) -> Non
         assert deck.wait_for(b"ROW", 8), "the approval screen never painted"
         deck.pump(0.5)
         deck.send(":q" + ENTER, 0.2)
-        deck.wait_for(b"\x1b[?1049l", 5)  # it left the alternate screen
-        deck.pump(0.3)
+        assert deck.wait_for(b"\x1b[?1049l", 10), "the deck did not quit"
+        assert deck.wait_exit(30), "the deck left the screen but never exited"
     finally:
         code = deck.close()
     raw = bytes(deck.out)

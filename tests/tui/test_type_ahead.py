@@ -184,6 +184,7 @@ def test_keys_in_one_terminal_write(tmp_path: Path) -> None:
         assert deck.wait_for_text("Flows (", 10), deck.text()[-2000:]
         deck.write(":q\r")  # nothing runs (the gate waits): no question
         assert deck.wait_for(b"\x1b[?1049l", 10), "the deck did not quit"
+        assert deck.wait_exit(30), "the deck left the screen but never exited"
     finally:
         code = deck.close()
     shown = deck.text()
