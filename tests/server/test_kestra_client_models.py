@@ -94,13 +94,17 @@ async def test_the_answers_say_what_kestra_says(calls: list[Call]) -> None:
     assert by_name["get kv"].body["value"] == "hello"
 
 
+#: `Allow` names every method a route serves on the path, as Micronaut does: a path that also
+#: fits a templated route (`/executions/{executionId}`) names that route's methods too.
 @pytest.mark.parametrize(("method", "path", "allowed"), [
     ("PUT", "/triggers/search", "GET"),
-    ("PUT", "/executions/search", "GET"),
-    ("POST", "/logs/search", "GET"),
+    ("PUT", "/executions/search", "DELETE, GET"),
+    ("POST", "/logs/search", "DELETE, GET"),
     ("POST", "/triggers/search", "GET"),
-    ("GET", "/executions/kill/by-ids", "DELETE"),
+    ("GET", "/executions/kill/by-ids", "DELETE, POST"),
     ("PUT", "/kv", "GET"),
+    ("DELETE", "/flows/bulk", "GET, POST"),
+    ("PATCH", "/flows/search", "GET, POST"),
 ])
 async def test_a_route_without_that_method_is_a_405(live: Any, method: str, path: str,
                                                     allowed: str) -> None:

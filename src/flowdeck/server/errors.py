@@ -17,7 +17,9 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from flowdeck.core.errors import (
     BadRequestError,
@@ -81,6 +83,18 @@ def validation_error(exc: RequestValidationError, path: str) -> ApiError:
     return ApiError(422 if in_body else 400, "; ".join(problems), path)
 
 
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path, for a 405's `Allow` (Starlette names only
+    the first route that matched the path, though several routes may share it)."""
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.routes):
+        match, _ = context.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(context.original_route, "methods", None) or ())
+    methods.discard("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     def render(request: Request, error: ApiError) -> Response:
         return request.app.state.host.render(request.scope, error)  # type: ignore[no-any-return]
@@ -108,8 +122,11 @@ def install(app: FastAPI) -> None:
                 return render(request, failure.error)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route for {request.method} {request.url.path}"
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
         return render(request, ApiError(exc.status_code, detail, request.url.path,
-                                        headers=dict(getattr(exc, "headers", None) or {})))
+                                        headers=headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
