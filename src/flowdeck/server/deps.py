@@ -31,7 +31,13 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-EngineDep = Annotated[Engine, Depends(get_engine)]
+async def _engine(request: Request) -> Engine:
+    """`get_engine` as a dependency: async, so FastAPI calls it inline instead of handing
+    every request to its thread pool (a sync dependency costs a thread hop per request)."""
+    return get_engine(request)
+
+
+EngineDep = Annotated[Engine, Depends(_engine)]
 
 
 # -- query parameters --------------------------------------------------------------------------

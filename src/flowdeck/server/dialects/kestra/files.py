@@ -28,7 +28,7 @@ from flowdeck.server.access import OPERATOR, VIEWER
 from flowdeck.server.deps import attachment, get_engine
 
 
-def namespace_pattern(namespace: str) -> None:
+async def namespace_pattern(namespace: str) -> None:
     """Every file route: the namespace must be a namespace name, as flows and KV require."""
     if not NAMESPACE.fullmatch(namespace):
         raise ValidationError([("namespace", f"'{namespace}' must match {NAMESPACE.pattern}")])
