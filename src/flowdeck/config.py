@@ -14,10 +14,18 @@ import string
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -27,6 +35,16 @@ from flowdeck.core.forge import DEFAULT_ENVIRONMENTS, EVENT_KINDS
 from flowdeck.core.timefmt import parse_duration
 
 APP = "flowdeck"
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"https?://[^\s/]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+#: A setting that names an http(s) URL (a server, a webhook target, a Railway endpoint).
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class ConfigError(FlowdeckError):
@@ -136,7 +154,7 @@ class ProfileForgeConfig(BaseModel):
     `environments` say what to show when that server has no projects overview."""
 
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=1)
+    url: HttpUrl = Field(min_length=1)
     token_env: str | None = Field(default=None, min_length=1)
     token_file: str | None = Field(default=None, min_length=1)
     timeout: float | None = Field(default=None, gt=0, le=3600)
@@ -151,13 +169,6 @@ class ProfileForgeConfig(BaseModel):
             raise ValueError("'token' is not accepted inline: put it in an environment "
                              "variable named by token_env, or in a file named by token_file")
         return data
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
 
     @field_validator("projects")
     @classmethod
@@ -269,7 +280,7 @@ class RailwayConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     project_id: str | None = Field(default=None, min_length=1)
-    endpoint: str | None = Field(default=None, min_length=1)
+    endpoint: HttpUrl | None = Field(default=None, min_length=1)
     timeout: float = Field(default=30.0, gt=0, le=3600)
     #: "bearer" (an account or workspace token) or "project" (a project token).
     token_header: Literal["bearer", "project"] = "bearer"
@@ -286,13 +297,6 @@ class RailwayConfig(BaseModel):
                                      "name a variable with token_env or a file with "
                                      "token_file")
         return data
-
-    @field_validator("endpoint")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
 
     @field_validator("token_env")
     @classmethod
@@ -486,19 +490,12 @@ class ForgeWebhookConfig(BaseModel):
     """`[[forge.webhooks]]`: where forge events are delivered (signed when a secret is set)."""
 
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=1)
+    url: HttpUrl = Field(min_length=1)
     #: Event types to send (empty: every forge event).
     events: list[str] = Field(default_factory=list)
     secret: str | None = Field(default=None, min_length=1)
     #: The name of an environment variable holding the secret (instead of `secret`).
     secret_env: str | None = Field(default=None, min_length=1)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
 
     @field_validator("events")
     @classmethod
@@ -686,17 +683,10 @@ class FlowctlWebhookConfig(BaseModel):
     lists some), signed with `secret` (or the secret in the variable `secret_env` names)."""
 
     model_config = ConfigDict(extra="forbid")
-    url: str
+    url: HttpUrl
     events: list[str] | None = None
     secret: str | None = Field(default=None, min_length=1)
     secret_env: str | None = Field(default=None, min_length=1)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
 
     @field_validator("events")
     @classmethod

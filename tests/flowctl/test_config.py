@@ -87,3 +87,4 @@ def test_the_rate_limit_reaches_the_server(monkeypatch: pytest.MonkeyPatch) -> N
     assert server_extra(load_settings(None)) == {"flowctl_rate_limit": 100}
     monkeypatch.setenv("FLOWDECK_FLOWCTL__RATE_LIMIT_PER_MINUTE", "600")
     assert server_extra(load_settings(None)) == {"flowctl_rate_limit": 600}
+
