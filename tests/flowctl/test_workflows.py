@@ -8,6 +8,7 @@ import os
 import sqlite3
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -309,3 +310,31 @@ async def test_workflow_ids_are_uuids_and_executions_are_visible(engine: Engine)
     assert execution.namespace == "flowctl" and execution.flow_id == f"wf-{view.id}"
     assert dict(execution.labels)["flowctl.workflow_name"] == "test"
     assert os.path.isdir(engine.work_dir / execution.id)
+
+
+async def test_a_large_definition_is_read_off_the_event_loop(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,000 tasks held the loop ~0.4 s while their definition was read and written out as a
+    flow; a definition that large is handled in the parse pool, a small one inline."""
+    import threading
+
+    import flowdeck.engine.flowctl.service as service
+
+    threads: list[tuple[str, bool]] = []
+    for name in ("parse_definition", "flow_source"):
+        real = getattr(service, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            threads.append((_name, threading.current_thread() is threading.main_thread()))
+            return _real(*args)
+
+        monkeypatch.setattr(service, name, spy)
+    big = workflow(*(generic(f"t{i}", "true") for i in range(service.INLINE_TASKS + 1)),
+                   name="big", max_concurrency=1)
+    view = await engine.flowctl.submit(big, "tester")
+    assert threads == [("parse_definition", False), ("flow_source", False)]
+    await engine.flowctl.cancel(view.id, "tester")
+    threads.clear()
+    small = await run(engine, workflow(generic("one", "true")))
+    assert threads == [("parse_definition", True), ("flow_source", True)]
+    assert small.status == "completed"
