@@ -14,8 +14,10 @@ from helpers import wait_for_state
 async def test_a_request_is_approved_by_someone_else_and_deploys(engine: Engine) -> None:
     made = await release(engine, 1)  # created by alice
     request = await engine.forge.request_deployment(made.id, "production", by="carol")
-    await wait_for_state(engine, request.execution_id, "PAUSED")
+    # In the queue when the request is answered (the CLI says so), not a moment later.
     [approval] = await engine.approvals.list("pending")
+    assert request.approval_id == approval.id
+    await wait_for_state(engine, request.execution_id, "PAUSED")
     assert approval.title == "Deploy acme/shop/api release 1 to production"
     assert approval.require_comment and approval.rows[0]["requested_by"] == "carol"
     [waiting] = await engine.forge.deploy_requests()

@@ -11,11 +11,15 @@ rejecting it cancels the request.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from flowdeck.core.errors import PermissionDenied, ValidationError
 from flowdeck.core.forge import DeployRequest
 from flowdeck.core.models import Approval
+from flowdeck.core.states import is_terminal
+from flowdeck.engine.bus import EXECUTION
 from flowdeck.engine.forge import validate
 from flowdeck.engine.forge.settings import ForgeSettings
 
@@ -24,6 +28,9 @@ if TYPE_CHECKING:
     from flowdeck.engine.forge.releases import ReleaseService
 
 NAMESPACE = "flowdeck.forge"
+#: How long creating a request waits for it to be in the approval queue (its first task asks
+#: at once; a loaded engine may take a moment to start it).
+QUEUE_WAIT_S = 30.0
 FLOW_ID = "deploy-request"
 FLOW_SOURCE = """\
 id: deploy-request
@@ -109,8 +116,31 @@ class DeployRequests:
                     "commit_sha": release.commit_sha, "created_by": release.created_by},
             labels=[("forge.release", release.id), ("forge.environment", env),
                     ("forge.requested_by", by)])
+        approval = await self._queued(execution.id)
         return DeployRequest(execution_id=execution.id, release_id=release.id,
-                             environment=env, requested_by=by, status="pending")
+                             environment=env, requested_by=by, status="pending",
+                             approval_id=approval.id if approval else None)
+
+    async def _queued(self, execution_id: str) -> Approval | None:
+        """The request's approval once it waits in the queue, so that whoever asked (the CLI
+        says "waits in the approval queue") finds it there; None if the execution ended first
+        or did not get there within QUEUE_WAIT_S."""
+        sub = self.engine.subscribe(EXECUTION, execution_id=execution_id)
+        try:
+            async with asyncio.timeout(QUEUE_WAIT_S):
+                while True:
+                    found = await self.engine.approvals.list(None, execution_id=execution_id)
+                    if found:
+                        return found[0]
+                    execution = await self.engine.get_execution(execution_id)
+                    if is_terminal(execution.state.current):
+                        return None
+                    with contextlib.suppress(TimeoutError):
+                        await sub.get(1.0)  # a state change, or a periodic re-check
+        except TimeoutError:
+            return None
+        finally:
+            sub.close()
 
     async def pending(self) -> list[DeployRequest]:
         """Requests waiting in the approval queue, oldest first."""
