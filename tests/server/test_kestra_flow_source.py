@@ -1,0 +1,167 @@
+"""Kestra's flow source search, revision deletion and CSV exports over a real server, every
+JSON answer read with kestrapy 2.0.3's own models."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import pytest
+
+from helpers import apply, wait_for_state
+from live_server import LiveServer
+
+pytest.importorskip("regex", reason="kestrapy 2.0.3 needs the undeclared 'regex' package")
+
+MAIN = "/api/v1/main"
+ALPHA = """id: alpha
+namespace: acme.data
+description: Loads the Warehouse
+inputs:
+  - {id: table, type: STRING, defaults: warehouse}
+tasks:
+  - id: load
+    type: io.kestra.plugin.core.log.Log
+    message: loading warehouse_raw
+triggers:
+  - id: nightly
+    type: io.kestra.plugin.core.trigger.Schedule
+    cron: "0 2 * * *"
+"""
+BETA = """id: beta
+namespace: acme.ops
+tasks:
+  - id: say
+    type: io.kestra.plugin.core.log.Log
+    message: "hello, \\"world\\""
+"""
+
+
+def page(body: Any) -> Any:
+    from kestrapy.models.paged_results_source_search_result import (
+        PagedResultsSourceSearchResult,
+    )
+
+    parsed = PagedResultsSourceSearchResult.from_dict(body)
+    assert parsed is not None and not parsed.additional_properties
+    return parsed
+
+
+async def source(live: LiveServer, **params: Any) -> Any:
+    response = await live.client.get(f"{MAIN}/flows/source", params=params)
+    assert response.status_code == 200, response.text
+    return page(response.json())
+
+
+async def test_source_search_finds_lines_columns_and_snippets(live: LiveServer) -> None:
+    await apply(live.engine, ALPHA)
+    await apply(live.engine, BETA)
+    found = await source(live, q="warehouse")
+    assert found.total == 1
+    [hit] = found.results
+    assert (hit.namespace, hit.id, hit.editable) == ("acme.data", "alpha", True)
+    assert [(m.line, m.column, m.snippet) for m in hit.matches] == [
+        (3, 23, "description: Loads the [mark]Warehouse[/mark]"),
+        (5, 40, "  - {id: table, type: STRING, defaults: [mark]warehouse[/mark]}"),
+        (9, 21, "    message: loading [mark]warehouse[/mark]_raw")]
+
+    exact = await source(live, q="warehouse", caseSensitive="true", wholeWord="true")
+    assert [m.line for m in exact.results[0].matches] == [5]
+    assert [m.line for m in (await source(live, q="warehouse", scope="TASKS"))
+            .results[0].matches] == [9]
+    assert (await source(live, q="warehouse", scope="triggers")).total == 0
+    assert [m.snippet for m in (await source(live, q=r"cron: \"\d", regex="true"))
+            .results[0].matches] == ['    [mark]cron: "0[/mark] 2 * * *"']
+    assert (await source(live, q="io.kestra", namespace="acme.ops")).results[0].id == "beta"
+    assert (await source(live, q="io.kestra", namespace="acme.o")).total == 0
+    everything = await source(live, sort="id:desc")
+    assert [r.id for r in everything.results] == ["beta", "alpha"]
+    assert all(r.matches == [] for r in everything.results)
+    second = await source(live, q="type", size=1, page=2)
+    assert second.total == 2 and [r.id for r in second.results] == ["beta"]
+
+
+@pytest.mark.parametrize("params", [
+    {"q": "(unclosed", "regex": "true"},
+    {"q": "(a+)+$" + "a" * 20 + "!", "regex": "true"},
+    {"q": "x" * 5_000},
+    {"q": "x", "scope": "EVERYWHERE"},
+    {"q": "x", "sort": "revision"},
+    {"q": "x", "size": "0"},
+    {"q": "x", "caseSensitive": "maybe"},
+])
+async def test_a_bad_source_search_is_a_400(live: LiveServer, params: dict[str, str]) -> None:
+    await apply(live.engine, ALPHA.replace("loading warehouse_raw", "a" * 5_000))
+    response = await live.client.get(f"{MAIN}/flows/source", params=params)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_delete_revisions_keeps_the_current_one(live: LiveServer) -> None:
+    await apply(live.engine, BETA)
+    for word in ("two", "three"):
+        await apply(live.engine, BETA.replace("world", word))
+    url = f"{MAIN}/flows/acme.ops/beta/revisions"
+    refused = await live.client.delete(url, params={"revisions": "1,3"})
+    assert refused.status_code == 422
+    assert "current revision" in refused.json()["detail"]
+    for bad in ({}, {"revisions": "one"}, {"revisions": "-1"}, {"revisions": "9" * 40}):
+        assert (await live.client.delete(url, params=bad)).status_code == 400, bad
+    assert (await live.client.delete(f"{MAIN}/flows/acme.ops/nope/revisions",
+                                     params={"revisions": "1"})).status_code == 404
+
+    deleted = await live.client.delete(url, params={"revisions": "1,2,7"})
+    assert deleted.status_code == 204, deleted.text
+    kept = (await live.client.get(url)).json()
+    assert [f["revision"] for f in kept] == [3]
+    assert (await live.client.get(f"{MAIN}/flows/acme.ops/beta",
+                                  params={"revision": 1})).status_code == 404
+    await apply(live.engine, BETA)
+    assert (await live.client.get(f"{MAIN}/flows/acme.ops/beta")).json()["revision"] == 4
+
+
+def rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+async def test_csv_exports_list_what_the_search_matches(live: LiveServer) -> None:
+    await apply(live.engine, ALPHA)
+    await apply(live.engine, BETA)
+    flows = await live.client.get(f"{MAIN}/flows/export/by-query/csv",
+                                  params={"filters[namespace][PREFIX]": "acme"})
+    assert flows.status_code == 200
+    assert flows.headers["content-type"].startswith("text/csv")
+    assert flows.headers["content-disposition"] == "attachment; filename=flows.csv"
+    assert flows.text.endswith("\r\n")
+    listed = rows(flows.text)
+    assert [(r["namespace"], r["id"]) for r in listed] == [("acme.data", "alpha"),
+                                                           ("acme.ops", "beta")]
+    assert listed[0]["disabled"] == "false" and "source" not in listed[0]
+    assert listed[1]["tasks"].startswith("[{id=say, type=io.kestra.plugin.core.log.Log")
+    only = await live.client.get(f"{MAIN}/flows/export/by-query/csv",
+                                 params={"filters[namespace][EQUALS]": "nowhere"})
+    assert only.status_code == 200 and only.text == ""
+
+    runs = [(await live.client.post(f"{MAIN}/executions/acme.ops/beta")).json()["id"]
+            for _ in range(2)]
+    for run in runs:
+        await wait_for_state(live.engine, run, "SUCCESS")
+    executions = await live.client.get(f"{MAIN}/executions/export/by-query/csv",
+                                       params={"filters[flowId][EQUALS]": "beta"})
+    assert executions.status_code == 200, executions.text
+    assert executions.headers["content-disposition"] == "attachment; filename=executions.csv"
+    exported = rows(executions.text)
+    assert sorted(r["id"] for r in exported) == sorted(runs)
+    assert {r["flowId"] for r in exported} == {"beta"}
+    assert exported[0]["state"].startswith("{current=SUCCESS, histories=[")
+    bad = await live.client.get(f"{MAIN}/executions/export/by-query/csv",
+                                params={"filters[state][IN]": "NAPPING"})
+    assert bad.status_code == 400
+
+    triggers = await live.client.get(f"{MAIN}/triggers/export/by-query/csv",
+                                     params={"filters[namespace][EQUALS]": "acme.data"})
+    assert triggers.headers["content-disposition"] == "attachment; filename=triggers.csv"
+    [nightly] = rows(triggers.text)
+    assert (nightly["flowId"], nightly["triggerId"], nightly["disabled"]) == \
+        ("alpha", "nightly", "false")
