@@ -184,6 +184,8 @@ async def _executions(call: Recorder, engine: Engine) -> None:
                params={"namespace": NS, "flowId": "gate"})
     await call("executions csv", "GET", "/executions/export/by-query/csv", None,
                params={"filters[namespace][EQUALS]": NS})
+    await call("distinct flow ids", "GET", "/executions/distinct-field-values", None,
+               params={"field": "FLOW_ID"})
     await call("execution graph", "GET", f"/executions/{run['id']}/graph", "FlowGraph")
     await call("execution flow", "GET", f"/executions/{run['id']}/flow", "FlowForExecution")
     await call("flow for execution", "GET", f"/executions/flows/{NS}/gate",

@@ -165,3 +165,28 @@ async def test_csv_exports_list_what_the_search_matches(live: LiveServer) -> Non
     [nightly] = rows(triggers.text)
     assert (nightly["flowId"], nightly["triggerId"], nightly["disabled"]) == \
         ("alpha", "nightly", "false")
+
+
+async def test_distinct_field_values_of_executions(live: LiveServer) -> None:
+    await apply(live.engine, BETA)
+    await apply(live.engine, BETA.replace("id: beta", "id: gamma"))
+    runs = [(await live.client.post(f"{MAIN}/executions/acme.ops/{flow}")).json()["id"]
+            for flow in ("beta", "gamma", "gamma")]
+    for run in runs:
+        await wait_for_state(live.engine, run, "SUCCESS")
+    url = f"{MAIN}/executions/distinct-field-values"
+
+    async def values(**params: str) -> Any:
+        response = await live.client.get(url, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    assert await values(field="FLOW_ID") == ["beta", "gamma"]
+    assert await values(field="FLOW_ID", size="1") == ["beta"]
+    assert await values(field="NAMESPACE") == ["acme.ops"]
+    assert await values(field="STATE", **{"filters[flowId][EQUALS]": "gamma"}) == ["SUCCESS"]
+    assert await values(field="FLOW_ID", **{"filters[state][IN]": "FAILED"}) == []
+    for bad in ({}, {"field": "PASSWORD"}, {"field": "FLOW_ID", "size": "0"},
+                {"field": "STATE", "filters[state][IN]": "NAPPING"}):
+        response = await live.client.get(url, params=bad)
+        assert response.status_code == 400, (bad, response.text)

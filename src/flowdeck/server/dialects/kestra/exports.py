@@ -6,6 +6,10 @@ As Kestra writes them: the header is the members of the first record's JSON (a f
 `Flow`, an execution as `Execution`, a trigger as its trigger context), each value as Java
 prints it (`true`, `[a, b]`, `{key=value}`, nothing for null), quoted when it holds a comma, a
 quote or a line break, lines ending CRLF; no match is an empty body.
+
+Also `GET /executions/distinct-field-values?field=&filters[...]=&size=`: the distinct values
+of one field (`NAMESPACE`, `FLOW_ID`, `STATE`) over the executions the filters match, sorted,
+as a JSON list of strings; another field is Kestra's 400.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from flowdeck.core.errors import BadRequestError
 from flowdeck.core.models import Execution
 from flowdeck.engine import exports
 from flowdeck.server.access import VIEWER
-from flowdeck.server.deps import get_engine
+from flowdeck.server.deps import get_engine, int_param
 from flowdeck.server.dialects.kestra.common import execution_query
 from flowdeck.server.dialects.kestra.executions import checked_states
 from flowdeck.server.dialects.kestra.flows import flow_json, flow_query
@@ -100,3 +105,17 @@ async def triggers_csv(request: Request) -> StreamingResponse:
     found = await exports.triggers_matching(get_engine(request),
                                             trigger_query(request.query_params))
     return csv_response(csv_lines(once([context(s) for s in found])), "triggers")
+
+
+@router.get("/executions/distinct-field-values",
+            summary="The distinct values of one field over the executions a query matches")
+async def distinct_field_values(request: Request) -> list[str]:
+    engine = get_engine(request)
+    params = request.query_params
+    query = execution_query(params, engine.clock.now())
+    checked_states(query)
+    field_name = params.get("field") or ""
+    if not field_name:
+        raise BadRequestError("query parameter 'field' is required, e.g. field=NAMESPACE")
+    return await engine.executions.distinct_values(query, field_name,
+                                                   int_param(params, "size", 100))

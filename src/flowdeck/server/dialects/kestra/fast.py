@@ -31,9 +31,9 @@ READ = Access(frozenset({Role.VIEWER}))
 
 class _ExecutionId(Convertor[str]):
     """One path segment that is an execution id: anything but the sibling routes
-    (`/executions/search`, `/executions/namespaces`)."""
+    (`/executions/search`, `/executions/namespaces`, `/executions/distinct-field-values`)."""
 
-    regex = "(?!(?:search|namespaces)$)[^/]+"
+    regex = "(?!(?:search|namespaces|distinct-field-values)$)[^/]+"
 
     def convert(self, value: str) -> str:
         return value
