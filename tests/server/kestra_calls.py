@@ -203,6 +203,8 @@ async def _executions(call: Recorder, engine: Engine) -> None:
     final = await engine.wait_until_terminal(run["id"], timeout=20)
     await call("kill finished by ids", "DELETE", "/executions/kill/by-ids", None, 400,
                json=[final.id, "nope"])
+    await call("follow dependencies", "GET", f"/executions/{final.id}/follow-dependencies",
+               None, params={"destinationOnly": "true"})
     await call("labels by ids", "POST", "/executions/labels/by-ids", "BulkResponse",
                json={"executionsId": [final.id],
                      "executionLabels": [{"key": "checked", "value": "yes"}]})
