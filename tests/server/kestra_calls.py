@@ -135,6 +135,13 @@ async def _flows(call: Recorder) -> None:
     await call("revisions", "GET", f"/flows/{NS}/quick/revisions", "[FlowWithSource]")
     await call("source search", "GET", "/flows/source", "PagedResultsSourceSearchResult",
                params={"q": "quicker", "namespace": NS})
+    await call("replace preview", "POST", "/flows/source/replace/preview",
+               "SourceSearchReplacePreviewResponse",
+               json={"query": "quicker", "replacement": "quickest", "namespace": NS})
+    await call("replace apply", "POST", "/flows/source/replace/apply",
+               "SourceSearchReplaceApplyResponse", json={
+                   "query": "quicker", "replacement": "quickest",
+                   "flows": [{"namespace": NS, "id": "quick"}, {"namespace": NS, "id": "x"}]})
     await call("delete revisions", "DELETE", f"/flows/{NS}/quick/revisions", None, 204,
                params={"revisions": "1"})
     await call("flows csv", "GET", "/flows/export/by-query/csv", None,

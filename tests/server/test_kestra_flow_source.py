@@ -190,3 +190,76 @@ async def test_distinct_field_values_of_executions(live: LiveServer) -> None:
                 {"field": "STATE", "filters[state][IN]": "NAPPING"}):
         response = await live.client.get(url, params=bad)
         assert response.status_code == 400, (bad, response.text)
+
+
+def parsed(model: str, body: Any) -> Any:
+    import kestrapy.models as models
+
+    value = getattr(models, model).from_dict(body)
+    assert value is not None and not value.additional_properties, body
+    return value
+
+
+async def test_source_replace_previews_applies_and_replaces_one_line(live: LiveServer) -> None:
+    await apply(live.engine, ALPHA)
+    await apply(live.engine, BETA)
+    base = f"{MAIN}/flows/source/replace"
+    preview = await live.client.post(f"{base}/preview", json={
+        "query": r"warehouse(_raw)?", "regex": True, "caseSensitive": True,
+        "replacement": r"lake$1\$", "scope": "TASKS"})
+    assert preview.status_code == 200, preview.text
+    shown = parsed("SourceSearchReplacePreviewResponse", preview.json())
+    assert (shown.total_matches, shown.total_flows, shown.editable_flow_count) == (1, 1, 1)
+    [match] = shown.flows[0].matches
+    assert (match.line, match.before, match.after) == (
+        9, "    message: loading warehouse_raw", "    message: loading lake_raw$")
+    assert (await live.client.get(f"{MAIN}/flows/acme.data/alpha")).json()["revision"] == 1
+
+    done = await live.client.post(f"{base}/apply", json={
+        "query": "warehouse", "replacement": "lake", "flows": [
+            {"namespace": "acme.data", "id": "alpha"}, {"namespace": "acme.ops", "id": "beta"},
+            {"namespace": "acme.ops", "id": "gone"}]})
+    assert done.status_code == 200, done.text
+    result = parsed("SourceSearchReplaceApplyResponse", done.json())
+    [updated] = result.updated
+    assert updated.revision == 2 and "warehouse" not in updated.source.lower()
+    assert [(s.id, s.reason.value) for s in result.skipped] == [("beta", "NO_MATCH"),
+                                                               ("gone", "NOT_FOUND")]
+    broken = await live.client.post(f"{base}/apply", json={
+        "query": "id: beta", "replacement": "id: other", "flows": [
+            {"namespace": "acme.ops", "id": "beta"}]})
+    [skipped] = parsed("SourceSearchReplaceApplyResponse", broken.json()).skipped
+    assert skipped.reason.value == "INVALID_FLOW" and skipped.message
+
+    one = await live.client.post(f"{base}/line", json={
+        "query": "lake", "replacement": "pond", "namespace": "acme.data", "id": "alpha",
+        "line": 5, "column": 40})
+    assert one.status_code == 200, one.text
+    [flow] = parsed("SourceSearchReplaceApplyResponse", one.json()).updated
+    assert "defaults: pond}" in flow.source and "loading lake_raw" in flow.source
+    missed = await live.client.post(f"{base}/line", json={
+        "query": "lake", "replacement": "x", "namespace": "acme.data", "id": "alpha",
+        "line": 5, "column": 3})
+    assert missed.json() == {"updated": [], "skipped": [
+        {"namespace": "acme.data", "id": "alpha", "reason": "NO_MATCH"}]}
+
+
+@pytest.mark.parametrize(("path", "body", "status"), [
+    ("preview", {"query": "", "replacement": "x"}, 422),
+    ("preview", {"query": "x"}, 422),
+    ("preview", [1, 2], 422),
+    ("preview", {"query": "(", "regex": True, "replacement": "x"}, 400),
+    ("preview", {"query": "(a)", "regex": True, "replacement": "$9"}, 400),
+    ("preview", {"query": "a", "replacement": "x", "scope": "NOWHERE"}, 422),
+    ("apply", {"query": "a", "replacement": "x", "flows": []}, 422),
+    ("apply", {"query": "a", "replacement": "x", "flows": [{"id": 1}]}, 422),
+    ("line", {"query": "a", "replacement": "x", "namespace": "acme.data", "id": "alpha",
+              "line": 0}, 422),
+    ("line", {"query": "a", "replacement": "x", "id": "alpha"}, 422),
+])
+async def test_a_bad_replace_is_refused(live: LiveServer, path: str, body: Any,
+                                        status: int) -> None:
+    await apply(live.engine, ALPHA)
+    response = await live.client.post(f"{MAIN}/flows/source/replace/{path}", json=body)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"

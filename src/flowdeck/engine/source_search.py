@@ -80,7 +80,7 @@ def _line_starts(source: str) -> list[int]:
     return starts
 
 
-def _block_lines(source: str, scope: str) -> tuple[int, int] | None:
+def block_lines(source: str, scope: str) -> tuple[int, int] | None:
     """The 1-based lines of a top-level block's contents (`tasks:` to the next key)."""
     lines = source.split("\n")
     key, start = scope.lower() + ":", -1
@@ -128,7 +128,7 @@ def _hit(flow: FlowDefinition, query: SourceQuery, pattern: regex.Pattern[str],
         return SourceHit(flow.namespace, flow.id, [])
     matches = find_matches(flow.source, pattern, deadline)
     if query.scope != "ALL" and matches:
-        block = _block_lines(flow.source, query.scope)
+        block = block_lines(flow.source, query.scope)
         matches = [m for m in matches if block and block[0] <= m.line <= block[1]]
     return SourceHit(flow.namespace, flow.id, matches) if matches else None
 

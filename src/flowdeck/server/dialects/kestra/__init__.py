@@ -25,6 +25,7 @@ from flowdeck.server.dialects.kestra import (
     expressions,
     fast,
     files,
+    flow_replace,
     flow_source,
     flow_sync,
     flow_tools,
@@ -54,8 +55,8 @@ def module_routers() -> tuple[APIRouter, ...]:
             bulk.router, executions.reads, actions.router, taskrun_state.router,
             input_validation.router, expressions.router, executions.writes, follow.router,
             outputs.router, logs.router, flow_tools.router, dependencies.router,
-            flow_source.router, flows.router, flow_sync.router, kv.router, files.router,
-            triggers.router, concurrency.router)
+            flow_source.router, flow_replace.router, flows.router, flow_sync.router,
+            kv.router, files.router, triggers.router, concurrency.router)
 
 
 def routes(context: DialectContext) -> list[Routes]:
