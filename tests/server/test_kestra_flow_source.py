@@ -3,8 +3,10 @@ JSON answer read with kestrapy 2.0.3's own models."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import time
 from typing import Any
 
 import pytest
@@ -263,3 +265,15 @@ async def test_a_bad_replace_is_refused(live: LiveServer, path: str, body: Any,
     response = await live.client.post(f"{MAIN}/flows/source/replace/{path}", json=body)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_slow_pattern_does_not_hold_the_server_back(live: LiveServer) -> None:
+    await apply(live.engine, ALPHA.replace("loading warehouse_raw", "a" * 5_000))
+    hostile = asyncio.create_task(live.client.get(f"{MAIN}/flows/source", params={
+        "q": "(a|aa)+b", "regex": "true"}))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    other = await live.client.get(f"{MAIN}/flows/search")
+    assert other.status_code == 200 and not hostile.done()
+    assert time.monotonic() - started < 1.0
+    assert (await hostile).status_code == 400

@@ -19,7 +19,7 @@ from flowdeck.core.errors import ConflictError, InvalidFlowError, NotFoundError,
 from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.flow_search import FlowQuery, search_flows
 from flowdeck.engine.flows import FlowDefinition, parse_flow, parse_flow_async
-from flowdeck.engine.source_search import SourceHit, SourceQuery, search_sources
+from flowdeck.engine.source_search import SourceHit, SourceQuery, off_loop, search_sources
 from flowdeck.engine.store import Store
 
 FlowChanged = Callable[[FlowDefinition, str], None]
@@ -60,9 +60,9 @@ class FlowRegistry:
     def search(self, query: FlowQuery) -> tuple[list[FlowDefinition], int]:
         return search_flows(self.current(), query)
 
-    def search_sources(self, query: SourceQuery) -> tuple[list[SourceHit], int]:
-        """The current flows whose YAML matches (`engine/source_search.py`)."""
-        return search_sources(self.current(), query)
+    async def search_sources(self, query: SourceQuery) -> tuple[list[SourceHit], int]:
+        """The current flows whose YAML matches (`engine/source_search.py`), off the loop."""
+        return await off_loop(search_sources, self.current(), query)
 
     def get(self, namespace: str, flow_id: str) -> FlowDefinition:
         flow = self._heads.get((namespace, flow_id))

@@ -25,6 +25,7 @@ from flowdeck.engine.source_search import (
     SourceQuery,
     block_lines,
     compile_query,
+    off_loop,
     search_sources,
 )
 
@@ -109,13 +110,19 @@ def _java_replacement(replacement: str, is_regex: bool) -> Callable[[regex.Match
 def _sub(pattern: regex.Pattern[str], expand: Callable[[regex.Match[str]], str], text: str,
          deadline: float) -> str:
     try:
-        return str(pattern.sub(expand, text, timeout=max(0.001, deadline - time.monotonic())))
+        left = max(0.001, deadline - time.monotonic())
+        return str(pattern.sub(expand, text, concurrent=True, timeout=left))
     except TimeoutError:
         raise BadRequestError("the replace took too long; simplify the regular "
                               "expression") from None
 
 
-def preview(flows: list[FlowDefinition], request: Replace) -> list[PreviewFlow]:
+async def preview(flows: list[FlowDefinition], request: Replace) -> list[PreviewFlow]:
+    """Each matching flow's matches, their lines before and after (off the event loop)."""
+    return await off_loop(_preview, flows, request)
+
+
+def _preview(flows: list[FlowDefinition], request: Replace) -> list[PreviewFlow]:
     query = request.query
     query.page, query.size = 1, max(1, len(flows))
     hits, _ = search_sources(flows, query)
@@ -147,7 +154,8 @@ def replaced_source(source: str, pattern: regex.Pattern[str],
         end = sum(len(line) + 1 for line in lines[:min(block[1], len(lines))]) - 1
     middle = source[start:end]
     try:
-        if pattern.search(middle, timeout=max(0.001, deadline - time.monotonic())) is None:
+        left = max(0.001, deadline - time.monotonic())
+        if pattern.search(middle, concurrent=True, timeout=left) is None:
             return None
     except TimeoutError:
         raise BadRequestError("the replace took too long; simplify the regular "
@@ -181,9 +189,20 @@ async def apply(registry: FlowRegistry, request: Replace) -> Applied:
         except NotFoundError:
             result.skipped.append((namespace, flow_id, "NOT_FOUND", None))
             continue
-        source = replaced_source(flow.source, pattern, expand, request.query.scope, deadline)
+        source = await off_loop(replaced_source, flow.source, pattern, expand,
+                                request.query.scope, deadline)
         await _rewrite(registry, flow, source, result)
     return result
+
+
+def _match_at(pattern: regex.Pattern[str], text: str, column: int) -> regex.Match[str] | None:
+    if column > len(text):
+        return None
+    try:
+        return pattern.search(text, column, concurrent=True, timeout=SEARCH_TIMEOUT_S)
+    except TimeoutError:
+        raise BadRequestError("the replace took too long; simplify the regular "
+                              "expression") from None
 
 
 async def apply_line(registry: FlowRegistry, request: Replace) -> Applied:
@@ -198,12 +217,7 @@ async def apply_line(registry: FlowRegistry, request: Replace) -> Applied:
         return result
     lines = flow.source.split("\n")
     text = lines[request.line - 1] if 1 <= request.line <= len(lines) else ""
-    try:
-        found = pattern.search(text, request.column, timeout=SEARCH_TIMEOUT_S) \
-            if request.column <= len(text) else None
-    except TimeoutError:
-        raise BadRequestError("the replace took too long; simplify the regular "
-                              "expression") from None
+    found = await off_loop(_match_at, pattern, text, request.column)
     if found is None or found.start() != request.column:
         await _rewrite(registry, flow, None, result)
         return result

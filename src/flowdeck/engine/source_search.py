@@ -8,15 +8,19 @@ flow. A scope (`TASKS`, `TRIGGERS`, `INPUTS`) keeps the matches inside that top-
 flow without a match is left out; a blank query matches every flow with no matches. The
 namespace is a prefix (the namespace or a child of it).
 
-User patterns run on the `regex` package with a timeout for the whole search: a pattern that
-does not compile, or takes too long, is a `BadRequestError` (Kestra's 400).
+User patterns run on the `regex` package with a timeout for the whole search, off the event
+loop in a pool of two threads (`off_loop`; the matching releases the GIL): a pattern that does
+not compile, or takes too long, is a `BadRequestError` (Kestra's 400).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import regex
 
@@ -30,6 +34,13 @@ MAX_QUERY_CHARS = 1_000
 SCOPES = ("ALL", "TASKS", "TRIGGERS", "INPUTS")
 SORT_KEYS = {"namespace": 0, "id": 1, "flowId": 1}
 _TOP_LEVEL_KEY = regex.compile(r"^[A-Za-z_][\w-]*:.*")
+#: Where user patterns run: at most two searches at once, never on the event loop.
+SEARCH_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="source-search")
+T = TypeVar("T")
+
+
+async def off_loop(fn: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(SEARCH_POOL, fn, *args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +110,8 @@ def find_matches(source: str, pattern: regex.Pattern[str], deadline: float) -> l
     matches: list[SourceMatch] = []
     line = 0
     try:
-        for found in pattern.finditer(source, timeout=max(0.001, deadline - time.monotonic())):
+        for found in pattern.finditer(source, concurrent=True,
+                                        timeout=max(0.001, deadline - time.monotonic())):
             start, end = found.span()
             while line < len(starts) - 1 and starts[line + 1] - 1 < start:
                 line += 1

@@ -94,7 +94,7 @@ def applied(result: source_replace.Applied) -> dict[str, Any]:
              summary="Preview a Source Search replace (nothing is written)")
 async def preview(request: Request) -> dict[str, Any]:
     engine = get_engine(request)
-    flows = source_replace.preview(engine.list_flows(), await replace_request(request))
+    flows = await source_replace.preview(engine.list_flows(), await replace_request(request))
     return {"totalMatches": sum(len(f.matches) for f in flows), "totalFlows": len(flows),
             "editableFlowCount": len(flows),
             "flows": [{"namespace": f.namespace, "id": f.id, "editable": True,

@@ -48,7 +48,8 @@ def result(hit: SourceHit) -> dict[str, Any]:
 @router.get("/flows/source", dependencies=VIEWER,
             summary="Search the flows' YAML sources (text or regex; line, column, snippet)")
 async def search_sources(request: Request) -> dict[str, Any]:
-    hits, total = get_engine(request).flows.search_sources(source_query(request.query_params))
+    query = source_query(request.query_params)
+    hits, total = await get_engine(request).flows.search_sources(query)
     return paged([result(h) for h in hits], total)
 
 
