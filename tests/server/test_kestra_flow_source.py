@@ -277,3 +277,14 @@ async def test_a_slow_pattern_does_not_hold_the_server_back(live: LiveServer) ->
     assert other.status_code == 200 and not hostile.done()
     assert time.monotonic() - started < 1.0
     assert (await hostile).status_code == 400
+
+
+@pytest.mark.parametrize("path", [
+    "/flows/source?q=alpha", "/flows/export/by-query/csv",
+    "/executions/export/by-query/csv", "/triggers/export/by-query/csv",
+    "/executions/distinct-field-values?field=NAMESPACE",
+])
+async def test_the_tenant_less_paths_answer_too(live: LiveServer, path: str) -> None:
+    await apply(live.engine, ALPHA)
+    response = await live.client.get("/api/v1" + path)
+    assert response.status_code == 200, response.text
