@@ -288,3 +288,18 @@ async def test_the_tenant_less_paths_answer_too(live: LiveServer, path: str) -> 
     await apply(live.engine, ALPHA)
     response = await live.client.get("/api/v1" + path)
     assert response.status_code == 200, response.text
+
+
+async def test_a_revision_an_unfinished_execution_runs_is_kept(live: LiveServer) -> None:
+    paused = BETA + "  - {id: wait, type: io.kestra.plugin.core.flow.Pause}\n"
+    await apply(live.engine, paused)
+    run = (await live.client.post(f"{MAIN}/executions/acme.ops/beta")).json()["id"]
+    await wait_for_state(live.engine, run, "PAUSED")
+    await apply(live.engine, paused.replace("world", "two"))
+    url = f"{MAIN}/flows/acme.ops/beta/revisions"
+    refused = await live.client.delete(url, params={"revisions": "1"})
+    assert refused.status_code == 409, refused.text
+    assert run in refused.json()["detail"]
+    await live.client.delete(f"{MAIN}/executions/{run}/kill")
+    await wait_for_state(live.engine, run, "KILLED")
+    assert (await live.client.delete(url, params={"revisions": "1"})).status_code == 204

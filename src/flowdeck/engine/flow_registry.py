@@ -16,6 +16,7 @@ import aiosqlite
 
 from flowdeck.core.clock import Clock
 from flowdeck.core.errors import ConflictError, InvalidFlowError, NotFoundError, ValidationError
+from flowdeck.core.states import TERMINAL_STATES
 from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.flow_search import FlowQuery, search_flows
 from flowdeck.engine.flows import FlowDefinition, parse_flow, parse_flow_async
@@ -104,6 +105,7 @@ class FlowRegistry:
             raise ValidationError([("revisions", f"cannot delete revision {flow.revision}, the "
                                                  "flow's current revision")])
         wanted = sorted(set(revisions))
+        await self._refuse_in_use(namespace, flow_id, wanted)
 
         async def op(conn: aiosqlite.Connection) -> int:
             marks = ",".join("?" * len(wanted))
@@ -116,6 +118,20 @@ class FlowRegistry:
         for revision in wanted:
             self._revisions.pop((namespace, flow_id, revision), None)
         return deleted
+
+    async def _refuse_in_use(self, namespace: str, flow_id: str, revisions: list[int]) -> None:
+        """An unfinished execution still needs its revision (to resume, or to recover after a
+        restart of the server): deleting it is a 409."""
+        if not revisions:
+            return
+        marks, done = ",".join("?" * len(revisions)), ",".join("?" * len(TERMINAL_STATES))
+        row = await self._store.fetchone(
+            f"SELECT id, flow_revision FROM executions WHERE namespace = ? AND flow_id = ? AND "
+            f"flow_revision IN ({marks}) AND state NOT IN ({done}) LIMIT 1",
+            (namespace, flow_id, *revisions, *sorted(TERMINAL_STATES)))
+        if row is not None:
+            raise ConflictError(f"revision {row[1]} is still used by execution {row[0]}, which "
+                                "has not finished")
 
     async def create(self, source: str) -> FlowDefinition:
         flow = await parse_flow_async(source)

@@ -4,7 +4,8 @@
 answers `PagedResults[SourceSearchResult]`: `{namespace, id, editable, matches: [{line,
 column, snippet}]}` per matching flow (`engine/source_search.py`); a pattern that does not
 compile or runs too long is Kestra's 400. `DELETE /flows/{namespace}/{id}/revisions?revisions=1,2`
-forgets older revisions (a 204); the current one is refused with a 422.
+forgets older revisions (a 204); the current one is refused with a 422, one an unfinished
+execution still runs with a 409.
 """
 
 from __future__ import annotations
