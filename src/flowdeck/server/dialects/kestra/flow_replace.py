@@ -71,8 +71,10 @@ async def replace_request(request: Request, *, flows: bool = False,
     if flows:
         out.flows = _flows(body)
     if line:
-        out.flows = _flows({"flows": [{"namespace": body.get("namespace"),
-                                       "id": body.get("id")}]})
+        for name in ("namespace", "id"):
+            if not isinstance(body.get(name), str) or not body[name]:
+                raise ValidationError([(name, "must name the flow")])
+        out.flows = [(body["namespace"], body["id"])]
         out.line = _member(body, "line", int, 1)
         out.column = _member(body, "column", int, 0)
         if out.line < 1 or out.column < 0:
