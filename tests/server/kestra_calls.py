@@ -133,6 +133,19 @@ async def _flows(call: Recorder) -> None:
     await call("search flows", "GET", "/flows/search", "PagedResultsFlow")
     await call("flows of a namespace", "GET", f"/flows/{NS}", "[Flow]")
     await call("revisions", "GET", f"/flows/{NS}/quick/revisions", "[FlowWithSource]")
+    await call("source search", "GET", "/flows/source", "PagedResultsSourceSearchResult",
+               params={"q": "quicker", "namespace": NS})
+    await call("replace preview", "POST", "/flows/source/replace/preview",
+               "SourceSearchReplacePreviewResponse",
+               json={"query": "quicker", "replacement": "quickest", "namespace": NS})
+    await call("replace apply", "POST", "/flows/source/replace/apply",
+               "SourceSearchReplaceApplyResponse", json={
+                   "query": "quicker", "replacement": "quickest",
+                   "flows": [{"namespace": NS, "id": "quick"}, {"namespace": NS, "id": "x"}]})
+    await call("delete revisions", "DELETE", f"/flows/{NS}/quick/revisions", None, 204,
+               params={"revisions": "1"})
+    await call("flows csv", "GET", "/flows/export/by-query/csv", None,
+               params={"filters[namespace][EQUALS]": NS})
     await call("validate", "POST", "/flows/validate", "[ValidateConstraintViolation]",
                content=GATE + "---\n" + "id: x\n", headers=YAML)
     await call("validate task", "POST", "/flows/validate/task", "ValidateConstraintViolation",
@@ -176,6 +189,10 @@ async def _executions(call: Recorder, engine: Engine) -> None:
     await call("search executions", "GET", "/executions/search", "Paged[Execution]")
     await call("executions of a flow", "GET", "/executions", "Paged[Execution]",
                params={"namespace": NS, "flowId": "gate"})
+    await call("executions csv", "GET", "/executions/export/by-query/csv", None,
+               params={"filters[namespace][EQUALS]": NS})
+    await call("distinct flow ids", "GET", "/executions/distinct-field-values", None,
+               params={"field": "FLOW_ID"})
     await call("execution graph", "GET", f"/executions/{run['id']}/graph", "FlowGraph")
     await call("execution flow", "GET", f"/executions/{run['id']}/flow", "FlowForExecution")
     await call("flow for execution", "GET", f"/executions/flows/{NS}/gate",
@@ -193,6 +210,8 @@ async def _executions(call: Recorder, engine: Engine) -> None:
     final = await engine.wait_until_terminal(run["id"], timeout=20)
     await call("kill finished by ids", "DELETE", "/executions/kill/by-ids", None, 400,
                json=[final.id, "nope"])
+    await call("follow dependencies", "GET", f"/executions/{final.id}/follow-dependencies",
+               None, params={"destinationOnly": "true"})
     await call("labels by ids", "POST", "/executions/labels/by-ids", "BulkResponse",
                json={"executionsId": [final.id],
                      "executionLabels": [{"key": "checked", "value": "yes"}]})
@@ -245,6 +264,7 @@ async def _queue(call: Recorder, engine: Engine) -> None:
 
 async def _triggers(call: Recorder) -> None:
     await call("search triggers", "GET", "/triggers/search", "PagedResultsApiTriggerAndState")
+    await call("triggers csv", "GET", "/triggers/export/by-query/csv", None)
     await call("triggers of a flow", "GET", f"/triggers/{NS}/gate",
                "PagedResultsApiTriggerAndState")
     await call("pause trigger", "PUT", "/triggers/set-disabled", None,

@@ -65,6 +65,13 @@ async def test_the_answers_say_what_kestra_says(calls: list[Call]) -> None:
     assert inputs == {"name": "world", "flag": "false", "count": "5", "ratio": "1.5",
                       "tags": '["a","b"]', "doc": '{"k":"v"}'}
     assert by_name["create flow"].body["draft"] is False
+    [found] = by_name["source search"].body["results"]
+    assert found["id"] == "quick"
+    assert found["matches"][0]["snippet"].endswith("message: [mark]quicker[/mark]}")
+    assert by_name["replace preview"].body["totalMatches"] == 1
+    replaced = by_name["replace apply"].body
+    assert [f["revision"] for f in replaced["updated"]] == [3]
+    assert replaced["skipped"] == [{"namespace": NS, "id": "x", "reason": "NOT_FOUND"}]
     assert by_name["create again"].body["detail"] == "flow.id: Flow id already exists"
     assert by_name["validate task"].body.get("constraints") is None
     assert "cron" in by_name["validate trigger"].body["constraints"]

@@ -21,7 +21,7 @@ from flowdeck.engine.bus import EXECUTION, ExecutionEvent
 from flowdeck.engine.flows import FlowDefinition
 from flowdeck.engine.input_check import InputsCheck, check_inputs
 from flowdeck.engine.inputs import Enabled, InputDef, depends_on_condition, resolve_inputs_async
-from flowdeck.engine.query import ExecutionQuery, search_executions
+from flowdeck.engine.query import ExecutionQuery, distinct_values, search_executions
 from flowdeck.engine.restart import TASK_RUN_STATES, copy_before, mark_as, reset_for_restart
 from flowdeck.engine.secrets import check_given_again, split, without_credentials
 from flowdeck.engine.store import execution_row
@@ -185,6 +185,11 @@ class ExecutionService:
 
     async def search(self, query: ExecutionQuery) -> tuple[list[Execution], int]:
         return await search_executions(self._store, query)
+
+    async def distinct_values(self, query: ExecutionQuery, field_name: str,
+                              size: int) -> list[str]:
+        """Kestra's `distinct-field-values`: see `query.distinct_values`."""
+        return await distinct_values(self._store, query, field_name, size)
 
     async def wait_until_terminal(self, execution_id: str,
                                   timeout: float | None = None) -> Execution:

@@ -15,10 +15,12 @@ from collections.abc import Callable
 import aiosqlite
 
 from flowdeck.core.clock import Clock
-from flowdeck.core.errors import ConflictError, InvalidFlowError, NotFoundError
+from flowdeck.core.errors import ConflictError, InvalidFlowError, NotFoundError, ValidationError
+from flowdeck.core.states import TERMINAL_STATES
 from flowdeck.core.timefmt import format_instant
 from flowdeck.engine.flow_search import FlowQuery, search_flows
 from flowdeck.engine.flows import FlowDefinition, parse_flow, parse_flow_async
+from flowdeck.engine.source_search import SourceHit, SourceQuery, off_loop, search_sources
 from flowdeck.engine.store import Store
 
 FlowChanged = Callable[[FlowDefinition, str], None]
@@ -59,6 +61,10 @@ class FlowRegistry:
     def search(self, query: FlowQuery) -> tuple[list[FlowDefinition], int]:
         return search_flows(self.current(), query)
 
+    async def search_sources(self, query: SourceQuery) -> tuple[list[SourceHit], int]:
+        """The current flows whose YAML matches (`engine/source_search.py`), off the loop."""
+        return await off_loop(search_sources, self.current(), query)
+
     def get(self, namespace: str, flow_id: str) -> FlowDefinition:
         flow = self._heads.get((namespace, flow_id))
         if flow is None:
@@ -89,6 +95,43 @@ class FlowRegistry:
         if not rows:
             raise NotFoundError(f"no flow '{flow_id}' in namespace '{namespace}'")
         return [await self.get_revision(namespace, flow_id, r[0]) for r in rows]
+
+    async def delete_revisions(self, namespace: str, flow_id: str,
+                               revisions: list[int]) -> int:
+        """Forget older revisions of a current flow; never its current one (a 422). A
+        revision it never had is skipped. Returns how many were deleted."""
+        flow = self.get(namespace, flow_id)
+        if flow.revision in revisions:
+            raise ValidationError([("revisions", f"cannot delete revision {flow.revision}, the "
+                                                 "flow's current revision")])
+        wanted = sorted(set(revisions))
+        await self._refuse_in_use(namespace, flow_id, wanted)
+
+        async def op(conn: aiosqlite.Connection) -> int:
+            marks = ",".join("?" * len(wanted))
+            cursor = await conn.execute(
+                f"DELETE FROM flows WHERE namespace = ? AND id = ? AND revision IN ({marks})",
+                (namespace, flow_id, *wanted))
+            return int(cursor.rowcount or 0)
+
+        deleted = await self._store.run(op) if wanted else 0
+        for revision in wanted:
+            self._revisions.pop((namespace, flow_id, revision), None)
+        return deleted
+
+    async def _refuse_in_use(self, namespace: str, flow_id: str, revisions: list[int]) -> None:
+        """An unfinished execution still needs its revision (to resume, or to recover after a
+        restart of the server): deleting it is a 409."""
+        if not revisions:
+            return
+        marks, done = ",".join("?" * len(revisions)), ",".join("?" * len(TERMINAL_STATES))
+        row = await self._store.fetchone(
+            f"SELECT id, flow_revision FROM executions WHERE namespace = ? AND flow_id = ? AND "
+            f"flow_revision IN ({marks}) AND state NOT IN ({done}) LIMIT 1",
+            (namespace, flow_id, *revisions, *sorted(TERMINAL_STATES)))
+        if row is not None:
+            raise ConflictError(f"revision {row[1]} is still used by execution {row[0]}, which "
+                                "has not finished")
 
     async def create(self, source: str) -> FlowDefinition:
         flow = await parse_flow_async(source)

@@ -111,3 +111,23 @@ async def search_executions(store: Store, query: ExecutionQuery) -> tuple[list[E
         f"SELECT doc FROM executions{where}{query.order_by()} LIMIT ? OFFSET ?",
         [*params, query.size, (query.page - 1) * query.size])
     return [Execution.from_dict(json.loads(r[0])) for r in rows], total
+
+
+#: Kestra's `QueryFilter.Field` names whose distinct values `distinct_values` lists, and
+#: their columns.
+DISTINCT_COLUMNS = {"NAMESPACE": "namespace", "FLOW_ID": "flow_id", "STATE": "state"}
+
+
+async def distinct_values(store: Store, query: ExecutionQuery, field_name: str,
+                          size: int) -> list[str]:
+    """The distinct values of one field over the executions the query matches, sorted, at
+    most `size` of them; another field is a `BadRequestError`."""
+    column = DISTINCT_COLUMNS.get(field_name.upper())
+    if column is None:
+        raise BadRequestError(f"cannot list the distinct values of '{field_name}'; use one of "
+                              f"{', '.join(DISTINCT_COLUMNS)}")
+    where, params = query.where()
+    rows = await store.fetchall(
+        f"SELECT DISTINCT {column} FROM executions{where} ORDER BY {column} LIMIT ?",
+        [*params, size])
+    return [str(r[0]) for r in rows if r[0] is not None]

@@ -21,9 +21,12 @@ from flowdeck.server.dialects.kestra import (
     execution_files,
     execution_views,
     executions,
+    exports,
     expressions,
     fast,
     files,
+    flow_replace,
+    flow_source,
     flow_sync,
     flow_tools,
     flows,
@@ -48,11 +51,12 @@ def module_routers() -> tuple[APIRouter, ...]:
     (`/executions/latest`, `/executions/kill/by-ids`, ...) before the busiest reads; the
     literal flow paths (`/flows/import`, ...) before `/flows/{namespace}/...`, and
     `POST /flows/{namespace}` (flow_sync) after every literal `POST /flows/<word>`."""
-    return (webhooks.router, execution_views.router, execution_files.router, bulk.router,
-            executions.reads, actions.router, taskrun_state.router, input_validation.router,
-            expressions.router, executions.writes, follow.router, outputs.router, logs.router,
-            flow_tools.router, dependencies.router, flows.router, flow_sync.router, kv.router,
-            files.router, triggers.router, concurrency.router)
+    return (webhooks.router, exports.router, execution_views.router, execution_files.router,
+            bulk.router, executions.reads, actions.router, taskrun_state.router,
+            input_validation.router, expressions.router, executions.writes, follow.router,
+            outputs.router, logs.router, flow_tools.router, dependencies.router,
+            flow_source.router, flow_replace.router, flows.router, flow_sync.router,
+            kv.router, files.router, triggers.router, concurrency.router)
 
 
 def routes(context: DialectContext) -> list[Routes]:

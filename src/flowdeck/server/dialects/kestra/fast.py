@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 from flowdeck.engine.keys import Role
 from flowdeck.server.access import Access, gate
 from flowdeck.server.dialect import DialectContext
-from flowdeck.server.dialects.kestra import execution_files
+from flowdeck.server.dialects.kestra import execution_files, exports
 from flowdeck.server.dialects.kestra.execution_views import (
     executable_flows,
     flow_for_execution,
@@ -31,9 +31,9 @@ READ = Access(frozenset({Role.VIEWER}))
 
 class _ExecutionId(Convertor[str]):
     """One path segment that is an execution id: anything but the sibling routes
-    (`/executions/search`, `/executions/namespaces`)."""
+    (`/executions/search`, `/executions/namespaces`, `/executions/distinct-field-values`)."""
 
-    regex = "(?!(?:search|namespaces)$)[^/]+"
+    regex = "(?!(?:search|namespaces|distinct-field-values)$)[^/]+"
 
     def convert(self, value: str) -> str:
         return value
@@ -66,7 +66,8 @@ def _shadowing_route(path: str, handler: Handler) -> BaseRoute:
 
     async def endpoint(request: Request) -> Response:
         await gate(request).admit(request, READ, route)
-        return JSONResponse(await handler(**request.path_params, request=request))
+        answer = await handler(**request.path_params, request=request)
+        return answer if isinstance(answer, Response) else JSONResponse(answer)
 
     route = Route(path, endpoint, methods=["GET"], include_in_schema=False)
     route.access = READ  # type: ignore[attr-defined]
@@ -81,6 +82,8 @@ def fast_routes(context: DialectContext) -> list[BaseRoute]:
                                        flow_for_execution))
         routes.append(_shadowing_route(f"{prefix}/executions/namespaces/{{namespace}}/flows",
                                        executable_flows))
+        routes.append(_shadowing_route(f"{prefix}/executions/export/by-query/csv",
+                                       exports.executions_csv))
         for name, handler in (("metas", execution_files.metas),
                               ("preview", execution_files.preview)):
             routes.append(_shadowing_route(

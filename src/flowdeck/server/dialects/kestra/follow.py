@@ -20,6 +20,12 @@ event and re-reads the execution from the store, so a burst of commits becomes o
 event (a slow client never holds the engine back; a lagged subscription changes nothing), and
 what is sent is never older than what was sent before.
 
+`GET /executions/{id}/follow-dependencies?destinationOnly=&expandAll=` streams Kestra's
+`ExecutionStatusEvent` (`executionId`, `tenantId`, `namespace`, `flowId`, `state`) of the
+executions of the flows related to the execution's flow in its correlation
+(`engine/execution_dependencies.py`): `progress`, `end` for each that finishes, and `end-all`
+(`{"executionId"}` only) when none is left, then the stream closes.
+
 Streams count against the per-client and global caps (`app.state.streams`); over a cap the
 answer is a 429 problem+json.
 """
@@ -35,10 +41,11 @@ from fastapi.responses import Response
 from flowdeck.core.errors import NotFoundError
 from flowdeck.core.models import TENANT, Execution
 from flowdeck.core.states import is_terminal
+from flowdeck.engine import execution_dependencies
 from flowdeck.engine.bus import EXECUTION, Subscription
 from flowdeck.engine.engine import Engine
 from flowdeck.server.access import VIEWER
-from flowdeck.server.deps import get_engine
+from flowdeck.server.deps import bool_param, get_engine
 from flowdeck.server.sse import KEEPALIVE, encode, keepalive_interval, open_stream
 
 router = APIRouter(dependencies=VIEWER)
@@ -101,4 +108,40 @@ async def follow_execution(execution_id: str, request: Request) -> Response:
     engine = get_engine(request)
     await engine.get_execution(execution_id)  # a 404 before the stream starts
     events = execution_events(engine, execution_id, keepalive_interval(request))
+    return await open_stream(request, events)
+
+
+def status_event(execution: Execution, engine: Engine) -> dict[str, Any]:
+    """Kestra's `ExecutionStatusEvent`."""
+    return {"executionId": execution.id, "tenantId": TENANT, "namespace": execution.namespace,
+            "flowId": execution.flow_id,
+            "state": execution.state.to_dict(engine.clock.now())}
+
+
+async def dependency_events(engine: Engine, execution_id: str, destination_only: bool,
+                            expand_all: bool, keepalive: float) -> AsyncIterator[bytes]:
+    async for event in execution_dependencies.follow(
+            engine, execution_id, destination_only=destination_only, expand_all=expand_all,
+            keepalive=keepalive):
+        if event.execution is not None:
+            yield encode(event.kind, status_event(event.execution, engine))
+        elif event.kind == "end-all":
+            yield encode("end-all", {"executionId": event.execution_id})
+        else:
+            yield KEEPALIVE
+
+
+@router.get("/executions/{execution_id}/follow-dependencies", tags=["Executions"],
+            summary="Follow the executions of an execution's flow dependencies (server-sent "
+                    "events: progress, end, end-all)",
+            response_class=Response,
+            responses={200: {"content": {"text/event-stream": {}}},
+                       404: {"description": "Unknown execution"},
+                       429: {"description": "Too many open streams"}})
+async def follow_dependencies(execution_id: str, request: Request) -> Response:
+    engine = get_engine(request)
+    await engine.get_execution(execution_id)  # a 404 before the stream starts
+    params = request.query_params
+    events = dependency_events(engine, execution_id, bool_param(params, "destinationOnly"),
+                               bool_param(params, "expandAll"), keepalive_interval(request))
     return await open_stream(request, events)
