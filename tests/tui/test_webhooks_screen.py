@@ -48,6 +48,9 @@ async def loaded(app: FlowdeckApp, view: str, rows: int) -> WebhooksScreen:
                    and screen.source.row_count() == rows, timeout=15)
     await wait_for(lambda: f"[{TITLES[view]}]" in screen_text(app)
                    and "updated 0s ago" in screen_text(app))  # painted
+    if view == "deliveries" and rows:  # the detail of the row under the cursor, painted too
+        await wait_for(lambda: (current := screen.current_delivery()) is not None
+                       and f"delivery {current.id}" in screen_text(app))
     return screen  # type: ignore[no-any-return]
 
 
