@@ -33,11 +33,12 @@ from flowdeck.client.releases import FeatureMissing, ForgeEvent, Releases
 from flowdeck.core.errors import BackendUnavailable, FlowdeckError
 from flowdeck.core.forge import Deployment, Release, ReleaseApproval
 from flowdeck.core.sanitize import sanitize_line
+from flowdeck.tui.ages import age_text
 from flowdeck.tui.commands import ACTION_ROLES, bindings_for, role_allows
 from flowdeck.tui.format import safe_text, short_id
 from flowdeck.tui.messages import ActionFailed, ConnectionLost
 from flowdeck.tui.screens.base import ListScreen
-from flowdeck.tui.screens.releases import RELOAD_DEBOUNCE, age_text, instant_text
+from flowdeck.tui.screens.releases import RELOAD_DEBOUNCE, instant_text
 from flowdeck.tui.theme import rich_style
 from flowdeck.tui.widgets.confirm import ConfirmScreen
 from flowdeck.tui.widgets.list_source import ListSource

@@ -36,6 +36,7 @@ from flowdeck.client.releases import (
 from flowdeck.core.errors import BackendUnavailable, FlowdeckError
 from flowdeck.core.forge import ProjectSummary
 from flowdeck.core.sanitize import sanitize_line
+from flowdeck.tui.ages import age_text
 from flowdeck.tui.commands import bindings_for
 from flowdeck.tui.format import local_time, safe_text
 from flowdeck.tui.messages import ConnectionLost
@@ -49,26 +50,6 @@ from flowdeck.tui.widgets.table import Column, VirtualTable
 RELOAD_DEBOUNCE = 0.3
 #: Seconds before a broken event follow is tried again (doubling up to a minute).
 RETRY = 1.0
-
-
-def age_text(stamp: str | None, now: datetime) -> str:
-    """`5s`, `3m`, `2h`, `4d` since an ISO-8601 instant; `-` without one, `?` if unreadable."""
-    if not stamp:
-        return "-"
-    try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return "?"
-    if then.tzinfo is None:
-        return "?"
-    seconds = max(0, int((now - then).total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
 
 
 def instant_text(stamp: str) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from rich.text import Text
@@ -42,6 +41,7 @@ from flowdeck.core.errors import BackendUnavailable, FlowdeckError
 from flowdeck.core.models import Approval, Execution, LogEntry
 from flowdeck.core.sanitize import sanitize_line
 from flowdeck.core.states import is_terminal
+from flowdeck.tui.ages import age_text
 from flowdeck.tui.commands import bindings_for
 from flowdeck.tui.format import safe_text, short_id
 from flowdeck.tui.messages import ConnectionLost, LogBatch
@@ -117,25 +117,6 @@ class Operation:
     @property
     def execution_id(self) -> str | None:
         return self.execution.id if self.execution is not None else None
-
-
-def age_text(created_at: str | None, now: datetime) -> str:
-    if not created_at:
-        return "-"
-    try:
-        created = datetime.fromisoformat(created_at)
-    except ValueError:
-        return "?"
-    if created.tzinfo is None:
-        return "?"
-    seconds = max(0, int((now - created).total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
 
 
 class RunLog(LogView):
